@@ -1,0 +1,86 @@
+"""The engine: records in, alerts out. Pure: no I/O, no Kafka, no clocks except `now`.
+
+Single-event rules are looked up by (eventSource, eventName) and their predicates run on the
+record dict. Rules that need memory (first seen, suppression, correlations) are handed to the
+stateful evaluator, which keeps its state behind the State interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from detector.alerts import Alert, EventSummary, alert_id, event_key, format_time, now_iso
+from detector.engine.index import RuleIndex
+from detector.engine.rule import Meta, Rule, RuleSet
+from detector.events import Record
+
+
+class StatefulEvaluator(Protocol):
+    """What the engine needs from the stateful part (first seen, suppression, correlations)."""
+
+    def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]: ...
+
+
+def build_alert(
+    meta: Meta,
+    kind: str,
+    records: Sequence[Record],
+    *,
+    group_key: Mapping[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+    now: Callable[[], str] = now_iso,
+) -> Alert:
+    """An alert about `records` (the last one is the trigger; its fields render the text)."""
+    trigger = records[-1]
+    event_ids = tuple(event_key(record) for record in records)
+    text = meta.output.render(trigger.data) if meta.output else meta.title
+    return Alert(
+        id=alert_id(meta.id, group_key, event_ids),
+        rule_id=meta.id,
+        rule_title=meta.title,
+        level=meta.level,
+        tags=meta.tags,
+        kind=kind,
+        text=text,
+        event_time=format_time(trigger.event_time),
+        detected_at=now(),
+        group_key=dict(group_key) if group_key else None,
+        event_ids=event_ids,
+        events=tuple(EventSummary.of(record) for record in records),
+        details=details or {},
+    )
+
+
+def is_stateless(rule: Rule) -> bool:
+    return rule.generates and rule.first_seen is None and rule.meta.suppression is None
+
+
+class Engine:
+    """Evaluates records against one rule set. Disabled rules are not evaluated at all."""
+
+    def __init__(self, ruleset: RuleSet, stateful: StatefulEvaluator | None = None) -> None:
+        self.ruleset = ruleset
+        self.stateful = stateful
+        active = [rule for rule in ruleset.rules if rule.meta.enabled]
+        self.index: RuleIndex[Rule] = RuleIndex((rule.index_key, rule) for rule in active)
+        self.rule_count = len(active) + sum(
+            1 for correlation in ruleset.correlations if correlation.meta.enabled
+        )
+
+    def match(self, record: Record) -> list[Rule]:
+        """The enabled single-event rules whose detection holds for the record."""
+        data = record.data
+        return [
+            rule
+            for rule in self.index.candidates(record.event_source, record.event_name)
+            if rule.predicate(data)
+        ]
+
+    def process(self, record: Record) -> list[Alert]:
+        matched = self.match(record)
+        alerts = [build_alert(rule.meta, "match", [record]) for rule in matched
+                  if is_stateless(rule)]
+        if self.stateful is not None:
+            alerts.extend(self.stateful.observe(record, matched))
+        return alerts

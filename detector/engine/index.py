@@ -1,0 +1,99 @@
+"""Which rules can an event possibly match? Rules are indexed by the eventName or eventSource
+values their condition requires, so an event is only checked against those rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionOR
+from sigma.types import SigmaString
+
+from detector.engine.matching import literal_text
+
+T = TypeVar("T")
+
+_MAX_CACHED_PAIRS = 65536
+
+
+def required_values(node: Any, field: str) -> frozenset[str] | None:
+    """The lower-cased values `field` must equal for the condition to hold, or None (any)."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        value = node.value
+        if (
+            node.field == field
+            and type(value) is SigmaString
+            and not value.contains_special()
+            and not value.contains_placeholder()
+        ):
+            return frozenset((literal_text(value).strip().lower(),))
+        return None
+    if isinstance(node, ConditionAND):
+        narrowest: frozenset[str] | None = None
+        for arg in node.args:
+            values = required_values(arg, field)
+            if values is not None and (narrowest is None or len(values) < len(narrowest)):
+                narrowest = values
+        return narrowest
+    if isinstance(node, ConditionOR):
+        union: set[str] = set()
+        for arg in node.args:
+            values = required_values(arg, field)
+            if values is None:
+                return None
+            union |= values
+        return frozenset(union)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexKey:
+    """Where a rule sits in the index: by event names, else by event sources, else everywhere."""
+
+    event_names: frozenset[str] | None
+    event_sources: frozenset[str] | None
+
+    @classmethod
+    def of(cls, condition: Any) -> IndexKey:
+        return cls(
+            required_values(condition, "eventName"), required_values(condition, "eventSource")
+        )
+
+
+class RuleIndex(Generic[T]):
+    """Candidate rules for an (eventSource, eventName) pair, in load order, cached per pair."""
+
+    def __init__(self, entries: Iterable[tuple[IndexKey, T]]) -> None:
+        self._by_name: dict[str, list[tuple[int, T]]] = {}
+        self._by_source: dict[str, list[tuple[int, T]]] = {}
+        self._everywhere: list[tuple[int, T]] = []
+        self._cache: dict[tuple[str, str], tuple[T, ...]] = {}
+        self.size = 0
+        for position, (key, item) in enumerate(entries):
+            self.size += 1
+            if key.event_names is not None:
+                for name in key.event_names:
+                    self._by_name.setdefault(name, []).append((position, item))
+            elif key.event_sources is not None:
+                for source in key.event_sources:
+                    self._by_source.setdefault(source, []).append((position, item))
+            else:
+                self._everywhere.append((position, item))
+
+    def candidates(self, event_source: str, event_name: str) -> tuple[T, ...]:
+        pair = (event_source, event_name)
+        found = self._cache.get(pair)
+        if found is None:
+            found = self._lookup(event_source.lower(), event_name.lower())
+            if len(self._cache) >= _MAX_CACHED_PAIRS:
+                self._cache.clear()
+            self._cache[pair] = found
+        return found
+
+    def _lookup(self, source: str, name: str) -> tuple[T, ...]:
+        merged = (
+            self._by_name.get(name, []) + self._by_source.get(source, []) + self._everywhere
+        )
+        merged.sort(key=lambda entry: entry[0])
+        return tuple(item for _, item in merged)

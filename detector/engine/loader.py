@@ -1,0 +1,416 @@
+"""Rule and list files -> a validated RuleSet, or errors naming file, line, rule and fix.
+
+pySigma parses each YAML document (Sigma rule or Sigma correlation rule); we check what this
+engine needs on top (CloudTrail logsource, ids, our `detector:` extension block) and compile
+the detection into predicates. The set is valid as a whole or not at all: callers keep
+running their previous rules when a reload fails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.conditions import ConditionOR
+from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationTimespan
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from detector.engine.index import IndexKey
+from detector.engine.lists import load_lists
+from detector.engine.matching import Unsupported, compile_condition
+from detector.engine.rule import (
+    Correlation,
+    FirstSeen,
+    LoadError,
+    Location,
+    Meta,
+    Rule,
+    RuleSet,
+    RuleTest,
+    Suppression,
+    Threshold,
+)
+from detector.engine.template import Template
+
+RULE_SUFFIXES = (".yml", ".yaml")
+LISTS_DIRECTORY = "lists"
+CORRELATION_TYPES = ("event_count", "value_count", "temporal", "temporal_ordered")
+_EXTENSION_KEYS = {"enabled", "output", "suppress", "first_seen", "tests"}
+_BOUNDS = ("gt", "gte", "lt", "lte", "eq", "neq")
+
+
+@dataclass
+class LoadResult:
+    ruleset: RuleSet
+    errors: list[LoadError] = field(default_factory=list)
+    files: int = 0
+
+
+def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Rule files and list files under the given paths; YAML under a `lists/` folder is lists."""
+    rules: list[Path] = []
+    lists: list[Path] = []
+    for path in paths:
+        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.suffix not in RULE_SUFFIXES or not candidate.is_file():
+                continue
+            relative = candidate.relative_to(path).parts[:-1] if path.is_dir() else ()
+            if any(part.startswith("..") for part in relative):
+                continue  # Kubernetes ConfigMap mounts keep the real files in ..data dirs
+            (lists if LISTS_DIRECTORY in relative else rules).append(candidate)
+    return rules, lists
+
+
+def load_rules(
+    paths: Sequence[Path],
+    list_paths: Sequence[Path] = (),
+    *,
+    enable: Iterable[str] = (),
+) -> LoadResult:
+    """Load every rule under `paths`, with lists from `list_paths` and `lists/` folders."""
+    rule_files, list_files = find_files(paths)
+    extra_rules, extra_lists = find_files(list_paths)
+    list_files += extra_rules + extra_lists
+    lists, list_errors = load_lists(list_files)
+    loader = _Loader(lists, frozenset(enable))
+    for path in rule_files:
+        loader.load_file(path)
+    ruleset = loader.finish()
+    errors = sorted(list_errors + loader.errors, key=_error_order)
+    return LoadResult(ruleset, errors, len(rule_files))
+
+
+def _error_order(error: LoadError) -> tuple[str, int, str]:
+    return (error.location.path, error.location.line, error.message)
+
+
+@dataclass
+class _Document:
+    data: dict[str, Any]
+    node: yaml.MappingNode
+    path: Path
+
+    def line(self, *keys: str) -> int:
+        """Line of the deepest key path found, else of the document."""
+        node: yaml.Node = self.node
+        line = node.start_mark.line + 1
+        for key in keys:
+            if not isinstance(node, yaml.MappingNode):
+                break
+            for key_node, value_node in node.value:
+                if key_node.value == key:
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                break
+        return line
+
+
+class _Loader:
+    def __init__(self, lists: dict[str, tuple[str, ...]], enable: frozenset[str]) -> None:
+        self.lists = lists
+        self.enable = enable
+        self.errors: list[LoadError] = []
+        self.rules: list[Rule] = []
+        self.pending: list[tuple[_Document, SigmaCorrelationRule, Meta]] = []
+        self.seen_ids: dict[str, Location] = {}
+
+    def fail(self, doc: _Document, rule: str, message: str, *keys: str) -> None:
+        self.errors.append(LoadError(Location(str(doc.path), doc.line(*keys)), rule, message))
+
+    def load_file(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+            loader = yaml.SafeLoader(text)
+            try:
+                while loader.check_node():
+                    node = loader.get_node()
+                    if node is None:
+                        continue
+                    data = loader.construct_document(node)
+                    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+                        self.errors.append(LoadError(
+                            Location(str(path), node.start_mark.line + 1), "(document)",
+                            "a rule is a YAML mapping with title, id, logsource and detection",
+                        ))
+                        continue
+                    self.load_document(_Document(data, node, path))
+            finally:
+                loader.dispose()
+        except (OSError, UnicodeDecodeError) as error:
+            self.errors.append(LoadError(Location(str(path), 1), "(file)",
+                                         f"cannot read rule file: {error}"))
+        except yaml.YAMLError as problem:
+            mark = getattr(problem, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            self.errors.append(LoadError(Location(str(path), line), "(file)",
+                                         f"invalid YAML: {problem}"))
+
+    def load_document(self, doc: _Document) -> None:
+        label = str(doc.data.get("title") or doc.data.get("id") or "(untitled)")
+        extension = doc.data.get("detector", {})
+        if not isinstance(extension, dict):
+            self.fail(doc, label, "`detector:` must be a mapping of extension keys", "detector")
+            return
+        unknown = set(extension) - _EXTENSION_KEYS
+        if unknown:
+            self.fail(doc, label, f"unknown key(s) {sorted(unknown)} in `detector:`; "
+                      f"allowed: {sorted(_EXTENSION_KEYS)}", "detector")
+            return
+        if "correlation" in doc.data:
+            self.load_correlation(doc, label, extension)
+        else:
+            self.load_rule(doc, label, extension)
+
+    def load_rule(self, doc: _Document, label: str, extension: dict[str, Any]) -> None:
+        try:
+            sigma_rule = SigmaRule.from_dict(doc.data, collect_errors=True)
+        except SigmaError as error:
+            self.fail(doc, label, f"not a valid Sigma rule: {error}", "detection")
+            return
+        if sigma_rule.errors:
+            for problem in sigma_rule.errors:
+                self.fail(doc, label, f"not a valid Sigma rule: {problem}", "detection")
+            return
+        logsource = sigma_rule.logsource
+        if (logsource.product or "").lower() != "aws" or (logsource.service or "").lower() != (
+            "cloudtrail"
+        ):
+            self.fail(doc, label, "this engine evaluates CloudTrail rules only: set "
+                      "`logsource: {product: aws, service: cloudtrail}`", "logsource")
+            return
+        meta = self.meta(doc, label, sigma_rule, extension)
+        if meta is None:
+            return
+        try:
+            conditions = [condition.parsed for condition in sigma_rule.detection.parsed_condition]
+            tree = conditions[0] if len(conditions) == 1 else ConditionOR(conditions)
+            predicate = compile_condition(tree, self.lists)
+        except (SigmaError, Unsupported) as error:
+            self.fail(doc, label, f"unsupported detection: {error}", "detection")
+            return
+        failures = len(self.errors)
+        first_seen = self.first_seen(doc, label, extension.get("first_seen"))
+        if len(self.errors) == failures:
+            self.rules.append(Rule(meta, predicate, IndexKey.of(tree), first_seen))
+
+    def load_correlation(self, doc: _Document, label: str, extension: dict[str, Any]) -> None:
+        spec = doc.data.get("correlation")
+        if not isinstance(spec, dict):
+            self.fail(doc, label, "`correlation:` must be a mapping", "correlation")
+            return
+        if spec.get("type") not in CORRELATION_TYPES:
+            self.fail(doc, label, f"correlation type {spec.get('type')!r} is not supported; "
+                      f"use one of {', '.join(CORRELATION_TYPES)}", "correlation", "type")
+            return
+        threshold = self.threshold(doc, label, spec)
+        if threshold is None:
+            return
+        single = dict(spec)
+        if isinstance(spec.get("condition"), dict):
+            # pySigma takes one bound; ranges (gte + lte) are ours: it validates the first.
+            bounds = {k: v for k, v in spec["condition"].items() if k in _BOUNDS}
+            first = dict(list(bounds.items())[:1])
+            single["condition"] = {**first, **({"field": threshold.field} if threshold.field
+                                               else {})}
+        try:
+            sigma_rule = SigmaCorrelationRule.from_dict({**doc.data, "correlation": single})
+        except SigmaError as error:
+            self.fail(doc, label, f"not a valid Sigma correlation: {error}", "correlation")
+            return
+        meta = self.meta(doc, label, sigma_rule, extension)
+        if meta is not None:
+            self.pending.append((doc, sigma_rule, replace(meta)))
+
+    def threshold(self, doc: _Document, label: str, spec: dict[str, Any]) -> Threshold | None:
+        condition = spec.get("condition")
+        if condition is None and spec.get("type") in ("temporal", "temporal_ordered"):
+            return Threshold()
+        if not isinstance(condition, dict):
+            self.fail(doc, label, "correlation `condition:` must map gt/gte/lt/lte/eq/neq to "
+                      "numbers, e.g. `condition: {gte: 5}`", "correlation", "condition")
+            return None
+        bounds: dict[str, float] = {}
+        for key, value in condition.items():
+            if key == "field":
+                continue
+            if key not in _BOUNDS or isinstance(value, bool) or not isinstance(value, int | float):
+                self.fail(doc, label, f"correlation condition {key}: {value!r} is not supported; "
+                          "use gt/gte/lt/lte/eq/neq with a number", "correlation", "condition")
+                return None
+            bounds[key] = float(value)
+        if not bounds:
+            self.fail(doc, label, "correlation condition needs at least one bound",
+                      "correlation", "condition")
+            return None
+        field_name = condition.get("field")
+        if spec.get("type") == "value_count" and not isinstance(field_name, str):
+            self.fail(doc, label, "value_count needs `condition: {field: NAME, ...}`",
+                      "correlation", "condition")
+            return None
+        return Threshold(field=field_name if isinstance(field_name, str) else None, **bounds)
+
+    def meta(
+        self,
+        doc: _Document,
+        label: str,
+        sigma_rule: SigmaRule | SigmaCorrelationRule,
+        extension: dict[str, Any],
+    ) -> Meta | None:
+        rule_id = doc.data.get("id")
+        if sigma_rule.id is None or not isinstance(rule_id, str):
+            self.fail(doc, label, f"every rule needs an `id` (a UUID), e.g. id: {uuid.uuid4()}")
+            return None
+        rule_id = str(sigma_rule.id)
+        location = Location(str(doc.path), doc.line())
+        if rule_id in self.seen_ids:
+            self.fail(doc, label, f"duplicate rule id {rule_id}, also at "
+                      f"{self.seen_ids[rule_id]}: give each rule its own id", "id")
+            return None
+        self.seen_ids[rule_id] = location
+        output = extension.get("output")
+        if output is not None and not isinstance(output, str):
+            self.fail(doc, label, "`detector.output` must be a string template such as "
+                      "'{eventName} by {userIdentity.arn}'", "detector", "output")
+            return None
+        enabled = extension.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.fail(doc, label, "`detector.enabled` must be true or false",
+                      "detector", "enabled")
+            return None
+        failures = len(self.errors)
+        suppression = self.suppression(doc, label, extension.get("suppress"))
+        tests = self.tests(doc, label, extension.get("tests"))
+        if len(self.errors) > failures or tests is None:
+            return None
+        level = sigma_rule.level.name.lower() if sigma_rule.level is not None else "medium"
+        return Meta(
+            id=rule_id,
+            name=sigma_rule.name,
+            title=sigma_rule.title,
+            description=(sigma_rule.description or "").strip(),
+            level=level,
+            tags=tuple(str(tag) for tag in sigma_rule.tags),
+            location=location,
+            output=Template(output) if output else None,
+            enabled=enabled or rule_id in self.enable,
+            suppression=suppression,
+            tests=tests,
+        )
+
+    def duration(self, doc: _Document, label: str, value: Any, *keys: str) -> float | None:
+        try:
+            return float(SigmaCorrelationTimespan(str(value)).seconds)
+        except (SigmaError, ValueError, KeyError):
+            self.fail(doc, label, f"{'.'.join(keys)}: {value!r} is not a duration; "
+                      "write e.g. 30s, 5m, 1h, 7d", *keys)
+            return None
+
+    def suppression(self, doc: _Document, label: str, spec: Any) -> Suppression | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or "window" not in spec:
+            self.fail(doc, label, "`detector.suppress` needs `window:` (e.g. 1h) and optional "
+                      "`by:` (fields)", "detector", "suppress")
+            return None
+        window = self.duration(doc, label, spec["window"], "detector", "suppress", "window")
+        by = _field_list(spec.get("by", []))
+        if window is None or by is None:
+            if by is None:
+                self.fail(doc, label, "`detector.suppress.by` must be a list of field names",
+                          "detector", "suppress", "by")
+            return None
+        return Suppression(window, by)
+
+    def first_seen(self, doc: _Document, label: str, spec: Any) -> FirstSeen | None:
+        if spec is None:
+            return None
+        keys = ("detector", "first_seen")
+        if not isinstance(spec, dict):
+            self.fail(doc, label, "`detector.first_seen` must be a mapping", *keys)
+            return None
+        key, value = _field_list(spec.get("key")), _field_list(spec.get("value"))
+        if not key or not value:
+            self.fail(doc, label, "`detector.first_seen` needs `key:` and `value:`, each a "
+                      "field name or a list of field names", *keys)
+            return None
+        learning = self.duration(doc, label, spec.get("learning", "0s"), *keys, "learning")
+        retention = self.duration(doc, label, spec.get("retention", "30d"), *keys, "retention")
+        if learning is None or retention is None:
+            return None
+        return FirstSeen(key, value, learning, retention)
+
+    def tests(self, doc: _Document, label: str, spec: Any) -> tuple[RuleTest, ...] | None:
+        if spec is None:
+            return ()
+        keys = ("detector", "tests")
+        if not isinstance(spec, list):
+            self.fail(doc, label, "`detector.tests` must be a list of {name, events, expect}",
+                      *keys)
+            return None
+        tests: list[RuleTest] = []
+        for position, test in enumerate(spec):
+            events = test.get("events") if isinstance(test, dict) else None
+            expect = test.get("expect") if isinstance(test, dict) else None
+            if (
+                not isinstance(events, list)
+                or not all(isinstance(event, dict) for event in events)
+                or isinstance(expect, bool)
+                or not isinstance(expect, int)
+            ):
+                self.fail(doc, label, f"test #{position + 1} needs `events:` (a list of "
+                          "CloudTrail records) and `expect:` (the number of alerts)", *keys)
+                return None
+            name = str(test.get("name") or f"test {position + 1}")
+            tests.append(RuleTest(name, tuple(events), expect,
+                                  Location(str(doc.path), doc.line(*keys))))
+        return tuple(tests)
+
+    def finish(self) -> RuleSet:
+        by_reference = {rule.id: rule for rule in self.rules}
+        by_reference.update({rule.meta.name: rule for rule in self.rules if rule.meta.name})
+        correlations: list[Correlation] = []
+        silenced: set[str] = set()
+        generated: set[str] = set()
+        for doc, sigma_rule, meta in self.pending:
+            spec = doc.data["correlation"]
+            references: list[str] = []
+            for reference in sigma_rule.rules or ():
+                target = by_reference.get(str(reference.reference))
+                if target is None:
+                    self.fail(doc, meta.title, f"correlation refers to rule "
+                              f"{reference.reference!r}, which is not loaded (give the base "
+                              "rule that `name:` or id, or load its file)", "correlation",
+                              "rules")
+                    break
+                references.append(target.id)
+            else:
+                group_by = _field_list(spec.get("group-by", [])) or ()
+                threshold = self.threshold(doc, meta.title, spec)
+                if threshold is None:
+                    continue
+                correlations.append(Correlation(
+                    meta, str(spec["type"]), tuple(references), group_by,
+                    float(sigma_rule.timespan.seconds), threshold,
+                ))
+                (generated if sigma_rule.generate else silenced).update(references)
+        rules = tuple(
+            replace(rule, generates=False) if rule.id in silenced - generated
+            else rule for rule in self.rules
+        )
+        return RuleSet(rules, tuple(correlations), dict(self.lists))
+
+
+def _field_list(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None

@@ -1,0 +1,143 @@
+"""The engine's object model of a loaded rule set: what the loader produces from pySigma's
+parse and what the evaluator runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.engine.index import IndexKey
+from detector.engine.matching import Predicate
+from detector.engine.template import Template
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadError:
+    """A problem in a rule or list file, with where it is and how to fix it."""
+
+    location: Location
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.rule}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTest:
+    """An example embedded in a rule: these events must raise `expect` alerts of the rule."""
+
+    name: str
+    events: tuple[dict[str, Any], ...]
+    expect: int
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """Fold repeats of a rule's alert for the same `by` values within `window` seconds."""
+
+    window: float
+    by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSeen:
+    """Alert when the `value` fields take a value never seen for the `key` fields."""
+
+    key: tuple[str, ...]
+    value: tuple[str, ...]
+    learning: float
+    retention: float
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What every rule kind shares: identity, text and tests."""
+
+    id: str
+    name: str | None
+    title: str
+    description: str
+    level: str
+    tags: tuple[str, ...]
+    location: Location
+    output: Template | None
+    enabled: bool
+    suppression: Suppression | None
+    tests: tuple[RuleTest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A single-event Sigma rule, compiled. `first_seen` makes it stateful."""
+
+    meta: Meta
+    predicate: Predicate
+    index_key: IndexKey
+    first_seen: FirstSeen | None = None
+    generates: bool = True  # False when it only feeds correlations (Sigma's generate: false)
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A correlation condition: every bound present must hold."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    eq: float | None = None
+    neq: float | None = None
+    field: str | None = None  # value_count counts distinct values of this field
+
+    def holds(self, count: float) -> bool:
+        return (
+            (self.gt is None or count > self.gt)
+            and (self.gte is None or count >= self.gte)
+            and (self.lt is None or count < self.lt)
+            and (self.lte is None or count <= self.lte)
+            and (self.eq is None or count == self.eq)
+            and (self.neq is None or count != self.neq)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Correlation:
+    """A Sigma correlation rule over the alerts of base rules, grouped and windowed."""
+
+    meta: Meta
+    type: str  # event_count | value_count | temporal | temporal_ordered
+    rules: tuple[str, ...]  # base rule ids, in the order given
+    group_by: tuple[str, ...]
+    timespan: float
+    condition: Threshold
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything loaded from rule and list files, valid as a whole."""
+
+    rules: tuple[Rule, ...] = ()
+    correlations: tuple[Correlation, ...] = ()
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rules) + len(self.correlations)

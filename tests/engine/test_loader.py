@@ -1,0 +1,120 @@
+"""Loading rules: every problem names the file, the line and the rule, and says how to fix it;
+nothing unsupported is silently mis-evaluated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import load, rule
+
+GOOD = rule("sel:\n  eventName: DeleteStream\ncondition: sel")
+
+
+def only_error(tmp_path: Path, *documents: str, lists: dict[str, list[str]] | None = None) -> str:
+    result = load(tmp_path, *documents, lists=lists)
+    assert len(result.errors) == 1, [str(error) for error in result.errors]
+    return str(result.errors[0])
+
+
+def test_a_good_rule_loads(tmp_path: Path) -> None:
+    result = load(tmp_path, GOOD)
+    assert result.errors == []
+    (loaded,) = result.ruleset.rules
+    assert loaded.meta.title == "test rule"
+    assert loaded.meta.level == "high"
+    assert loaded.index_key.event_names == frozenset({"deletestream"})
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD + "tags: [unclosed\nfoo: bar\n")
+    assert "rule0.yml:" in message
+    assert "invalid YAML" in message
+
+
+def test_undefined_detection_in_condition(tmp_path: Path) -> None:
+    message = only_error(tmp_path, rule("sel:\n  eventName: X\ncondition: sel and other"))
+    assert "rule0.yml:" in message and "test rule" in message
+    assert "other" in message
+
+
+def test_missing_id_says_how_to_fix(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD.replace("id: 0b1c2d3e-0000-4000-8000-000000000001\n", ""))
+    assert "needs an `id`" in message
+
+
+def test_duplicate_ids_point_at_both(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD, GOOD)
+    assert "duplicate rule id" in message and "rule0.yml:1" in message
+
+
+def test_other_logsources_are_rejected(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD.replace("product: aws", "product: windows"))
+    assert "CloudTrail rules only" in message
+    assert "rule0.yml:4:" in message  # the logsource line
+
+
+def test_unsupported_modifier_is_rejected_at_load(tmp_path: Path) -> None:
+    message = only_error(tmp_path, rule("sel:\n  eventTime|minute: 5\ncondition: sel"))
+    assert "unsupported detection" in message
+
+
+def test_unknown_list_is_rejected(tmp_path: Path) -> None:
+    message = only_error(tmp_path, rule(
+        "sel:\n  userIdentity.arn|expand: '%admins%'\ncondition: sel"))
+    assert "%admins% is not defined" in message
+
+
+def test_unknown_extension_key_is_rejected(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD + "detector:\n  ouptut: 'x'\n")
+    assert "ouptut" in message and "allowed" in message
+
+
+def test_bad_test_block_is_rejected(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD + "detector:\n  tests:\n    - name: t\n      expect: yes\n")
+    assert "needs `events:`" in message
+
+
+def test_disabled_rules_load_but_are_not_evaluated_unless_enabled(tmp_path: Path) -> None:
+    result = load(tmp_path, GOOD + "detector:\n  enabled: false\n")
+    assert result.errors == []
+    assert result.ruleset.rules[0].meta.enabled is False
+
+
+def test_multi_document_files_and_correlations(tmp_path: Path) -> None:
+    base = GOOD.replace("title: test rule", "title: base\nname: deletes")
+    correlation = """title: many deletes
+id: 0b1c2d3e-0000-4000-8000-000000000002
+level: high
+correlation:
+  type: event_count
+  rules: [deletes]
+  group-by: [userIdentity.arn]
+  timespan: 10m
+  condition: {gte: 3, lte: 10}
+"""
+    result = load(tmp_path, base + "---\n" + correlation)
+    assert result.errors == []
+    (corr,) = result.ruleset.correlations
+    assert corr.timespan == 600 and corr.group_by == ("userIdentity.arn",)
+    assert corr.condition.holds(3) and corr.condition.holds(10) and not corr.condition.holds(11)
+    assert result.ruleset.rules[0].generates is False  # base rules feed the correlation only
+
+
+def test_correlation_to_a_missing_rule(tmp_path: Path) -> None:
+    correlation = """title: c
+id: 0b1c2d3e-0000-4000-8000-000000000003
+correlation:
+  type: event_count
+  rules: [nowhere]
+  timespan: 10m
+  condition: {gte: 3}
+"""
+    message = only_error(tmp_path, correlation)
+    assert "'nowhere'" in message and "not loaded" in message
+
+
+def test_list_files_must_hold_lists(tmp_path: Path) -> None:
+    (tmp_path / "rules" / "lists").mkdir(parents=True)
+    (tmp_path / "rules" / "lists" / "bad.yml").write_text("admins: just-a-string\n")
+    message = only_error(tmp_path, GOOD)
+    assert "bad.yml:1" in message and "list admins" in message

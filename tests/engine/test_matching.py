@@ -1,0 +1,271 @@
+"""Sigma matching semantics, as rule authors expect them: given a detection and events,
+expect the rule to fire or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import engine, record, rule
+
+RULE_ID = "0b1c2d3e-0000-4000-8000-000000000001"
+
+
+def fires(tmp_path: Path, detection: str, rec: object, lists: dict[str, list[str]] | None = None
+          ) -> bool:
+    detector = engine(tmp_path, rule(detection), lists=lists)
+    return RULE_ID in [alert.rule_id for alert in detector.process(rec)]  # type: ignore[arg-type]
+
+
+def test_equality_is_case_insensitive(tmp_path: Path) -> None:
+    detection = "sel:\n  eventName: deletestream\ncondition: sel"
+    assert fires(tmp_path, detection, record(eventName="DeleteStream"))
+    assert not fires(tmp_path, detection, record(eventName="DeleteStreams"))
+
+
+def test_cased_modifier_is_case_sensitive(tmp_path: Path) -> None:
+    detection = "sel:\n  eventName|cased: DeleteStream\ncondition: sel"
+    assert fires(tmp_path, detection, record(eventName="DeleteStream"))
+    assert not fires(tmp_path, detection, record(eventName="deletestream"))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("Delete*", "DeleteStream", True),
+        ("*Stream", "DeleteStream", True),
+        ("*lete*", "DeleteStream", True),
+        ("D?leteStream", "DeleteStream", True),
+        ("Del*Str*m", "DeleteStream", True),
+        ("Delete*", "CreateStream", False),
+        ("D?leteStream", "DleteStream", False),
+    ],
+)
+def test_wildcards(tmp_path: Path, pattern: str, value: str, expected: bool) -> None:
+    detection = f"sel:\n  eventName: '{pattern}'\ncondition: sel"
+    assert fires(tmp_path, detection, record(eventName=value)) is expected
+
+
+def test_escaped_wildcard_is_literal(tmp_path: Path) -> None:
+    detection = "sel:\n  userAgent: 'agent\\*'\ncondition: sel"
+    assert fires(tmp_path, detection, record(userAgent="agent*"))
+    assert not fires(tmp_path, detection, record(userAgent="agent-x"))
+
+
+def test_lists_are_or_and_maps_are_and(tmp_path: Path) -> None:
+    detection = """
+    sel:
+      eventName: [DeleteStream, UpdateStream]
+      awsRegion: us-east-1
+    condition: sel
+    """
+    assert fires(tmp_path, detection, record(eventName="UpdateStream"))
+    assert not fires(tmp_path, detection, record(eventName="UpdateStream", awsRegion="eu-west-1"))
+    assert not fires(tmp_path, detection, record(eventName="CreateStream"))
+
+
+def test_list_of_maps_is_or(tmp_path: Path) -> None:
+    detection = """
+    sel:
+      - eventName: DeleteStream
+      - awsRegion: eu-west-1
+    condition: sel
+    """
+    assert fires(tmp_path, detection, record(awsRegion="eu-west-1"))
+    assert not fires(tmp_path, detection, record())
+
+
+def test_null_matches_missing_and_null(tmp_path: Path) -> None:
+    detection = "sel:\n  requestParameters.kmsKeyId: null\ncondition: sel"
+    assert fires(tmp_path, detection, record(requestParameters={"streamName": "a"}))
+    assert fires(tmp_path, detection, record(requestParameters={"kmsKeyId": None}))
+    assert not fires(tmp_path, detection, record(requestParameters={"kmsKeyId": "arn:key"}))
+
+
+@pytest.mark.parametrize(
+    ("modifier", "pattern", "value", "expected"),
+    [
+        ("contains", "Stream", "DeleteStream", True),
+        ("contains", "stream", "DeleteSignalingChannel", False),
+        ("startswith", "delete", "DeleteStream", True),
+        ("endswith", "STREAM", "DeleteStream", True),
+        ("endswith", "Delete", "DeleteStream", False),
+    ],
+)
+def test_string_modifiers(tmp_path: Path, modifier: str, pattern: str, value: str,
+                          expected: bool) -> None:
+    detection = f"sel:\n  eventName|{modifier}: {pattern}\ncondition: sel"
+    assert fires(tmp_path, detection, record(eventName=value)) is expected
+
+
+def test_contains_all_requires_every_value(tmp_path: Path) -> None:
+    detection = "sel:\n  userAgent|contains|all: [aws-cli, Linux]\ncondition: sel"
+    assert fires(tmp_path, detection, record(userAgent="aws-cli/2.15 Python/3.11 Linux/6.1"))
+    assert not fires(tmp_path, detection, record(userAgent="aws-cli/2.15 Darwin/23"))
+
+
+def test_contains_wildcard_only_needs_the_field(tmp_path: Path) -> None:
+    """SigmaHQ writes `errorCode|contains: '*'` for 'has an error': a missing field must not match."""
+    detection = "sel:\n  errorCode|contains: '*'\ncondition: sel"
+    assert fires(tmp_path, detection, record(errorCode="AccessDenied"))
+    assert not fires(tmp_path, detection, record())
+
+
+def test_regular_expression_is_case_sensitive_unless_flagged(tmp_path: Path) -> None:
+    assert fires(tmp_path, "sel:\n  eventName|re: '^Delete(Stream|SignalingChannel)$'\n"
+                 "condition: sel", record(eventName="DeleteSignalingChannel"))
+    assert not fires(tmp_path, "sel:\n  eventName|re: '^delete'\ncondition: sel",
+                     record(eventName="DeleteStream"))
+    assert fires(tmp_path, "sel:\n  eventName|re|i: '^delete'\ncondition: sel",
+                 record(eventName="DeleteStream"))
+
+
+def test_cidr_matches_networks_and_ignores_invalid_addresses(tmp_path: Path) -> None:
+    detection = "sel:\n  sourceIPAddress|cidr: [10.0.0.0/8, '2001:db8::/32']\ncondition: sel"
+    assert fires(tmp_path, detection, record(sourceIPAddress="10.20.30.40"))
+    assert fires(tmp_path, detection, record(sourceIPAddress="2001:db8::1"))
+    assert not fires(tmp_path, detection, record(sourceIPAddress="203.0.113.9"))
+    assert not fires(tmp_path, detection, record(sourceIPAddress="253.252.51.07"))
+    assert not fires(tmp_path, detection, record(sourceIPAddress="kinesisvideo.amazonaws.com"))
+
+
+def test_exists(tmp_path: Path) -> None:
+    assert fires(tmp_path, "sel:\n  errorCode|exists: true\ncondition: sel",
+                 record(errorCode="AccessDenied"))
+    assert not fires(tmp_path, "sel:\n  errorCode|exists: true\ncondition: sel", record())
+    assert fires(tmp_path, "sel:\n  errorCode|exists: false\ncondition: sel", record())
+
+
+def test_fieldref_compares_two_fields(tmp_path: Path) -> None:
+    detection = """
+    sel:
+      eventName: CreateAccessKey
+    same_user:
+      userIdentity.userName|fieldref: requestParameters.userName
+    condition: sel and not same_user
+    """
+    other = record(eventName="CreateAccessKey", userIdentity__userName="alice",
+                   requestParameters={"userName": "mallory"})
+    own = record(eventName="CreateAccessKey", userIdentity__userName="Alice",
+                 requestParameters={"userName": "alice"})
+    assert fires(tmp_path, detection, other)
+    assert not fires(tmp_path, detection, own)
+
+
+@pytest.mark.parametrize(
+    ("modifier", "bound", "value", "expected"),
+    [
+        ("gt", 24, 25, True),
+        ("gt", 24, 24, False),
+        ("gte", 24, 24, True),
+        ("lt", 24, 23, True),
+        ("lte", 24, 25, False),
+        ("gte", 24, "48", True),
+        ("gte", 24, "many", False),
+    ],
+)
+def test_numeric_comparisons(tmp_path: Path, modifier: str, bound: int, value: object,
+                             expected: bool) -> None:
+    detection = f"sel:\n  requestParameters.dataRetentionChangeInHours|{modifier}: {bound}\n" \
+                "condition: sel"
+    rec = record(requestParameters={"dataRetentionChangeInHours": value})
+    assert fires(tmp_path, detection, rec) is expected
+
+
+def test_numbers_and_booleans_match_their_json_forms(tmp_path: Path) -> None:
+    assert fires(tmp_path, "sel:\n  requestParameters.dataRetentionChangeInHours: 24\n"
+                 "condition: sel", record(requestParameters={"dataRetentionChangeInHours": 24}))
+    assert fires(tmp_path, "sel:\n  readOnly: true\ncondition: sel", record(readOnly=True))
+    assert not fires(tmp_path, "sel:\n  readOnly: true\ncondition: sel", record(readOnly=False))
+
+
+def test_conditions_with_not_parentheses_and_selectors(tmp_path: Path) -> None:
+    detection = """
+    selection_delete:
+      eventName: DeleteStream
+    selection_update:
+      eventName: UpdateStream
+    filter_admin:
+      userIdentity.arn|endswith: ':role/VideoAdmin'
+    filter_service:
+      sourceIPAddress: '*.amazonaws.com'
+    condition: (1 of selection_*) and not 1 of filter_*
+    """
+    assert fires(tmp_path, detection, record(eventName="UpdateStream"))
+    assert not fires(tmp_path, detection, record(
+        eventName="DeleteStream", userIdentity__arn="arn:aws:iam::111122223333:role/VideoAdmin"))
+    assert not fires(tmp_path, detection, record(
+        eventName="DeleteStream", sourceIPAddress="kinesisvideo.amazonaws.com"))
+    assert not fires(tmp_path, detection, record(eventName="CreateStream"))
+
+
+def test_all_of_selector_and_them(tmp_path: Path) -> None:
+    both = """
+    sel_name:
+      eventName: DeleteStream
+    sel_region:
+      awsRegion: us-east-1
+    condition: all of sel_*
+    """
+    assert fires(tmp_path, both, record(eventName="DeleteStream"))
+    assert not fires(tmp_path, both, record(eventName="DeleteStream", awsRegion="eu-west-1"))
+    any_ = both.replace("all of sel_*", "1 of them")
+    assert fires(tmp_path, any_, record(eventName="ListStreams"))
+    all_ = both.replace("all of sel_*", "all of them")
+    assert not fires(tmp_path, all_, record(eventName="ListStreams"))
+
+
+def test_lists_of_principals_cidrs_and_wildcards(tmp_path: Path) -> None:
+    detection = """
+    sel:
+      eventName: GetDataEndpoint
+    trusted:
+      sourceIPAddress|expand: '%trusted%'
+    condition: sel and not trusted
+    """
+    lists = {"trusted": ["10.0.0.0/8", "198.51.100.7", "*.amazonaws.com"]}
+    assert fires(tmp_path, detection, record(eventName="GetDataEndpoint",
+                                             sourceIPAddress="203.0.113.50"), lists)
+    for address in ("10.1.2.3", "198.51.100.7", "kinesisvideo.amazonaws.com"):
+        assert not fires(tmp_path, detection, record(eventName="GetDataEndpoint",
+                                                     sourceIPAddress=address), lists)
+
+
+def test_changing_a_list_changes_the_verdict_without_touching_the_rule(tmp_path: Path) -> None:
+    detection = "sel:\n  eventName: DeleteStream\nadmin:\n  userIdentity.arn|expand: " \
+                "'%admins%'\ncondition: sel and not admin"
+    deleter = record(eventName="DeleteStream")
+    assert fires(tmp_path, detection, deleter, {"admins": ["arn:aws:iam::1:role/Other"]})
+    arn = deleter.data["userIdentity"]["arn"]
+    assert not fires(tmp_path, detection, deleter, {"admins": [arn]})
+
+
+def test_nested_lists_in_records_match_any_element(tmp_path: Path) -> None:
+    detection = "sel:\n  requestParameters.createVolumePermission.add.items.group: all\n" \
+                "condition: sel"
+    shared = record(requestParameters={"createVolumePermission": {"add": {"items": [
+        {"userId": "444455556666"}, {"group": "all"}]}}})
+    private = record(requestParameters={"createVolumePermission": {"add": {"items": [
+        {"userId": "444455556666"}]}}})
+    assert fires(tmp_path, detection, shared)
+    assert not fires(tmp_path, detection, private)
+
+
+def test_contains_on_an_object_searches_its_values(tmp_path: Path) -> None:
+    detection = "sel:\n  responseElements|contains: Failure\ncondition: sel"
+    assert fires(tmp_path, detection, record(responseElements={"exportTask": {
+        "state": "failure", "statusMessage": "Failure: no permission"}}))
+    assert not fires(tmp_path, detection, record(responseElements={"exportTask": {
+        "state": "active"}}))
+
+
+def test_keywords_search_every_value(tmp_path: Path) -> None:
+    detection = "keywords:\n  - 'stratus-red-team'\ncondition: keywords"
+    assert fires(tmp_path, detection, record(userAgent="stratus-red-team_1234"))
+    assert not fires(tmp_path, detection, record(userAgent="aws-cli/2"))
+
+
+def test_whitespace_in_event_source_is_normalised_before_matching(tmp_path: Path) -> None:
+    detection = "sel:\n  eventSource: kinesisvideo.amazonaws.com\ncondition: sel"
+    assert fires(tmp_path, detection, record(eventSource=" kinesisvideo.amazonaws.com"))
