@@ -76,7 +76,9 @@ def load_rules(
     """Load every rule under `paths`, with lists from `list_paths` and `lists/` folders."""
     rule_files, list_files = find_files(paths)
     extra_rules, extra_lists = find_files(list_paths)
-    list_files += extra_rules + extra_lists
+    # The same folder may arrive both as rules/lists and as --lists: read each file once.
+    list_files = list(dict.fromkeys(path.resolve() for path in
+                                    list_files + extra_rules + extra_lists))
     lists, list_errors = load_lists(list_files)
     loader = _Loader(lists, frozenset(enable))
     for path in rule_files:

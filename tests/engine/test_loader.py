@@ -118,3 +118,13 @@ def test_list_files_must_hold_lists(tmp_path: Path) -> None:
     (tmp_path / "rules" / "lists" / "bad.yml").write_text("admins: just-a-string\n")
     message = only_error(tmp_path, GOOD)
     assert "bad.yml:1" in message and "list admins" in message
+
+
+def test_lists_folder_given_twice_is_read_once(tmp_path: Path) -> None:
+    """Kubernetes mounts lists under the rules folder and also names them in DETECTOR_LISTS_DIR."""
+    from detector.engine import load_rules
+
+    load(tmp_path, GOOD, lists={"admins": ["arn:aws:iam::1:user/a"]})
+    result = load_rules([tmp_path / "rules"], [tmp_path / "rules" / "lists"])
+    assert result.errors == []
+    assert result.ruleset.lists == {"admins": ("arn:aws:iam::1:user/a",)}

@@ -1,0 +1,1 @@
+"""Static checks of what ships the service: image, manifests, alert rules, dashboards."""

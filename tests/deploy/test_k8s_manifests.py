@@ -1,0 +1,270 @@
+"""What the kustomize base and the production overlay put in a cluster."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.deploy_support import REPO, Rendered, only, run
+
+RULE_FOLDERS = ("kinesisvideo", "aws-core", "lists")
+# The worker's configuration surface (detector/config); a ConfigMap key outside it is a typo.
+KNOWN_SETTINGS = {
+    "DETECTOR_BOOTSTRAP_SERVERS",
+    "DETECTOR_INPUT_TOPIC",
+    "DETECTOR_ALERTS_TOPIC",
+    "DETECTOR_DEAD_LETTER_TOPIC",
+    "DETECTOR_GROUP_ID",
+    "DETECTOR_RULES_DIR",
+    "DETECTOR_LISTS_DIR",
+    "DETECTOR_ALLOWED_LATENESS",
+    "DETECTOR_WEB_HOST",
+    "DETECTOR_WEB_PORT",
+    "DETECTOR_DATA_DIR",
+    "DETECTOR_SECURITY_PROTOCOL",
+    "DETECTOR_SSL_CA_FILE",
+    "DETECTOR_SSL_CERT_FILE",
+    "DETECTOR_SSL_KEY_FILE",
+    "DETECTOR_SASL_MECHANISM",
+    "DETECTOR_SASL_USERNAME",
+    "DETECTOR_SASL_PASSWORD",
+    "DETECTOR_ENABLE_RULES",
+    "DETECTOR_WEBHOOK_URL",
+    "DETECTOR_WEBHOOK_SECRET",
+    "DETECTOR_SLACK_WEBHOOK_URL",
+    "DETECTOR_ALERTMANAGER_URL",
+}
+SECRET_SETTINGS = {"DETECTOR_SASL_PASSWORD", "DETECTOR_WEBHOOK_SECRET"}
+POD_LABELS = {"app.kubernetes.io/name": "detector", "app.kubernetes.io/component": "worker"}
+
+
+def _pod(rendered: Rendered) -> dict[str, Any]:
+    spec: dict[str, Any] = only(rendered.documents, "Deployment", "detector")["spec"]["template"]
+    return spec
+
+
+def _container(rendered: Rendered) -> dict[str, Any]:
+    (container,) = _pod(rendered)["spec"]["containers"]
+    return dict(container)
+
+
+def _config(rendered: Rendered) -> dict[str, str]:
+    data: dict[str, str] = only(rendered.documents, "ConfigMap", "detector-config")["data"]
+    return data
+
+
+def _mounts(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    return {mount["mountPath"]: mount for mount in _container(rendered)["volumeMounts"]}
+
+
+def _volumes(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    return {volume["name"]: volume for volume in _pod(rendered)["spec"]["volumes"]}
+
+
+def _quantity(value: str | int) -> float:
+    """CPU cores or bytes of a Kubernetes quantity (the suffixes these manifests use)."""
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def test_the_generated_manifests_are_up_to_date() -> None:
+    result = run([str(REPO / ".venv" / "bin" / "python"), "scripts/gen-prometheusrule", "--check"])
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_resource_lives_in_the_detector_namespace(rendered: Rendered) -> None:
+    for doc in rendered.documents:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "detector", doc["metadata"]["name"]
+    namespace = only(rendered.documents, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_base_runs_two_workers_of_the_pinned_image(base: Rendered) -> None:
+    deployment = only(base.documents, "Deployment", "detector")
+    assert deployment["spec"]["replicas"] == 2
+    container = _container(base)
+    assert container["command"] == ["detector", "worker"]
+    image = container["image"]
+    assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"image must be pinned by tag: {image}"
+    assert not image.endswith(":latest")
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_configuration_comes_from_the_configmap_and_the_optional_secret(rendered: Rendered) -> None:
+    sources = _container(rendered)["envFrom"]
+    config_name = only(rendered.documents, "ConfigMap", "detector-config")["metadata"]["name"]
+    assert {"configMapRef": {"name": config_name}} in sources
+    assert {"secretRef": {"name": "detector-secrets", "optional": True}} in sources
+
+
+def test_the_configmap_sets_only_known_non_secret_settings(rendered: Rendered) -> None:
+    config = _config(rendered)
+    assert set(config) <= KNOWN_SETTINGS, set(config) - KNOWN_SETTINGS
+    assert not set(config) & SECRET_SETTINGS
+    assert config["DETECTOR_DATA_DIR"] == "/var/lib/detector"
+    assert config["DETECTOR_RULES_DIR"] == "/etc/detector/rules"
+    assert config["DETECTOR_LISTS_DIR"] == "/etc/detector/rules/lists"
+    assert config["DETECTOR_WEB_PORT"] == "6066"
+
+
+def test_probes_mean_alive_and_ready_on_the_named_web_port(rendered: Rendered) -> None:
+    container = _container(rendered)
+    assert container["ports"] == [{"name": "web", "containerPort": 6066, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "web"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
+
+
+def test_the_pod_is_locked_down(rendered: Rendered) -> None:
+    pod = _pod(rendered)["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = _container(rendered)["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] == 10001
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    account = only(rendered.documents, "ServiceAccount", "detector")
+    assert account["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "detector"
+
+
+def test_writable_paths_are_emptydirs(rendered: Rendered) -> None:
+    mounts, volumes = _mounts(rendered), _volumes(rendered)
+    for path in ("/var/lib/detector", "/tmp"):
+        assert "emptyDir" in volumes[mounts[path]["name"]], path
+        assert not mounts[path].get("readOnly", False)
+
+
+def test_workers_spread_over_nodes_and_stop_gracefully(rendered: Rendered) -> None:
+    pod = _pod(rendered)["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 60
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == POD_LABELS
+    assert _pod(rendered)["metadata"]["labels"] == POD_LABELS
+    resources = _container(rendered)["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[kind])
+
+
+def _shipped_files(folder: str) -> dict[str, str]:
+    directory = REPO / "rules" / folder
+    if not directory.is_dir():
+        return {}
+    return {
+        path.name: path.read_text()
+        for path in sorted(directory.iterdir())
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+@pytest.mark.parametrize("folder", RULE_FOLDERS)
+def test_each_rule_folder_is_a_configmap_mounted_as_a_directory(
+    rendered: Rendered, folder: str
+) -> None:
+    configmap = only(rendered.documents, "ConfigMap", f"detector-rules-{folder}")
+    # A stable name: the ConfigMap is updated in place and reaches pods by the symlink swap.
+    assert configmap["metadata"]["name"] == f"detector-rules-{folder}"
+    shipped = _shipped_files(folder)
+    data = configmap.get("data", {})
+    assert sorted(data) == sorted(shipped), "rules/ changed: run scripts/gen-prometheusrule"
+    assert data == shipped
+    mount = _mounts(rendered)[f"/etc/detector/rules/{folder}"]
+    assert "subPath" not in mount, "subPath mounts never see ConfigMap updates"
+    assert mount["readOnly"] is True
+    volume = _volumes(rendered)[mount["name"]]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+
+
+def test_every_rule_folder_in_the_repository_is_deployed() -> None:
+    folders = {path.name for path in (REPO / "rules").iterdir() if path.is_dir()}
+    assert folders <= set(RULE_FOLDERS), (
+        f"rules/ has folders the manifests do not mount: {sorted(folders - set(RULE_FOLDERS))}; "
+        "add them to RULE_FOLDERS in scripts/gen-prometheusrule and deploy/k8s/base/deployment.yaml"
+    )
+    for folder in folders:
+        nested = [path for path in (REPO / "rules" / folder).iterdir() if path.is_dir()]
+        assert nested == [], f"a ConfigMap cannot hold subfolders: {nested}"
+
+
+def test_every_configmap_fits_the_one_mebibyte_limit(rendered: Rendered) -> None:
+    for doc in rendered.documents:
+        if doc["kind"] == "ConfigMap":
+            size = len(yaml.safe_dump(doc).encode())
+            assert size < 1_000_000, f"{doc['metadata']['name']} is {size} bytes"
+
+
+def test_the_service_and_servicemonitor_expose_metrics_on_port_web(rendered: Rendered) -> None:
+    service = only(rendered.documents, "Service", "detector")
+    assert service["spec"]["selector"] == POD_LABELS
+    assert service["spec"]["ports"] == [
+        {"name": "web", "port": 6066, "targetPort": "web", "protocol": "TCP"}
+    ]
+    monitor = only(rendered.documents, "ServiceMonitor", "detector")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("web", "/metrics")]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rule = only(rendered.documents, "PrometheusRule", "detector")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_a_disruption_keeps_one_worker(rendered: Rendered) -> None:
+    budget = only(rendered.documents, "PodDisruptionBudget", "detector")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == POD_LABELS
+
+
+def test_the_network_policy_admits_only_scrapes_and_the_needed_egress(rendered: Rendered) -> None:
+    policy = only(rendered.documents, "NetworkPolicy", "detector")["spec"]
+    assert policy["podSelector"]["matchLabels"] == POD_LABELS
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": "web"}]
+    assert all(set(peer) == {"namespaceSelector"} for peer in ingress["from"])
+    egress = {
+        (port["protocol"], port["port"]) for rule in policy["egress"] for port in rule["ports"]
+    }
+    assert egress == {("TCP", 9092), ("TCP", 9093), ("TCP", 443), ("UDP", 53), ("TCP", 53)}
+
+
+def test_production_runs_four_bigger_workers(base: Rendered, production: Rendered) -> None:
+    assert only(production.documents, "Deployment", "detector")["spec"]["replicas"] == 4
+    small, big = _container(base)["resources"], _container(production)["resources"]
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            assert _quantity(big[kind][resource]) > _quantity(small[kind][resource])
+
+
+def test_production_talks_sasl_ssl_with_a_mounted_ca(production: Rendered) -> None:
+    config = _config(production)
+    assert config["DETECTOR_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["DETECTOR_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    ca_file = Path(config["DETECTOR_SSL_CA_FILE"])
+    mount = _mounts(production)[str(ca_file.parent)]
+    assert mount["readOnly"] is True
+    secret = _volumes(production)[mount["name"]]["secret"]
+    assert secret["secretName"] == "detector-kafka-ca"
+    assert ca_file.name in {item["path"] for item in secret["items"]}
+
+
+def test_production_keeps_the_base_settings_it_does_not_override(
+    base: Rendered, production: Rendered
+) -> None:
+    overridden = {"DETECTOR_BOOTSTRAP_SERVERS", "DETECTOR_SECURITY_PROTOCOL"}
+    for key, value in _config(base).items():
+        if key not in overridden:
+            assert _config(production)[key] == value, key
