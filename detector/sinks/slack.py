@@ -1,0 +1,96 @@
+"""Slack-compatible incoming webhook: a level-coloured attachment with Block Kit content.
+
+Everything taken from an event (principal, user agent, alert text built from event fields)
+is escaped for Slack mrkdwn, so a crafted value cannot add links or `<!channel>` mentions.
+The incoming-webhook URL is itself the credential: it is a `Secret` and never logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from detector.alerts import Alert
+from detector.metrics import Metrics
+from detector.sinks.base import HttpSink, HttpSinkConfig
+from detector.sinks.console import cloudtrail_event_url
+
+LEVEL_COLOURS = {
+    "informational": "#9e9e9e",
+    "low": "#2eb886",
+    "medium": "#daa038",
+    "high": "#e8590c",
+    "critical": "#d00000",
+}
+_HEADER_LIMIT = 150
+_TEXT_LIMIT = 3000
+_FIELD_LIMIT = 1900
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlackConfig(HttpSinkConfig):
+    """A Slack (or Mattermost, Rocket.Chat: same payload) incoming webhook."""
+
+
+class SlackSink(HttpSink):
+    """Posts one message per alert."""
+
+    config: SlackConfig
+
+    def __init__(self, config: SlackConfig, metrics: Metrics) -> None:
+        super().__init__(config, metrics)
+
+    def _body(self, batch: list[Alert]) -> bytes:
+        return orjson.dumps(slack_message(batch[0]))
+
+
+def slack_message(alert: Alert) -> dict[str, Any]:
+    """The webhook payload: fallback `text` for notifications, a coloured attachment."""
+    level = alert.level.upper()
+    event = alert.events[0] if alert.events else None
+    fields: list[tuple[str, str | None]] = []
+    link = None
+    if event is not None:
+        fields = [
+            ("Principal", event.principal_arn),
+            ("Source IP", event.source_ip),
+            ("Event", f"{event.event_source} {event.event_name}"),
+            ("Event time", event.event_time),
+            ("Region", event.region),
+            ("Account", event.account_id),
+        ]
+        link = cloudtrail_event_url(event.region, event.event_id, event.event_name)
+    fields.append(("Rule", alert.rule_id))
+    field_blocks = [
+        {"type": "mrkdwn", "text": f"*{title}*\n{escape(value)[:_FIELD_LIMIT]}"}
+        for title, value in fields
+        if value
+    ]
+    if link:
+        field_blocks.append({"type": "mrkdwn", "text": f"*CloudTrail*\n<{link}|Open event>"})
+    context = f"alert {alert.id} · {alert.kind}"
+    if alert.tags:
+        context += " · " + ", ".join(alert.tags)
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"{level}: {alert.rule_title}"[:_HEADER_LIMIT]},
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": escape(alert.text)[:_TEXT_LIMIT]}},
+        {"type": "section", "fields": field_blocks[:10]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(context)}]},
+    ]
+    return {
+        "text": escape(f"[{level}] {alert.rule_title}: {alert.text}")[:_TEXT_LIMIT],
+        "attachments": [
+            {"color": LEVEL_COLOURS.get(alert.level, LEVEL_COLOURS["informational"]),
+             "blocks": blocks}
+        ],
+    }
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; everything else is shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,287 @@
+"""Sinks from environment variables, `*_FILE` secrets and a YAML sinks file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from detector.metrics import Metrics
+from detector.sinks import (
+    AlertmanagerConfig,
+    AlertmanagerSink,
+    RetryPolicy,
+    Route,
+    Secret,
+    SinkConfig,
+    SinkConfigError,
+    SlackConfig,
+    SlackSink,
+    StdoutConfig,
+    StdoutSink,
+    WebhookConfig,
+    load_sinks,
+    sink_configs,
+)
+from sinks.builders import make_alert
+
+SLACK_URL = "https://hooks.slack.com/services/T0/B0/slacksecret"
+
+
+def only(configs: list[SinkConfig]) -> SinkConfig:
+    assert len(configs) == 1, configs
+    return configs[0]
+
+
+def test_nothing_configured_means_no_sinks(metrics: Metrics) -> None:
+    sinks = load_sinks(metrics, {})
+    assert len(sinks) == 0
+    assert sinks.submit(make_alert()) == 0
+
+
+def test_the_webhook_from_environment_variables() -> None:
+    config = only(
+        sink_configs(
+            {
+                "DETECTOR_WEBHOOK_URL": "https://soar.example/hook",
+                "DETECTOR_WEBHOOK_TOKEN": "tok",
+                "DETECTOR_WEBHOOK_SECRET": "key",
+                "DETECTOR_WEBHOOK_AUTH_HEADER": "X-Api-Key",
+                "DETECTOR_WEBHOOK_MIN_LEVEL": "High",
+                "DETECTOR_WEBHOOK_TAGS": "attack.impact, attack.t1485",
+                "DETECTOR_WEBHOOK_EXCLUDE_TAGS": "test",
+                "DETECTOR_WEBHOOK_MAX_ATTEMPTS": "7",
+                "DETECTOR_WEBHOOK_TIMEOUT": "2.5",
+            }
+        )
+    )
+    assert config == WebhookConfig(
+        name="webhook",
+        url=Secret("https://soar.example/hook"),
+        token=Secret("tok"),
+        hmac_secret=Secret("key"),
+        auth_header="X-Api-Key",
+        route=Route(
+            min_level="high",
+            include_tags=("attack.impact", "attack.t1485"),
+            exclude_tags=("test",),
+        ),
+        retry=RetryPolicy(max_attempts=7, timeout=2.5),
+    )
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("file-token\n")
+    (tmp_path / "slack").write_text(SLACK_URL + "\n")
+    configs = sink_configs(
+        {
+            "DETECTOR_WEBHOOK_URL": "https://soar.example/hook",
+            "DETECTOR_WEBHOOK_TOKEN_FILE": str(tmp_path / "token"),
+            "DETECTOR_SLACK_WEBHOOK_URL_FILE": str(tmp_path / "slack"),
+        }
+    )
+    webhook, slack = configs
+    assert isinstance(webhook, WebhookConfig) and isinstance(slack, SlackConfig)
+    assert webhook.token == Secret("file-token")
+    assert slack.url == Secret(SLACK_URL)
+
+
+def test_each_kind_and_the_common_defaults(metrics: Metrics) -> None:
+    environ = {
+        "DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL,
+        "DETECTOR_SLACK_MIN_LEVEL": "medium",
+        "DETECTOR_ALERTMANAGER_URL": "http://alertmanager:9093",
+        "DETECTOR_ALERTMANAGER_RESOLVE_TIMEOUT": "7200",
+        "DETECTOR_ALERTMANAGER_ALERT_ID_LABEL": "false",
+        "DETECTOR_STDOUT_SINK": "1",
+        "DETECTOR_SINK_QUEUE_SIZE": "50",
+        "DETECTOR_SINK_RETRY_CAP": "5",
+        "DETECTOR_STDOUT_QUEUE_SIZE": "10",
+    }
+    sinks = load_sinks(metrics, environ)
+    assert sinks.names == ["slack", "alertmanager", "stdout"]
+    slack, alertmanager, stdout = sinks
+    assert isinstance(slack, SlackSink) and isinstance(alertmanager, AlertmanagerSink)
+    assert isinstance(stdout, StdoutSink)
+    assert slack.config.route.min_level == "medium"
+    assert isinstance(alertmanager.config, AlertmanagerConfig)
+    assert alertmanager.config.resolve_timeout == 7200
+    assert alertmanager.config.alert_id_label is False
+    assert alertmanager.config.retry.max_delay == 5
+    assert alertmanager.config.queue_size == 50
+    assert stdout.config.queue_size == 10
+
+
+def test_empty_variables_count_as_unset() -> None:
+    """Manifests often template every variable and leave the unused ones empty."""
+    environ = dict.fromkeys(
+        ["DETECTOR_WEBHOOK_URL", "DETECTOR_WEBHOOK_TOKEN", "DETECTOR_SINK_TIMEOUT"], ""
+    )
+    environ |= {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_ALERTMANAGER_TAGS": ""}
+    config = only(sink_configs(environ))
+    assert isinstance(config, AlertmanagerConfig)
+    assert config.route == Route()
+    assert config.retry == RetryPolicy()
+
+
+def test_stdout_sink_off_by_default_and_for_false_values() -> None:
+    assert sink_configs({"DETECTOR_STDOUT_SINK": "0"}) == []
+    assert isinstance(only(sink_configs({"DETECTOR_STDOUT_SINK": "yes"})), StdoutConfig)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"DETECTOR_WEBHOOK_TOKEN": "tok"},
+            "DETECTOR_WEBHOOK_TOKEN is set but neither DETECTOR_WEBHOOK_URL nor",
+        ),
+        (
+            {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_TOKEN": "a",
+             "DETECTOR_WEBHOOK_TOKEN_FILE": "/b"},
+            "set DETECTOR_WEBHOOK_TOKEN or DETECTOR_WEBHOOK_TOKEN_FILE, not both",
+        ),
+        (
+            {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_TOKEN_FILE": "/nonexistent"},
+            "DETECTOR_WEBHOOK_TOKEN_FILE: cannot read /nonexistent: No such file",
+        ),
+        (
+            {"DETECTOR_SLACK_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/slacksecret"},
+            "DETECTOR_SLACK_WEBHOOK_URL must be an http:// or https:// URL",
+        ),
+        (
+            {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_ALERTMANAGER_MIN_LEVEL": "warn"},
+            "DETECTOR_ALERTMANAGER_MIN_LEVEL: unknown minimum level 'warn'",
+        ),
+        (
+            {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_SINK_TIMEOUT": "soon"},
+            "DETECTOR_SINK_TIMEOUT must be a number",
+        ),
+        (
+            {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_ALERTMANAGER_MAX_ATTEMPTS": "0"},
+            "max_attempts must be at least 1",
+        ),
+        (
+            {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_MIN_LEVLE": "high"},
+            "unknown sink setting DETECTOR_SLACK_MIN_LEVLE",
+        ),
+        (
+            {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_TOKEN": "x"},
+            "unknown sink setting DETECTOR_SLACK_TOKEN",
+        ),
+        (
+            {"DETECTOR_STDOUT_SINK": "maybe"},
+            "DETECTOR_STDOUT_SINK must be one of",
+        ),
+    ],
+)
+def test_mistakes_name_the_variable_to_fix(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SinkConfigError, match=message) as caught:
+        sink_configs(environ)
+    assert "slacksecret" not in str(caught.value)
+
+
+def test_several_sinks_of_one_kind_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "pager-token").write_text("pager-tok")
+    sinks_file = tmp_path / "sinks.yaml"
+    sinks_file.write_text(
+        f"""
+defaults:
+  timeout: 3
+  retry_cap: 10
+sinks:
+  - name: pager
+    type: webhook
+    url: https://pager.example/hook
+    token_file: {tmp_path / "pager-token"}
+    secret_env: PAGER_HMAC
+    min_level: critical
+  - name: soar
+    type: webhook
+    url_env: SOAR_URL
+    tags: [attack.impact, "attack.t14*"]
+    exclude_tags: [test]
+    timeout: 8
+  - name: secops-chat
+    type: slack
+    url_env: SECOPS_SLACK
+    min_level: high
+"""
+    )
+    environ = {
+        "DETECTOR_SINKS_FILE": str(sinks_file),
+        "PAGER_HMAC": "pager-key",
+        "SOAR_URL": "https://soar.example/in",
+        "SECOPS_SLACK": SLACK_URL,
+        "DETECTOR_STDOUT_SINK": "1",
+    }
+    stdout, pager, soar, chat = sink_configs(environ)
+    assert isinstance(stdout, StdoutConfig)
+    assert pager == WebhookConfig(
+        name="pager",
+        url=Secret("https://pager.example/hook"),
+        token=Secret("pager-tok"),
+        hmac_secret=Secret("pager-key"),
+        route=Route(min_level="critical"),
+        retry=RetryPolicy(timeout=3, max_delay=10),
+    )
+    assert isinstance(soar, WebhookConfig)
+    assert soar.url == Secret("https://soar.example/in")
+    assert soar.route == Route(
+        include_tags=("attack.impact", "attack.t14*"), exclude_tags=("test",)
+    )
+    assert soar.retry.timeout == 8
+    assert isinstance(chat, SlackConfig)
+    assert chat.url == Secret(SLACK_URL)
+    assert chat.route.min_level == "high"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("name: a\n    type: webhook\n    url: https://x/\n    token: inline",
+         "token must not be written in the sinks file; use token_env"),
+        (f"name: a\n    type: slack\n    url: {SLACK_URL}",
+         "url must not be written in the sinks file"),
+        ("name: a\n    type: webhook\n    url: https://x/\n    min_levle: high",
+         "unknown key 'min_levle' for a webhook sink"),
+        ("name: a\n    type: pagerduty\n    url: https://x/", "type must be one of webhook"),
+        ("type: webhook\n    url: https://x/", "every sink needs a name"),
+        ("name: a\n    type: webhook\n    url_env: UNSET_VARIABLE",
+         "url_env names UNSET_VARIABLE, which is not set"),
+        ("name: Bad Name\n    type: stdout", "sink name 'Bad Name' must be"),
+        ("name: webhook\n    type: stdout", "sink names must be unique: webhook repeated"),
+    ],
+)
+def test_sinks_file_mistakes_are_explained(tmp_path: Path, entry: str, message: str) -> None:
+    sinks_file = tmp_path / "sinks.yaml"
+    sinks_file.write_text(f"sinks:\n  - {entry}\n")
+    environ = {"DETECTOR_SINKS_FILE": str(sinks_file), "DETECTOR_WEBHOOK_URL": "https://w/"}
+    with pytest.raises(SinkConfigError, match=message) as caught:
+        sink_configs(environ)
+    assert "slacksecret" not in str(caught.value)
+
+
+def test_a_sinks_file_that_is_not_a_sink_list_is_rejected(tmp_path: Path) -> None:
+    sinks_file = tmp_path / "sinks.yaml"
+    sinks_file.write_text("- name: a\n")
+    with pytest.raises(SinkConfigError, match="expected a mapping with a 'sinks' list"):
+        sink_configs({"DETECTOR_SINKS_FILE": str(sinks_file)})
+
+
+def test_configs_and_sinks_show_no_secret_in_repr_or_logs(
+    metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {
+        "DETECTOR_WEBHOOK_URL": "https://soar.example/hook?key=urlsecret",
+        "DETECTOR_WEBHOOK_TOKEN": "tokensecret",
+        "DETECTOR_WEBHOOK_SECRET": "hmacsecret",
+        "DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL,
+    }
+    sinks = load_sinks(metrics, environ)
+    logging.getLogger("test").warning("configured %r", sinks)
+    shown = repr(sinks) + repr(sink_configs(environ)) + caplog.text
+    assert "Secret('***')" in shown
+    for secret in ("urlsecret", "tokensecret", "hmacsecret", "slacksecret"):
+        assert secret not in shown
