@@ -168,6 +168,8 @@ def _describe_failure(outcome: TestOutcome) -> str:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from detector.engine.factory import StateFileError, load_state, save_state
+    from detector.engine.stateful.suppression import format_suppressions
     from detector.events import DEFAULT_LIMITS, Limits
     from detector.scan import find_inputs, format_summary, scan
 
@@ -189,7 +191,14 @@ def _scan(args: argparse.Namespace) -> int:
     limits = DEFAULT_LIMITS
     if args.max_message_bytes:
         limits = Limits(max_message_bytes=args.max_message_bytes)
-    engine = make_engine(result.ruleset, lateness=args.allowed_lateness)
+    state_file = Path(args.state) if args.state else None
+    try:
+        engine = make_engine(result.ruleset, lateness=args.allowed_lateness)
+        if state_file is not None:
+            load_state(engine, state_file)
+    except (ValueError, StateFileError) as error:
+        print(f"refusing to scan: {error}", file=sys.stderr)
+        return EXIT_USAGE
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     fired = 0
 
@@ -200,12 +209,24 @@ def _scan(args: argparse.Namespace) -> int:
 
     try:
         summary = scan(inputs, engine, limits, emit, _progress(args, inputs))
+        for alert in engine.flush():  # end of input: windows close, pending decisions are taken
+            summary.count(alert)
+            emit(alert)
     finally:
         if args.output:
             out.close()
         else:
             out.flush()
-    print(format_summary(summary), file=sys.stderr)
+    stats = engine.stats()
+    report = [format_summary(summary, late=stats["late"], duplicates=stats["duplicates"]),
+              format_suppressions(engine.closed_suppressions())]
+    print("\n".join(part for part in report if part), file=sys.stderr)
+    if state_file is not None:
+        try:
+            save_state(engine, state_file)
+        except StateFileError as error:
+            print(f"detector scan: {error}", file=sys.stderr)
+            return EXIT_USAGE
     return EXIT_FOUND if fired and args.fail_on_alert else EXIT_OK
 
 

@@ -84,3 +84,7 @@ class Engine:
         if self.stateful is not None:
             alerts.extend(self.stateful.observe(record, matched))
         return alerts
+
+    def stats(self) -> dict[str, int]:
+        """Counts for the scan summary and metrics; an engine without memory has none."""
+        return {"late": 0, "duplicates": 0, "state_entries": 0}

@@ -1,12 +1,132 @@
 """Building a ready engine for a rule set: the one place scan, rule tests and the worker
-agree on how single-event and stateful evaluation are wired together."""
+agree on how single-event and stateful evaluation are wired together; and the state file
+`detector scan --state` keeps between runs."""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detector.alerts import Alert
+from detector.durations import parse_duration
 from detector.engine.evaluator import Engine
 from detector.engine.rule import RuleSet
+from detector.engine.state import MemoryState, State
+from detector.engine.stateful import Stateful, SuppressionSummary
+from detector.events import Record
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+STATE_FORMAT = "detector-state"
+STATE_VERSION = 1
 
 
-def make_engine(ruleset: RuleSet, *, lateness: str | float = "15m") -> Engine:
-    """An engine for `ruleset` with in-memory state for its stateful rules."""
-    return Engine(ruleset)
+class StateFileError(Exception):
+    """A state file that cannot be used as it is; it is never silently replaced."""
+
+
+class StatefulEngine(Engine):
+    """An engine whose stateful rules keep memory in `stateful`.
+
+    A redelivered event (same eventID) is dropped before any rule sees it, single-event rules
+    included, so it neither counts nor alerts twice.
+    """
+
+    def __init__(self, ruleset: RuleSet, stateful: Stateful) -> None:
+        super().__init__(ruleset, stateful)
+        self.memory = stateful
+
+    def process(self, record: Record) -> list[Alert]:
+        if not self.memory.admit(record):
+            return []
+        return super().process(record)
+
+    def flush(self) -> list[Alert]:
+        """End of input: the alerts still waiting for the watermark."""
+        return self.memory.flush()
+
+    def closed_suppressions(self) -> list[SuppressionSummary]:
+        return self.memory.closed_suppressions()
+
+    def stats(self) -> dict[str, int]:
+        return self.memory.stats()
+
+
+def make_engine(
+    ruleset: RuleSet, *, lateness: str | float = "15m", state: State | None = None
+) -> StatefulEngine:
+    """An engine for `ruleset`; its stateful rules keep memory in `state` (in memory by default)."""
+    stateful = Stateful(ruleset, state if state is not None else MemoryState(),
+                        lateness=parse_duration(lateness))
+    return StatefulEngine(ruleset, stateful)
+
+
+def save_state(engine: StatefulEngine, path: Path) -> None:
+    """Write the engine's memory to `path` atomically (a temporary file renamed over it)."""
+    state = engine.memory.state
+    if not isinstance(state, MemoryState):
+        raise StateFileError("only in-memory state can be saved to a file")
+    document = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "lateness_seconds": engine.memory.clock.lateness,
+        "engine": engine.memory.dump(),
+        "entries": state.snapshot(),
+    }
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_bytes(orjson.dumps(document))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise StateFileError(f"{path}: cannot write the state file: {error}") from error
+
+
+def load_state(engine: StatefulEngine, path: Path) -> bool:
+    """Fill a fresh engine's memory from `path`; False when there is no such file yet.
+
+    A file that is unreadable, not JSON, of another format or version, or malformed raises
+    StateFileError: a baseline is never thrown away without the operator knowing.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise StateFileError(f"{path}: cannot read the state file: {error}") from error
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise StateFileError(f"{path}: not a state file (invalid JSON: {error}); move it "
+                             "away to start from an empty state") from error
+    _check(document, path)
+    state = engine.memory.state
+    if len(state):
+        raise StateFileError("state can only be loaded into a fresh engine")
+    entries: dict[str, Any] = document["entries"]
+    for key, value in entries.items():
+        state.put(key, value)
+    try:
+        engine.memory.restore(document["engine"])
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise StateFileError(f"{path}: malformed state file ({error!r}); move it away to "
+                             "start from an empty state") from error
+    return True
+
+
+def _check(document: object, path: Path) -> None:
+    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+        raise StateFileError(f"{path}: not a detector state file (no "
+                             f"\"format\": \"{STATE_FORMAT}\"); refusing to overwrite it")
+    if document.get("version") != STATE_VERSION:
+        raise StateFileError(f"{path}: state file version {document.get('version')!r} is not "
+                             f"supported (this detector reads version {STATE_VERSION}); "
+                             "move it away to start from an empty state")
+    if not isinstance(document.get("entries"), dict) or not isinstance(
+        document.get("engine"), dict
+    ):
+        raise StateFileError(f"{path}: malformed state file (entries or engine missing); "
+                             "move it away to start from an empty state")

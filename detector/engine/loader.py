@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 from sigma.conditions import ConditionOR
-from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationTimespan
+from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from detector.durations import parse_duration
 from detector.engine.index import IndexKey
 from detector.engine.lists import load_lists
 from detector.engine.matching import Unsupported, compile_condition
@@ -309,10 +310,9 @@ class _Loader:
 
     def duration(self, doc: _Document, label: str, value: Any, *keys: str) -> float | None:
         try:
-            return float(SigmaCorrelationTimespan(str(value)).seconds)
-        except (SigmaError, ValueError, KeyError):
-            self.fail(doc, label, f"{'.'.join(keys)}: {value!r} is not a duration; "
-                      "write e.g. 30s, 5m, 1h, 7d", *keys)
+            return parse_duration(value)
+        except ValueError as error:
+            self.fail(doc, label, f"{'.'.join(keys)}: {error}", *keys)
             return None
 
     def suppression(self, doc: _Document, label: str, spec: Any) -> Suppression | None:

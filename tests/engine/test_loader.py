@@ -128,3 +128,14 @@ def test_lists_folder_given_twice_is_read_once(tmp_path: Path) -> None:
     result = load_rules([tmp_path / "rules"], [tmp_path / "rules" / "lists"])
     assert result.errors == []
     assert result.ruleset.lists == {"admins": ("arn:aws:iam::1:user/a",)}
+
+
+def test_first_seen_defaults_to_no_learning_and_thirty_days_retention(tmp_path: Path) -> None:
+    result = load(tmp_path, GOOD + "detector:\n  first_seen:\n    key: userIdentity.arn\n"
+                  "    value: [sourceIPAddress, userAgent]\n")
+    assert result.errors == []
+    first_seen = result.ruleset.rules[0].first_seen
+    assert first_seen is not None
+    assert (first_seen.key, first_seen.value) == (("userIdentity.arn",),
+                                                  ("sourceIPAddress", "userAgent"))
+    assert (first_seen.learning, first_seen.retention) == (0.0, 30 * 86400.0)

@@ -1,0 +1,295 @@
+"""The stateful evaluator: first seen, correlations and suppression over one State.
+
+The engine hands it every record with the single-event rules that matched. It keeps the
+watermark (latest eventTime minus the allowed lateness), drops duplicate eventIDs, feeds
+first-seen rules (decided once the watermark passes an event), correlations (decided at
+once, see correlation.py) and suppression windows, and closes windows as the watermark
+moves. Same accepted events in any arrival order -> same alert ids; docs/stateful-rules.md
+has the full semantics.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from detector.alerts import Alert, event_key
+from detector.engine.evaluator import build_alert
+from detector.engine.rule import Rule, RuleSet
+from detector.engine.state import JSON, State
+from detector.engine.stateful.clock import Clock, RecentIds
+from detector.engine.stateful.correlation import CorrelationUnit, Fire
+from detector.engine.stateful.first_seen import FirstSeenUnit
+from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION
+from detector.engine.stateful.suppression import SuppressionSummary, Suppressor
+from detector.events import Record
+
+DEFAULT_LATENESS = 15 * 60.0
+DEDUP_CAPACITY = 500_000
+SWEEP_EVERY = 3600.0  # seconds of event time between sweeps of expired state
+
+
+class _Schedule:
+    """Entries waiting for the watermark, earliest first; one live item per entry."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, str]] = []
+        self.due: dict[str, float] = {}
+
+    def add(self, skey: str, due: float) -> None:
+        if self.due.get(skey, math.inf) > due:
+            self.due[skey] = due
+            heapq.heappush(self.heap, (due, skey))
+
+    def first(self) -> float:
+        """The earliest live due time (inf when empty)."""
+        heap = self.heap
+        while heap and self.due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def pop(self) -> str:
+        _due, skey = heapq.heappop(self.heap)
+        del self.due[skey]
+        return skey
+
+
+class Stateful:
+    """Everything the engine remembers between records, behind the State interface."""
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        state: State,
+        *,
+        lateness: float = DEFAULT_LATENESS,
+        dedup_horizon: float | None = None,
+        dedup_capacity: int = DEDUP_CAPACITY,
+    ) -> None:
+        self.state = state
+        self.clock = Clock(lateness)
+        self.recent = RecentIds(
+            lateness + 3600.0 if dedup_horizon is None else dedup_horizon, dedup_capacity)
+        self.suppressor = Suppressor(state)
+        self.first_seen: dict[str, FirstSeenUnit] = {}
+        self.correlations: dict[str, CorrelationUnit] = {}
+        self.feeds: dict[str, list[CorrelationUnit]] = {}
+        for correlation in ruleset.correlations:
+            if not correlation.meta.enabled:
+                continue
+            unit = CorrelationUnit(correlation, state)
+            self.correlations[correlation.id] = unit
+            for base in correlation.rules:
+                self.feeds.setdefault(base, []).append(unit)
+            if correlation.meta.suppression is not None:
+                self.suppressor.add_rule(correlation.meta, correlation.meta.suppression)
+        for rule in ruleset.rules:
+            if not rule.meta.enabled:
+                continue
+            if rule.first_seen is not None:
+                later = [name for unit in self.feeds.get(rule.id, ()) for name in unit.fields_read]
+                if rule.meta.suppression is not None:
+                    later += rule.meta.suppression.by
+                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.first_seen, state, later)
+            if rule.meta.suppression is not None:
+                self.suppressor.add_rule(rule.meta, rule.meta.suppression)
+        self.late = 0
+        self.duplicates = 0
+        self._pending = _Schedule()  # first-seen entries holding events: due < watermark
+        self._closing = _Schedule()  # windows to close: due <= watermark
+        self._closed: list[SuppressionSummary] = []
+        self._next_sweep = -math.inf
+
+    def group_fields(self) -> dict[str, tuple[str, ...]]:
+        """Per state-key prefix (`fs|<rule id>`, `co|<rule id>`, `su|<rule id>`), the fields
+        its entries are keyed by: the stream layer repartitions the rule's events by these."""
+        fields = {f"{SUPPRESSION}|{rule_id}": by
+                  for rule_id, by in self.suppressor.group_fields().items()}
+        fields.update({f"{FIRST_SEEN}|{rule_id}": unit.group_fields
+                       for rule_id, unit in self.first_seen.items()})
+        fields.update({f"{CORRELATION}|{rule_id}": unit.group_fields
+                       for rule_id, unit in self.correlations.items()})
+        return fields
+
+    def admit(self, record: Record) -> bool:
+        """False for a duplicate eventID: the engine then evaluates nothing for it."""
+        if record.event_id and self.recent.seen(
+            record.event_id, record.event_time, self.clock.watermark
+        ):
+            self.duplicates += 1
+            return False
+        return True
+
+    def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]:
+        late = self.clock.is_late(record.event_time)
+        if late:
+            self.late += 1
+        alerts: list[Alert] = []
+        for rule in matched:
+            unit = self.first_seen.get(rule.id)
+            if unit is not None:
+                skey = None if late else unit.enqueue(record)
+                if skey is not None:
+                    self._pending.add(skey, record.event_time)
+                continue
+            if rule.generates and rule.meta.suppression is not None:
+                alert = build_alert(rule.meta, "match", [record])
+                alerts += [replace(alert, details={"late": True})] if late else self._send(
+                    alert, record)
+            if not late:
+                alerts += self._correlate(rule.id, record)
+        self.clock.advance(record.event_time)
+        alerts += self._release(self.clock.watermark)
+        return alerts
+
+    def flush(self) -> list[Alert]:
+        """End of input: decide every pending event and close every window now."""
+        return self._release(math.inf)
+
+    def closed_suppressions(self) -> list[SuppressionSummary]:
+        """Summaries of the suppression windows closed since the last call."""
+        closed, self._closed = self._closed, []
+        return closed
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "state_entries": len(self.state),
+            "pending_entries": len(self._pending.due),
+            "remembered_event_ids": len(self.recent),
+        }
+
+    def dump(self) -> dict[str, Any]:
+        """What besides the State entries a restart needs (JSON)."""
+        return {
+            "max_event_time": None if self.clock.max_seen == -math.inf else self.clock.max_seen,
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "recent_event_ids": [[ident, when] for ident, when in self.recent.ids.items()],
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back `dump()` output once the State holds the saved entries."""
+        max_seen = saved["max_event_time"]
+        self.clock.max_seen = -math.inf if max_seen is None else float(max_seen)
+        self.late, self.duplicates = int(saved["late"]), int(saved["duplicates"])
+        self.recent.ids = {str(ident): float(when) for ident, when in saved["recent_event_ids"]}
+        self.resume()
+
+    def resume(self) -> None:
+        """Rebuild the in-memory schedule from the State, e.g. after a Table recovered."""
+        for skey in self.state.all_keys():
+            self._reschedule(skey, self.state.get(skey))
+
+    def _reschedule(self, skey: str, entry: JSON) -> None:
+        kind, rule_id = skey.split("|", 2)[:2]
+        if kind == FIRST_SEEN and rule_id in self.first_seen:
+            due = self.first_seen[rule_id].due(entry)
+            if due is not None:
+                self._pending.add(skey, due)
+        elif kind == CORRELATION and rule_id in self.correlations:
+            due = self.correlations[rule_id].due(entry)
+            if due is not None:
+                self._closing.add(skey, due)
+        elif kind == SUPPRESSION:
+            due = self.suppressor.due(skey, entry)
+            if due is not None:
+                self._closing.add(skey, due)
+
+    def _horizon(self) -> float:
+        """The oldest eventTime a correlation can still be fed: watermark or a pending event."""
+        return min(self.clock.watermark, self._pending.first())
+
+    def _send(self, alert: Alert, trigger: Record, when: float | None = None,
+              ident: str | None = None) -> list[Alert]:
+        """The alert, through its rule's suppression if it has one (nothing when folded)."""
+        if not self.suppressor.covers(alert.rule_id):
+            return [alert]
+        sent, skey, due = self.suppressor.offer(
+            alert, trigger, trigger.event_time if when is None else when,
+            event_key(trigger) if ident is None else ident)
+        if due is not None:
+            self._closing.add(skey, due)
+        return [sent] if sent is not None else []
+
+    def _correlate(self, rule_id: str, record: Record) -> list[Alert]:
+        alerts: list[Alert] = []
+        for unit in self.feeds.get(rule_id, ()):
+            fires, skey, due = unit.add(record, rule_id, self._horizon())
+            if due is not None:
+                self._closing.add(skey, due)
+            alerts += self._correlation_alerts(unit, fires)
+        return alerts
+
+    def _correlation_alerts(self, unit: CorrelationUnit, fires: list[Fire]) -> list[Alert]:
+        alerts: list[Alert] = []
+        correlation = unit.correlation
+        for fire in fires:
+            alert = build_alert(correlation.meta, correlation.type, fire.records,
+                                group_key=fire.group_key, details=fire.details)
+            alerts += self._send(replace(alert, id=fire.alert_id), fire.records[-1], fire.start,
+                                 fire.alert_id)
+        return alerts
+
+    def _release(self, watermark: float) -> list[Alert]:
+        alerts: list[Alert] = []
+        pending, closing = self._pending, self._closing
+        while True:
+            first_pending, first_closing = pending.first(), closing.first()
+            if first_pending < watermark and first_pending <= first_closing:
+                alerts += self._decide(pending.pop(), watermark)
+            elif first_closing < math.inf and first_closing <= watermark:
+                alerts += self._close(closing.pop(), watermark)
+            else:
+                break
+        if watermark >= self._next_sweep and watermark != math.inf:
+            self._sweep(watermark)
+            self._next_sweep = watermark + SWEEP_EVERY
+        return alerts
+
+    def _decide(self, skey: str, watermark: float) -> list[Alert]:
+        unit = self.first_seen[skey.split("|", 2)[1]]
+        fired, due = unit.release(skey, watermark)
+        if due is not None:
+            self._pending.add(skey, due)
+        alerts: list[Alert] = []
+        for record, details in fired:
+            if unit.rule.generates:
+                alert = build_alert(unit.rule.meta, "first_seen", [record],
+                                    group_key=unit.key_fields.mapping(
+                                        unit.key_fields.values(record.data)),
+                                    details=details)
+                alerts += self._send(alert, record)
+            alerts += self._correlate(unit.rule.id, record)
+        return alerts
+
+    def _close(self, skey: str, watermark: float) -> list[Alert]:
+        kind, rule_id = skey.split("|", 2)[:2]
+        if kind == SUPPRESSION:
+            summaries, due = self.suppressor.close(skey, watermark)
+            self._closed += summaries
+            alerts: list[Alert] = []
+        else:
+            unit = self.correlations[rule_id]
+            fires, due = unit.close(skey, watermark)
+            alerts = self._correlation_alerts(unit, fires)
+        if due is not None:
+            self._closing.add(skey, due)
+        return alerts
+
+    def _sweep(self, watermark: float) -> None:
+        """Forget what no later event can need: expired first-seen values, old windows."""
+        horizon = self._horizon()
+        for skey in self.state.all_keys():
+            kind, rule_id = skey.split("|", 2)[:2]
+            entry = self.state.get(skey)
+            if entry is None:
+                continue
+            if kind == FIRST_SEEN and rule_id in self.first_seen:
+                self.first_seen[rule_id].sweep(skey, entry, watermark)
+            elif kind == CORRELATION and rule_id in self.correlations:
+                self.correlations[rule_id].sweep(skey, entry, horizon)

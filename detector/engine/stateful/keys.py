@@ -1,0 +1,103 @@
+"""Group keys, state keys and window identities: the names stateful memory and alerts go by.
+
+A state key is `<kind>|<rule id>|<group values as JSON>` (kind: `fs` first seen, `co`
+correlation, `su` suppression), so one rule's memory for one group key is one entry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from detector.alerts import alert_id, format_time
+from detector.engine.fields import MISSING, Many, as_text, getter
+from detector.events import Record
+
+FIRST_SEEN, CORRELATION, SUPPRESSION = "fs", "co", "su"
+
+
+class Fields:
+    """A tuple of dotted field paths read as text: the group-by of a stateful rule."""
+
+    __slots__ = ("_getters", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._getters = tuple(getter(name) for name in names)
+
+    def values(self, data: dict[str, Any]) -> list[str | None]:
+        return [text_of(read(data)) for read in self._getters]
+
+    def mapping(self, values: list[str | None]) -> dict[str, str | None]:
+        return dict(zip(self.names, values, strict=True))
+
+
+def text_of(value: Any) -> str | None:
+    """A field's value as one string: scalars as Sigma sees them, lists and objects as JSON."""
+    if value is MISSING or value is None:
+        return None
+    text = as_text(value)
+    if text is not None:
+        return text
+    if isinstance(value, Many):
+        value = list(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def state_key(kind: str, rule_id: str, values: list[str | None]) -> str:
+    return f"{kind}|{rule_id}|{orjson.dumps(values).decode()}"
+
+
+def parse_state_key(key: str) -> tuple[str, str, list[str | None]]:
+    """(kind, rule id, group values) of a state key; ValueError when it is not one."""
+    kind, rule_id, values = key.split("|", 2)
+    parsed = orjson.loads(values)
+    if not isinstance(parsed, list):
+        raise ValueError(f"bad group values in state key {key!r}")
+    return kind, rule_id, parsed
+
+
+def bucket_start(event_time: float, length: float) -> float:
+    """Start of the epoch-aligned window of `length` seconds holding `event_time`."""
+    return math.floor(event_time / length) * length
+
+
+def window_alert_id(
+    rule_id: str, group_key: dict[str, str | None], kind: str, start: float
+) -> str:
+    """The id of the one alert a rule may raise per group key and aligned window."""
+    return alert_id(rule_id, group_key, [f"{kind}@{format_time(start)}"])
+
+
+# Top-level fields an alert needs from an event (EventSummary, ids, times): the state keeps
+# these, plus the first segment of every field a rule's output, group key or value names.
+_ALERT_FIELDS = (
+    "eventID", "eventTime", "eventSource", "eventName", "eventType", "readOnly",
+    "sourceIPAddress", "userAgent", "awsRegion", "recipientAccountId", "errorCode",
+    "errorMessage", "userIdentity", "requestParameters",
+)
+
+
+class Slim:
+    """The part of a record worth keeping in state: what alerts and the rule's text read.
+
+    Sub-objects are shared with the record, not copied; the rest of the record is dropped.
+    """
+
+    __slots__ = ("keep",)
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.keep = tuple(dict.fromkeys((*_ALERT_FIELDS, *(path.split(".")[0] for path in paths))))
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {key: data[key] for key in self.keep if key in data}
+
+
+def record_of(event_time: float, data: dict[str, Any]) -> Record:
+    """A record rebuilt from what the state keeps: the decoded CloudTrail record."""
+    event_id = data.get("eventID")
+    return Record(data, str(data.get("eventSource")), str(data.get("eventName")), event_time,
+                  event_id if isinstance(event_id, str) else None)

@@ -1,0 +1,195 @@
+"""Sigma correlations over event time: thresholds, sliding windows, once per aligned bucket,
+tumbling windows for upper bounds, group keys, duplicates and late events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.stateful_support import ADMIN, OPERATOR, engine, event, fired, run
+
+from detector.events import Record
+
+DENIED = """\
+title: denied
+id: 11111111-0000-4000-8000-000000000001
+name: denied
+detection:
+  selection: {eventSource: kinesisvideo.amazonaws.com, errorCode: AccessDeniedException}
+  condition: selection
+"""
+BURST_ID = "11111111-0000-4000-8000-000000000002"
+
+
+def burst(condition: str = "gte: 3", timespan: str = "5m") -> str:
+    return DENIED + f"""---
+title: burst
+id: {BURST_ID}
+correlation:
+  type: event_count
+  rules: [denied]
+  group-by: [userIdentity.arn]
+  timespan: {timespan}
+  condition: {{{condition}}}
+"""
+
+
+def denied(seconds: float, **fields: Any) -> Record:
+    return event(seconds, errorCode="AccessDeniedException", **fields)
+
+
+def test_event_count_fires_when_the_threshold_is_reached_and_not_before(tmp_path: Path) -> None:
+    target = engine(tmp_path, burst())
+    assert run(target, [denied(0), denied(60)], flush=False) == []
+    alerts = run(target, [denied(120)], flush=False)
+    assert [alert.rule_id for alert in alerts] == [BURST_ID]
+    assert alerts[0].kind == "event_count"
+    assert alerts[0].group_key == {"userIdentity.arn": OPERATOR}
+    assert alerts[0].details["correlation"]["count"] == 3
+    assert len(alerts[0].event_ids) == 3
+
+
+def test_the_window_includes_both_ends_of_the_timespan(tmp_path: Path) -> None:
+    alerts = run(engine(tmp_path, burst()), [denied(0), denied(150), denied(300)])
+    assert len(fired(alerts, BURST_ID)) == 1
+
+
+def test_an_event_one_second_outside_the_timespan_does_not_count(tmp_path: Path) -> None:
+    alerts = run(engine(tmp_path, burst()), [denied(0), denied(150), denied(301)])
+    assert fired(alerts, BURST_ID) == []
+
+
+def test_the_window_slides_with_the_events(tmp_path: Path) -> None:
+    # 0 and 200 are too far from 400 and 500; 200, 400 and 500 are within five minutes
+    alerts = run(engine(tmp_path, burst()), [denied(0), denied(200), denied(400), denied(500)])
+    [alert] = fired(alerts, BURST_ID)
+    assert alert.details["correlation"]["count"] == 3
+    assert alert.event_ids == (denied(200).event_id, denied(400).event_id, denied(500).event_id)
+
+
+def test_a_burst_straddling_two_aligned_buckets_alerts_once(tmp_path: Path) -> None:
+    # buckets are [0, 300) and [300, 600): the burst 240..360 crosses the boundary
+    alerts = run(engine(tmp_path, burst()), [denied(240), denied(280), denied(320), denied(360)])
+    assert len(fired(alerts, BURST_ID)) == 1
+
+
+def test_a_continuing_burst_alerts_once_per_bucket(tmp_path: Path) -> None:
+    records = [denied(seconds) for seconds in range(0, 900, 30)]  # 30 events over 15 minutes
+    alerts = fired(run(engine(tmp_path, burst()), records), BURST_ID)
+    assert len(alerts) == 3
+    assert len({alert.id for alert in alerts}) == 3
+
+
+def test_group_keys_count_separately(tmp_path: Path) -> None:
+    records = [denied(0), denied(10, arn=ADMIN), denied(20), denied(30, arn=ADMIN)]
+    assert fired(run(engine(tmp_path, burst()), records), BURST_ID) == []
+    alerts = fired(run(engine(tmp_path, burst()), [*records, denied(40, arn=ADMIN)]), BURST_ID)
+    assert [alert.group_key for alert in alerts] == [{"userIdentity.arn": ADMIN}]
+
+
+def test_a_duplicate_event_id_never_counts_twice(tmp_path: Path) -> None:
+    target = engine(tmp_path, burst())
+    alerts = run(target, [denied(0), denied(0), denied(60), denied(60)])
+    assert fired(alerts, BURST_ID) == []
+    assert target.stats()["duplicates"] == 2
+
+
+def test_late_events_are_counted_and_left_out_of_windows(tmp_path: Path) -> None:
+    target = engine(tmp_path, burst(), lateness="5m")
+    alerts = run(target, [denied(1000), denied(1010), denied(600), denied(610)])
+    assert fired(alerts, BURST_ID) == []
+    assert target.stats()["late"] == 2
+
+
+def test_events_within_the_lateness_count_whatever_their_order(tmp_path: Path) -> None:
+    shuffled = run(engine(tmp_path, burst()), [denied(900), denied(700), denied(800)])
+    in_order = run(engine(tmp_path, burst()), [denied(700), denied(800), denied(900)])
+    assert len(fired(in_order, BURST_ID)) == 1
+    assert [alert.id for alert in fired(shuffled, BURST_ID)] == [
+        alert.id for alert in fired(in_order, BURST_ID)]
+
+
+def test_an_upper_bound_is_tested_on_tumbling_windows_once_they_close(tmp_path: Path) -> None:
+    target = engine(tmp_path, burst("gte: 2, lte: 3", "10m"), lateness="1m")
+    assert run(target, [denied(0), denied(60), denied(300)], flush=False) == []
+    # the watermark passes 600: [0, 600) closes with three events
+    assert len(fired(run(target, [denied(700)], flush=False), BURST_ID)) == 1
+    # [600, 1200) ends with four events: over the upper bound
+    records = [denied(710), denied(720), denied(730), denied(1300)]
+    assert fired(run(target, records, flush=False), BURST_ID) == []
+    assert fired(target.flush(), BURST_ID) == []  # [1200, 1800) holds one
+
+
+DESCRIBED = DENIED.replace("errorCode: AccessDeniedException", "eventName|startswith: Describe")
+VALUES = DESCRIBED + """---
+title: many streams
+id: 11111111-0000-4000-8000-000000000003
+correlation:
+  type: value_count
+  rules: [denied]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {gte: 3, field: requestParameters.streamName}
+"""
+
+
+def test_value_count_counts_distinct_values(tmp_path: Path) -> None:
+    def described(seconds: float, stream: str | None) -> Record:
+        params = {"streamName": stream} if stream else {}
+        return event(seconds, requestParameters=params)
+
+    same = [described(0, "a"), described(10, "a"), described(20, "b"), described(30, None)]
+    assert fired(run(engine(tmp_path, VALUES), same), "11111111-0000-4000-8000-000000000003") == []
+    alerts = run(engine(tmp_path, VALUES), [*same, described(40, "c")])
+    [alert] = fired(alerts, "11111111-0000-4000-8000-000000000003")
+    assert alert.details["correlation"]["count"] == 3
+
+
+TEMPORAL = """\
+title: media read
+id: 22222222-0000-4000-8000-000000000001
+name: media_read
+detection:
+  selection: {eventName: GetDataEndpoint}
+  condition: selection
+---
+title: retention cut
+id: 22222222-0000-4000-8000-000000000002
+name: retention_cut
+detection:
+  selection: {eventName: UpdateDataRetention}
+  condition: selection
+---
+title: sequence
+id: 22222222-0000-4000-8000-000000000003
+correlation:
+  type: TYPE
+  rules: [media_read, retention_cut]
+  group-by: [userIdentity.arn]
+  timespan: 1h
+"""
+SEQUENCE_ID = "22222222-0000-4000-8000-000000000003"
+
+
+def test_temporal_needs_every_rule_within_the_timespan_in_any_order(tmp_path: Path) -> None:
+    rules = TEMPORAL.replace("TYPE", "temporal")
+    cut_then_read = [event(0, "UpdateDataRetention"), event(600, "GetDataEndpoint")]
+    assert len(fired(run(engine(tmp_path, rules), cut_then_read), SEQUENCE_ID)) == 1
+    too_far = [event(0, "UpdateDataRetention"), event(3601, "GetDataEndpoint")]
+    assert fired(run(engine(tmp_path, rules), too_far), SEQUENCE_ID) == []
+
+
+def test_temporal_ordered_needs_the_rules_in_their_order(tmp_path: Path) -> None:
+    rules = TEMPORAL.replace("TYPE", "temporal_ordered")
+    cut_then_read = [event(0, "UpdateDataRetention"), event(600, "GetDataEndpoint")]
+    assert fired(run(engine(tmp_path, rules), cut_then_read), SEQUENCE_ID) == []
+    read_then_cut = [event(0, "GetDataEndpoint"), event(600, "UpdateDataRetention")]
+    [alert] = fired(run(engine(tmp_path, rules), read_then_cut), SEQUENCE_ID)
+    assert alert.kind == "temporal_ordered"
+    assert alert.event_ids == tuple(record.event_id for record in read_then_cut)
+
+
+def test_base_rules_of_a_correlation_do_not_alert_on_their_own(tmp_path: Path) -> None:
+    rules = TEMPORAL.replace("TYPE", "temporal_ordered")
+    alerts = run(engine(tmp_path, rules), [event(0, "GetDataEndpoint")])
+    assert alerts == []

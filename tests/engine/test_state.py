@@ -1,0 +1,217 @@
+"""The state interface and its in-memory store, and the state file of `detector scan --state`:
+plain JSON entries, one per rule and group key, saved and loaded without losing a baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from engine.stateful_support import ADMIN, engine, event, fired, ruleset, run
+
+from detector.cli import main
+from detector.engine.factory import StateFileError, load_state, make_engine, save_state
+from detector.engine.state import MemoryState
+from detector.engine.stateful.clock import RecentIds
+from detector.events import Record
+
+DAY = 86400
+RULES = """\
+title: new source ip
+id: 66666666-0000-4000-8000-000000000001
+name: new_ip
+detection:
+  selection: {eventSource: kinesisvideo.amazonaws.com}
+  condition: selection
+detector:
+  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 1d, retention: 30d}
+---
+title: new source ip, alerting
+id: 66666666-0000-4000-8000-000000000002
+detection:
+  selection: {eventSource: kinesisvideo.amazonaws.com}
+  condition: selection
+detector:
+  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 1d, retention: 30d}
+  suppress: {window: 1h, by: [sourceIPAddress]}
+---
+title: deleted
+id: 66666666-0000-4000-8000-000000000003
+name: deleted
+detection:
+  selection: {eventName: DeleteStream}
+  condition: selection
+---
+title: new ip then delete
+id: 66666666-0000-4000-8000-000000000004
+correlation:
+  type: temporal_ordered
+  rules: [new_ip, deleted]
+  group-by: [userIdentity.arn]
+  timespan: 1h
+"""
+
+
+def history() -> list[Record]:
+    return [event(0), event(60, arn=ADMIN), event(2 * DAY, "ListStreams"),
+            event(2 * DAY + 60, ip="203.0.113.66"), event(2 * DAY + 120, "DeleteStream",
+                                                          ip="203.0.113.66")]
+
+
+def test_memory_state_is_a_bounded_keyed_store() -> None:
+    state = MemoryState(max_entries=2)
+    state.put("a", {"n": 1})
+    state.put("b", [1, "x"])
+    state.put("a", {"n": 2})
+    assert (state.get("a"), state.get("b"), state.get("c")) == ({"n": 2}, [1, "x"], None)
+    state.put("c", 3)
+    assert sorted(state.all_keys()) == ["b", "c"]  # the oldest entry went
+    assert state.evicted == 1
+    for key in state.all_keys():
+        state.delete(key)
+    assert len(state) == 0
+
+
+def test_entries_are_plain_json_one_per_rule_and_group_key(tmp_path: Path) -> None:
+    target = engine(tmp_path, RULES)
+    run(target, [*history(), event(2 * DAY + 1200, "ListStreams")], flush=False)
+    state = target.memory.state
+    assert isinstance(state, MemoryState)
+    entries = state.snapshot()
+    assert orjson.loads(orjson.dumps(entries)) == entries
+    kinds = sorted(key.split("|")[0] for key in entries)
+    assert kinds == ["co", "fs", "fs", "fs", "fs", "su"]
+    assert f'fs|66666666-0000-4000-8000-000000000001|["{ADMIN}"]' in entries
+
+
+def test_each_stateful_rule_names_the_fields_to_partition_by(tmp_path: Path) -> None:
+    assert engine(tmp_path, RULES).memory.group_fields() == {
+        "fs|66666666-0000-4000-8000-000000000001": ("userIdentity.arn",),
+        "fs|66666666-0000-4000-8000-000000000002": ("userIdentity.arn",),
+        "su|66666666-0000-4000-8000-000000000002": ("sourceIPAddress",),
+        "co|66666666-0000-4000-8000-000000000004": ("userIdentity.arn",),
+    }
+
+
+def test_a_saved_state_continues_where_the_first_run_stopped(tmp_path: Path) -> None:
+    records = history()
+    whole = {alert.id for alert in run(engine(tmp_path, RULES), records)}
+    assert len(whole) == 2  # the new IP, then the sequence
+
+    first = engine(tmp_path, RULES)
+    before = run(first, records[:3])
+    path = tmp_path / "state.json"
+    save_state(first, path)
+    second = engine(tmp_path, RULES)
+    assert load_state(second, path) is True
+    after = run(second, records[3:])
+    assert {alert.id for alert in before + after} == whole
+    assert second.stats()["duplicates"] == 0
+    assert run(second, records[3:4]) == []  # a redelivery across runs is still a duplicate
+
+
+def test_a_missing_state_file_means_a_first_run(tmp_path: Path) -> None:
+    assert load_state(engine(tmp_path, RULES), tmp_path / "absent.json") is False
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"{not json", "invalid JSON"),
+    (b'{"format": "something-else"}', "not a detector state file"),
+    (b'{"format": "detector-state", "version": 99, "entries": {}, "engine": {}}', "version 99"),
+    (b'{"format": "detector-state", "version": 1, "entries": [], "engine": {}}', "malformed"),
+    (b'{"format": "detector-state", "version": 1, "entries": {}, "engine": {}}', "malformed"),
+])
+def test_an_unusable_state_file_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(StateFileError, match=message):
+        load_state(engine(tmp_path, RULES), path)
+
+
+def test_state_is_only_loaded_into_a_fresh_engine(tmp_path: Path) -> None:
+    target = engine(tmp_path, RULES)
+    run(target, history())
+    save_state(target, tmp_path / "state.json")
+    with pytest.raises(StateFileError, match="fresh engine"):
+        load_state(target, tmp_path / "state.json")
+
+
+def _write_jsonl(path: Path, records: list[Record]) -> str:
+    path.write_bytes(b"".join(orjson.dumps(record.data) + b"\n" for record in records))
+    return str(path)
+
+
+def test_scan_carries_baselines_between_runs_in_the_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)  # writes rules/rules.yml
+    records = history()
+    earlier = _write_jsonl(tmp_path / "earlier.jsonl", records[:3])
+    later = _write_jsonl(tmp_path / "later.jsonl", records[3:])
+    state = tmp_path / "state.json"
+    scan = ["scan", "--rules", str(rules), "--no-progress", "--state", str(state)]
+    assert main([*scan, "-o", str(tmp_path / "a.jsonl"), earlier]) == 0
+    assert orjson.loads(state.read_bytes())["format"] == "detector-state"
+    assert main([*scan, "-o", str(tmp_path / "b.jsonl"), later]) == 0
+    fired = [orjson.loads(line)["rule"]["id"]
+             for line in (tmp_path / "b.jsonl").read_bytes().splitlines()]
+    assert sorted(fired) == ["66666666-0000-4000-8000-000000000002",
+                             "66666666-0000-4000-8000-000000000004"]
+    without_state = ["scan", "--rules", str(rules), "--no-progress", "-o",
+                     str(tmp_path / "c.jsonl"), later]
+    assert main(without_state) == 0
+    assert (tmp_path / "c.jsonl").read_bytes() == b""  # the key would still be learning
+
+
+def test_scan_refuses_a_corrupt_state_file_and_leaves_it_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    state = tmp_path / "state.json"
+    state.write_bytes(b'{"format": "detector-state", "version": 1, "entr')
+    logs = _write_jsonl(tmp_path / "logs.jsonl", history())
+    code = main(["scan", "--rules", str(rules), "--no-progress", "--state", str(state), logs])
+    assert code == 2
+    assert "refusing to scan" in capsys.readouterr().err
+    assert state.read_bytes() == b'{"format": "detector-state", "version": 1, "entr'
+
+
+def test_scan_reports_late_and_duplicate_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    records = history()
+    logs = _write_jsonl(tmp_path / "logs.jsonl", [*records, records[1]])
+    assert main(["scan", "--rules", str(rules), "--no-progress", "-o",
+                 str(tmp_path / "out.jsonl"), logs]) == 0
+    assert "late events: 0, duplicate events: 1" in capsys.readouterr().err
+
+
+def test_a_restarted_worker_resumes_from_the_shared_state(tmp_path: Path) -> None:
+    shared = MemoryState()
+    rules = ruleset(tmp_path, RULES)
+    before = make_engine(rules, state=shared)
+    records = history()
+    assert fired(run(before, records, flush=False), "66666666-0000-4000-8000-000000000002") == []
+    after = make_engine(rules, state=shared)  # the process died; the table survived
+    after.memory.resume()
+    [alert] = fired(after.flush(), "66666666-0000-4000-8000-000000000002")
+    assert alert.event_ids == (records[3].event_id,)
+
+
+def test_the_memory_of_event_ids_is_bounded_in_time_and_size() -> None:
+    recent = RecentIds(horizon=3600, capacity=3)
+    assert not recent.seen("a", 1000.0, watermark=0.0)
+    assert recent.seen("a", 1000.0, watermark=0.0)
+    assert not recent.seen("b", 5000.0, watermark=4700.0)  # "a" is now older than the horizon
+    assert not recent.seen("a", 1000.0, watermark=4700.0)  # forgotten: new (and late) again
+    for ident in "cdef":
+        recent.seen(ident, 5000.0, watermark=4700.0)
+    assert len(recent) == 3
+    assert sorted(recent.ids) == ["d", "e", "f"]
