@@ -142,9 +142,11 @@ def event_key(record: Record) -> str:
     """The id used for a record in alert ids: its eventID, or a hash of its content."""
     if record.event_id:
         return record.event_id
-    return "sha256:" + hashlib.sha256(
-        orjson.dumps(record.data, option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()[:32]
+    try:
+        content = orjson.dumps(record.data, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+        content = repr(record.data).encode()
+    return "sha256:" + hashlib.sha256(content).hexdigest()[:32]
 
 
 def format_time(epoch_seconds: float) -> str:

@@ -91,6 +91,8 @@ _JSON_TYPES: Final[dict[type, str]] = {
     bool: "boolean",
     type(None): "null",
 }
+_MIN_EPOCH: Final = -62135596800.0  # 0001-01-01T00:00:00Z
+_MAX_EPOCH: Final = 253402300800.0  # 10000-01-01T00:00:00Z
 _fromisoformat = datetime.fromisoformat
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -222,9 +224,12 @@ def parse_event_time(value: str) -> float | None:
     ):
         return None
     try:
-        return _fromisoformat(value).timestamp()
+        epoch = _fromisoformat(value).timestamp()
     except (ValueError, OverflowError):
         return None
+    # An offset can push the UTC time out of datetime's range (year 0 or 10000): refuse it here
+    # rather than fail later when an alert renders the time.
+    return epoch if _MIN_EPOCH <= epoch < _MAX_EPOCH else None
 
 
 def _valid_time_tail(tail: str) -> bool:

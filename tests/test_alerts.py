@@ -62,3 +62,15 @@ def test_records_without_event_id_get_a_content_hash(tmp_path: Path) -> None:
     (alert,) = engine(tmp_path, DELETE).process(
         type(rec)(rec.data, rec.event_source, rec.event_name, rec.event_time, None))
     assert alert.event_ids[0].startswith("sha256:")
+
+
+def test_content_hash_survives_records_nested_too_deep_for_json_output() -> None:
+    from detector.alerts import event_key
+
+    nested: object = "x"
+    for _ in range(300):
+        nested = [nested]
+    rec = record(requestParameters={"deep": nested})
+    bare = type(rec)(rec.data, rec.event_source, rec.event_name, rec.event_time, None)
+    assert event_key(bare).startswith("sha256:")
+    assert event_key(bare) == event_key(bare)

@@ -820,3 +820,12 @@ def test_limits_default_to_16_mib_messages_and_256_mib_decompressed() -> None:
     assert Limits(16 * 1024 * 1024, 256 * 1024 * 1024) == DEFAULT_LIMITS
     with pytest.raises(AttributeError):
         DEFAULT_LIMITS.max_message_bytes = 1  # type: ignore[misc]
+
+
+def test_event_times_that_leave_the_calendar_in_utc_are_refused() -> None:
+    from detector.events import decode_record as _decode_record
+
+    for when in ("9999-12-31T23:00:00-14:00", "0001-01-01T00:00:00+14:00"):
+        result = _decode_record({"eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+                                 "eventTime": when})
+        assert isinstance(result, DecodeError) and result.reason == "bad_event_time", when

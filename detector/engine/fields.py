@@ -42,8 +42,9 @@ def getter(path: str) -> Getter:
         def two(data: dict[str, Any]) -> Any:
             inner = data.get(first, MISSING)
             if type(inner) is dict:
-                return inner.get(second, MISSING)
-            return _walk(inner, parts, 1) if inner is not MISSING else MISSING
+                found = inner.get(second, MISSING)
+                return found if found is not MISSING else data.get(path, MISSING)
+            return _walk(data, parts, 0)
 
         return two
     return lambda data: _walk(data, parts, 0)
@@ -73,15 +74,33 @@ def _walk(value: Any, parts: tuple[str, ...], start: int) -> Any:
 
 
 def scalars(value: Any) -> Iterator[Any]:
-    """Every scalar inside a value: lists and objects are searched all the way down."""
-    if isinstance(value, dict):
-        for inner in value.values():
-            yield from scalars(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from scalars(inner)
-    elif value is not MISSING:
-        yield value
+    """Every scalar inside a value: lists and objects are searched all the way down.
+
+    Iterative, so a record nested a thousand levels deep (JSON allows it) cannot exhaust the
+    interpreter's stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif item is not MISSING:
+            yield item
+
+
+def is_null(found: Any) -> bool:
+    """Sigma's `null`: the field is missing or null (through a list: any element is null)."""
+    if found is MISSING or found is None:
+        return True
+    return isinstance(found, Many) and any(item is None for item in found)
+
+
+def exists(found: Any) -> bool:
+    """Sigma's `exists`: the field is present and not null (through a list: any element)."""
+    if found is MISSING or found is None:
+        return False
+    return not isinstance(found, Many) or any(item is not None for item in found)
 
 
 def as_text(value: Any) -> str | None:

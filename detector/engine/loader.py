@@ -119,10 +119,11 @@ class _Document:
 class _Loader:
     def __init__(self, lists: dict[str, tuple[str, ...]], enable: frozenset[str]) -> None:
         self.lists = lists
-        self.enable = enable
+        self.enable = frozenset(rule_id.lower() for rule_id in enable)
         self.errors: list[LoadError] = []
         self.rules: list[Rule] = []
-        self.pending: list[tuple[_Document, SigmaCorrelationRule, Meta]] = []
+        self.pending: list[tuple[_Document, SigmaCorrelationRule, Meta, Threshold]] = []
+        self.seen_names: dict[str, Location] = {}
         self.seen_ids: dict[str, Location] = {}
 
     def fail(self, doc: _Document, rule: str, message: str, *keys: str) -> None:
@@ -230,7 +231,7 @@ class _Loader:
             return
         meta = self.meta(doc, label, sigma_rule, extension)
         if meta is not None:
-            self.pending.append((doc, sigma_rule, replace(meta)))
+            self.pending.append((doc, sigma_rule, meta, threshold))
 
     def threshold(self, doc: _Document, label: str, spec: dict[str, Any]) -> Threshold | None:
         condition = spec.get("condition")
@@ -278,6 +279,14 @@ class _Loader:
                       f"{self.seen_ids[rule_id]}: give each rule its own id", "id")
             return None
         self.seen_ids[rule_id] = location
+        name = sigma_rule.name
+        if name is not None and name in self.seen_names:
+            self.fail(doc, label, f"duplicate rule name {name!r}, also at "
+                      f"{self.seen_names[name]}: correlations refer to rules by name, so "
+                      "each name must be unique", "name")
+            return None
+        if name is not None:
+            self.seen_names[name] = location
         output = extension.get("output")
         if output is not None and not isinstance(output, str):
             self.fail(doc, label, "`detector.output` must be a string template such as "
@@ -318,18 +327,33 @@ class _Loader:
     def suppression(self, doc: _Document, label: str, spec: Any) -> Suppression | None:
         if spec is None:
             return None
+        keys = ("detector", "suppress")
         if not isinstance(spec, dict) or "window" not in spec:
             self.fail(doc, label, "`detector.suppress` needs `window:` (e.g. 1h) and optional "
-                      "`by:` (fields)", "detector", "suppress")
+                      "`by:` (fields)", *keys)
             return None
-        window = self.duration(doc, label, spec["window"], "detector", "suppress", "window")
+        if not self.known_keys(doc, label, spec, {"window", "by"}, *keys):
+            return None
+        window = self.duration(doc, label, spec["window"], *keys, "window")
         by = _field_list(spec.get("by", []))
-        if window is None or by is None:
-            if by is None:
-                self.fail(doc, label, "`detector.suppress.by` must be a list of field names",
-                          "detector", "suppress", "by")
-            return None
-        return Suppression(window, by)
+        if by is None:
+            self.fail(doc, label, "`detector.suppress.by` must be a list of field names",
+                      *keys, "by")
+        elif window == 0:
+            self.fail(doc, label, "`detector.suppress.window` must be longer than 0s",
+                      *keys, "window")
+        elif window is not None:
+            return Suppression(window, by)
+        return None
+
+    def known_keys(self, doc: _Document, label: str, spec: dict[str, Any], allowed: set[str],
+                   *keys: str) -> bool:
+        """Typos in extension blocks are errors: `learnig: 7d` must not silently mean 0s."""
+        unknown = sorted(str(key) for key in set(spec) - allowed)
+        if unknown:
+            self.fail(doc, label, f"unknown key(s) {unknown} in `{'.'.join(keys)}`; allowed: "
+                      f"{sorted(allowed)}", *keys)
+        return not unknown
 
     def first_seen(self, doc: _Document, label: str, spec: Any) -> FirstSeen | None:
         if spec is None:
@@ -337,6 +361,9 @@ class _Loader:
         keys = ("detector", "first_seen")
         if not isinstance(spec, dict):
             self.fail(doc, label, "`detector.first_seen` must be a mapping", *keys)
+            return None
+        if not self.known_keys(doc, label, spec, {"key", "value", "learning", "retention"},
+                               *keys):
             return None
         key, value = _field_list(spec.get("key")), _field_list(spec.get("value"))
         if not key or not value:
@@ -376,16 +403,17 @@ class _Loader:
         return tuple(tests)
 
     def finish(self) -> RuleSet:
-        by_reference = {rule.id: rule for rule in self.rules}
-        by_reference.update({rule.meta.name: rule for rule in self.rules if rule.meta.name})
+        by_reference = {rule.meta.name: rule for rule in self.rules if rule.meta.name}
+        by_reference.update({rule.id: rule for rule in self.rules})
         correlations: list[Correlation] = []
         silenced: set[str] = set()
         generated: set[str] = set()
-        for doc, sigma_rule, meta in self.pending:
+        for doc, sigma_rule, meta, threshold in self.pending:
             spec = doc.data["correlation"]
             references: list[str] = []
             for reference in sigma_rule.rules or ():
-                target = by_reference.get(str(reference.reference))
+                target = by_reference.get(str(reference.reference)) or by_reference.get(
+                    str(reference.reference).lower())
                 if target is None:
                     self.fail(doc, meta.title, f"correlation refers to rule "
                               f"{reference.reference!r}, which is not loaded (give the base "
@@ -395,9 +423,6 @@ class _Loader:
                 references.append(target.id)
             else:
                 group_by = _field_list(spec.get("group-by", [])) or ()
-                threshold = self.threshold(doc, meta.title, spec)
-                if threshold is None:
-                    continue
                 correlations.append(Correlation(
                     meta, str(spec["type"]), tuple(references), group_by,
                     float(sigma_rule.timespan.seconds), threshold,

@@ -39,7 +39,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from detector.engine.fields import MISSING, Many, as_text, getter, scalars
+from detector.engine.fields import MISSING, Many, as_text, exists, getter, is_null, scalars
 
 Predicate = Callable[[dict[str, Any]], bool]
 TextTest = Callable[[str], bool]
@@ -97,12 +97,12 @@ class _Compiler:
     def field_leaf(self, field: str, value: Any) -> Predicate:
         if isinstance(value, SigmaNull):
             read = getter(field)
-            return lambda data: read(data) in (MISSING, None)
+            return lambda data: is_null(read(data))
         if isinstance(value, SigmaExists):
             read = getter(field)
             if value.exists:
-                return lambda data: read(data) not in (MISSING, None)
-            return lambda data: read(data) in (MISSING, None)
+                return lambda data: exists(read(data))
+            return lambda data: not exists(read(data))
         if isinstance(value, SigmaFieldReference):
             return _field_reference(field, value)
         return _field_predicate(field, self.value_test(value))
@@ -110,9 +110,11 @@ class _Compiler:
     def keyword_leaf(self, value: Any) -> Predicate:
         """A value without a field (Sigma keywords) is searched in every scalar of the record:
         a plain keyword matches as a substring, as full-text search does in SIEM backends."""
-        if type(value) is SigmaString and not value.contains_special():
-            needle = literal_text(value).lower()
-            test: ValueTest = _text_value(lambda text: needle in text.lower())
+        if type(value) is SigmaString and not value.contains_placeholder():
+            star = SpecialChars.WILDCARD_MULTI
+            anywhere = value if value.startswith(star) else star + value
+            anywhere = anywhere if anywhere.endswith(star) else anywhere + star
+            test: ValueTest = _text_value(_string_test(anywhere, cased=False))
         else:
             test = self.value_test(value)
         return lambda data: any(test(scalar) for scalar in scalars(data))
@@ -122,7 +124,7 @@ class _Compiler:
             tests = [self.value_test(inner) for inner in value.values]
             return lambda candidate: any(test(candidate) for test in tests)
         if isinstance(value, SigmaString) and value.contains_placeholder():
-            return self.placeholder_test(value)
+            return self.placeholder_test(value, cased=isinstance(value, SigmaCasedString))
         if isinstance(value, SigmaCasedString):
             return _text_value(_string_test(value, cased=True))
         if isinstance(value, SigmaString):
@@ -148,7 +150,7 @@ class _Compiler:
             "or a backend query expression) are not supported"
         )
 
-    def placeholder_test(self, value: SigmaString) -> ValueTest:
+    def placeholder_test(self, value: SigmaString, *, cased: bool) -> ValueTest:
         parts = list(value.s)
         if len(parts) != 1 or not isinstance(parts[0], Placeholder):
             raise Unsupported(
@@ -172,13 +174,17 @@ class _Compiler:
                 continue
             pattern = SigmaString(entry)
             if pattern.contains_special():
-                patterns.append(_string_test(pattern, cased=False))
+                patterns.append(_string_test(pattern, cased=cased))
             else:
-                literals.add(entry.lower())
+                literal = literal_text(pattern)
+                literals.add(literal if cased else literal.lower())
         tests: list[TextTest] = []
         if literals:
             frozen = frozenset(literals)
-            tests.append(lambda text: text.lower() in frozen)
+            if cased:
+                tests.append(lambda text: text in frozen)
+            else:
+                tests.append(lambda text: text.lower() in frozen)
         if networks:
             tests.append(_cidr_test(networks))
         tests.extend(patterns)
@@ -277,14 +283,15 @@ def _bool_test(expected: bool) -> ValueTest:
     return test
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
 def _number(value: Any) -> float | None:
+    """A number, or text that is exactly a decimal number (not `inf`, `nan`, `1_000`)."""
     if type(value) is int or type(value) is float:
         return float(value)
-    if type(value) is str:
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    if type(value) is str and _NUMBER.fullmatch(value):
+        return float(value)
     return None
 
 
@@ -297,12 +304,13 @@ _COMPARATORS: dict[CompareOperators, Callable[[float, float], bool]] = {
     CompareOperators.LTE: lambda a, b: a <= b,
     CompareOperators.GT: lambda a, b: a > b,
     CompareOperators.GTE: lambda a, b: a >= b,
-    CompareOperators.NEQ: lambda a, b: a != b,
 }
 
 
 def _compare_test(expression: SigmaCompareExpression) -> ValueTest:
-    compare = _COMPARATORS[expression.op]
+    compare = _COMPARATORS.get(expression.op)
+    if compare is None:
+        raise Unsupported(f"comparison {expression.op.name} is not supported")
     bound = float(expression.number.number)
 
     def test(value: Any) -> bool:
@@ -336,6 +344,16 @@ def _cidr_test(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 def _field_reference(field: str, reference: SigmaFieldReference) -> Predicate:
     read, read_other = getter(field), getter(reference.field)
+    # pySigma marks `fieldref|contains` as both starts_with and ends_with.
+    compare: Callable[[str, str], bool]
+    if reference.starts_with and reference.ends_with:
+        compare = str.__contains__
+    elif reference.starts_with:
+        compare = str.startswith
+    elif reference.ends_with:
+        compare = str.endswith
+    else:
+        compare = str.__eq__
 
     def predicate(data: dict[str, Any]) -> bool:
         other = as_text(read_other(data))
@@ -346,12 +364,7 @@ def _field_reference(field: str, reference: SigmaFieldReference) -> Predicate:
             text = as_text(candidate)
             if text is None:
                 continue
-            text = text.lower()
-            if reference.starts_with and text.startswith(target):
-                return True
-            if reference.ends_with and text.endswith(target):
-                return True
-            if not (reference.starts_with or reference.ends_with) and text == target:
+            if compare(text.lower(), target):
                 return True
         return False
 

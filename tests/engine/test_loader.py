@@ -139,3 +139,30 @@ def test_first_seen_defaults_to_no_learning_and_thirty_days_retention(tmp_path: 
     assert (first_seen.key, first_seen.value) == (("userIdentity.arn",),
                                                   ("sourceIPAddress", "userAgent"))
     assert (first_seen.learning, first_seen.retention) == (0.0, 30 * 86400.0)
+
+
+def test_typos_inside_extension_blocks_are_refused(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD + "detector:\n  first_seen:\n    key: [userIdentity.arn]\n"
+                         "    value: [sourceIPAddress]\n    learnig: 7d\n")
+    assert "learnig" in message and "first_seen" in message
+
+
+def test_a_zero_suppression_window_is_refused(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD + "detector:\n  suppress:\n    window: 0s\n")
+    assert "longer than 0s" in message
+
+
+def test_duplicate_names_are_refused(tmp_path: Path) -> None:
+    named = GOOD.replace("title: test rule", "title: test rule\nname: deletes")
+    other = named.replace("0b1c2d3e-0000-4000-8000-000000000001",
+                          "0b1c2d3e-0000-4000-8000-000000000009")
+    message = only_error(tmp_path, named, other)
+    assert "duplicate rule name 'deletes'" in message
+
+
+def test_enable_and_references_accept_upper_case_ids(tmp_path: Path) -> None:
+    from detector.engine import load_rules
+
+    load(tmp_path, GOOD + "detector:\n  enabled: false\n")
+    result = load_rules([tmp_path / "rules"], enable=["0B1C2D3E-0000-4000-8000-000000000001"])
+    assert result.ruleset.rules[0].meta.enabled is True

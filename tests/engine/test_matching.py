@@ -269,3 +269,59 @@ def test_keywords_search_every_value(tmp_path: Path) -> None:
 def test_whitespace_in_event_source_is_normalised_before_matching(tmp_path: Path) -> None:
     detection = "sel:\n  eventSource: kinesisvideo.amazonaws.com\ncondition: sel"
     assert fires(tmp_path, detection, record(eventSource=" kinesisvideo.amazonaws.com"))
+
+
+def test_fieldref_contains_finds_the_other_value_inside(tmp_path: Path) -> None:
+    detection = "sel:\n  requestParameters.policyDocument|fieldref|contains: " \
+                "requestParameters.userName\ncondition: sel"
+    assert fires(tmp_path, detection, record(requestParameters={
+        "userName": "bob", "policyDocument": "xx bob yy"}))
+    assert not fires(tmp_path, detection, record(requestParameters={
+        "userName": "bob", "policyDocument": "xx alice yy"}))
+
+
+def test_expand_with_cased_is_case_sensitive(tmp_path: Path) -> None:
+    detection = "sel:\n  eventName|expand|cased: '%names%'\ncondition: sel"
+    names = {"names": ["DeleteStream"]}
+    assert fires(tmp_path, detection, record(eventName="DeleteStream"), names)
+    assert not fires(tmp_path, detection, record(eventName="deletestream"), names)
+
+
+def test_list_values_follow_sigma_escapes_like_inline_values(tmp_path: Path) -> None:
+    detection = "sel:\n  userAgent|expand: '%agents%'\ncondition: sel"
+    agents = {"agents": ["agent\\*"]}
+    assert fires(tmp_path, detection, record(userAgent="agent*"), agents)
+    assert not fires(tmp_path, detection, record(userAgent="agent\\*"), agents)
+
+
+def test_null_and_exists_agree_through_lists(tmp_path: Path) -> None:
+    rec = record(requestParameters={"items": [{"a": None}]})
+    assert fires(tmp_path, "sel:\n  requestParameters.items.a: null\ncondition: sel", rec)
+    assert not fires(tmp_path, "sel:\n  requestParameters.items.a|exists: true\n"
+                     "condition: sel", rec)
+
+
+def test_keys_holding_dots_are_found_whole(tmp_path: Path) -> None:
+    assert fires(tmp_path, "sel:\n  a.b: v\ncondition: sel", record(**{"a.b": "v"}))
+    assert fires(tmp_path, "sel:\n  a.b.c: v\ncondition: sel", record(**{"a.b.c": "v"}))
+
+
+@pytest.mark.parametrize("text", ["infinity", "nan", "1_000", " 200"])
+def test_numeric_comparisons_ignore_text_that_is_not_a_number(tmp_path: Path, text: str) -> None:
+    detection = "sel:\n  requestParameters.size|gt: 100\ncondition: sel"
+    assert not fires(tmp_path, detection, record(requestParameters={"size": text}))
+
+
+def test_keywords_with_wildcards_also_match_anywhere(tmp_path: Path) -> None:
+    detection = "keywords:\n  - '*evil'\n  - 'bad?ctor*'\ncondition: keywords"
+    assert fires(tmp_path, detection, record(userAgent="devils-tool"))
+    assert fires(tmp_path, detection, record(userAgent="a badactor here"))
+    assert not fires(tmp_path, detection, record(userAgent="aws-cli"))
+
+
+def test_deeply_nested_records_do_not_break_matching(tmp_path: Path) -> None:
+    nested: object = "evil"
+    for _ in range(990):
+        nested = [nested]
+    detection = "sel:\n  requestParameters|contains: evil\ncondition: sel"
+    assert fires(tmp_path, detection, record(requestParameters={"a": nested}))
