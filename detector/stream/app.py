@@ -1,0 +1,326 @@
+"""The Faust app of one worker process, built from Settings by `create_app` (no singleton).
+
+Data flow:
+
+    input topic --(decode, single-event rules)------------------------> alerts topic
+                |--(undecodable)------------------------------------> dead-letter topic
+                \\--(matched a stateful rule)--> <group>-repartition --(Table state)--> alerts
+
+One repartition topic and one Table (changelog topic) per group of stateful rules that are
+partitioned alike (see `detector.stream.partitioned`), all with `state_partitions` partitions.
+
+Every send happens inside the agent's event, so Faust attaches it to the input offset: the
+messages are flushed before that offset is committed (at-least-once, `concurrency=1` as the
+design requires, faust-streaming issue 606).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from detector.engine import LoadResult
+from detector.events import Limits
+from detector.metrics import Metrics
+from detector.sinks import SinkSet, load_sinks
+from detector.stream.config import Settings, broker_credentials
+from detector.stream.deadletter import DeadLetter, Source
+from detector.stream.messages import alert_headers, alert_key
+from detector.stream.partitioned import TICK, Group, GroupRunner
+from detector.stream.processor import Output, Processor
+from detector.stream.rules import RuleSource
+from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
+from detector.stream.topics import repartition_topic, table_name
+from detector.stream.web import install_pages
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0
+SINK_DRAIN_SECONDS = 5.0
+
+
+@dataclass
+class Detector:
+    """One worker's Faust app and everything it drives."""
+
+    app: faust.App
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: Metrics
+    processor: Processor
+    rules: RuleSource
+    status: WorkerStatus
+    sinks: SinkSet
+    runners: dict[str, GroupRunner]
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """Faust configuration for `settings` (one place, so tests can read what is set)."""
+    return {
+        "broker": [f"kafka://{server}" for server in settings.bootstrap_servers],
+        "broker_credentials": broker_credentials(settings),
+        "autodiscover": False,
+        "datadir": settings.data_dir,
+        "store": "memory://",
+        "processing_guarantee": "at_least_once",
+        "topic_partitions": settings.state_partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "broker_commit_interval": settings.commit_interval,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": settings.heartbeat_interval,
+        "consumer_auto_offset_reset": settings.auto_offset_reset,
+        "producer_max_request_size": max(1024 * 1024, settings.max_message_bytes + 64 * 1024),
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "worker_redirect_stdouts": False,  # stdout carries alerts only (the stdout sink)
+    }
+
+
+def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
+               registry: CollectorRegistry | None = None,
+               environ: Mapping[str, str] | None = None) -> Detector:
+    """A new Faust app wired to `loaded` rules; each call is independent of the others.
+
+    Sinks besides the alerts topic (webhooks, Slack, Alertmanager, stdout) come from the
+    environment (`environ`, default os.environ; docs/sinks.md); a bad sink setting raises
+    SinkConfigError.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    limits = Limits(settings.max_message_bytes, settings.max_decompressed_bytes)
+    processor = Processor(loaded.ruleset, metrics, limits, settings.state_partitions)
+    _record_reload(metrics, ok=not loaded.errors, initial=True)
+    app = faust.App(settings.group_id, **faust_settings(settings))
+    status = WorkerStatus(
+        rules=rules,
+        lag=LagTracker(metrics.consumer_lag, settings.stall_timeout),
+        rule_count=lambda: processor.engine.rule_count,
+        rebalancing=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
+    )
+    detector = Detector(app, settings, registry, metrics, processor, rules, status,
+                        load_sinks(metrics, environ), {})
+    _wire(detector)
+    install_pages(app, status, registry, faust_metrics=settings.faust_metrics)
+    return detector
+
+
+def _wire(detector: Detector) -> None:
+    """Topics, the agent, timers and rebalance hooks of one app."""
+    app, settings = detector.app, detector.settings
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
+                           "key_serializer": "raw", "value_serializer": "raw"}
+    input_topic = app.topic(settings.input_topic, allow_empty=True, **raw)
+    alerts_topic = app.topic(settings.alerts_topic, **raw)
+    dead_letter_topic = app.topic(settings.dead_letter_topic, **raw)
+    consumed = {settings.input_topic}
+
+    async def send(output: Output) -> None:
+        for letter in output.dead_letters:
+            await _send_dead_letter(dead_letter_topic, letter)
+        for alert in output.alerts:
+            await alerts_topic.send(key=alert_key(alert), value=alert.to_json(),
+                                    headers=alert_headers(alert))
+            detector.sinks.submit(alert)
+        await send_forwards(output)
+
+    async def consume_input(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            headers = message.headers or ()
+            source = Source(message.topic, message.partition, message.offset, message.key,
+                            list(headers.items() if isinstance(headers, Mapping) else headers))
+            value = event.value if isinstance(event.value, bytes) else b""
+            await send(detector.processor.on_message(value, source))
+            yield None
+
+    app.agent(input_topic, name="detector.input", concurrency=1)(consume_input)
+    group_topics = {group.name: _wire_group(detector, group, alerts_topic)
+                    for group in detector.processor.groups}
+    consumed.update(topic.get_topic_name() for topic in group_topics.values())
+
+    async def send_forwards(output: Output) -> None:
+        for forward in output.forwards:
+            await group_topics[forward.group].send(key=forward.key, value=forward.value,
+                                                   partition=forward.partition)
+
+    async def tick_groups() -> None:
+        for topic in group_topics.values():
+            for partition in range(settings.state_partitions):
+                await topic.send(value=TICK, partition=partition)
+
+    if group_topics:
+        app.timer(max(1.0, settings.idle_timeout), on_leader=True,
+                  name="detector.idle-tick")(_guarded(tick_groups))
+
+    _wire_lifecycle(detector, [alerts_topic, dead_letter_topic], consumed)
+
+
+def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: set[str]) -> None:
+    """Start-up tasks, timers (loop heartbeat, gauges, rule reload) and rebalance hooks."""
+    app, settings = detector.app, detector.settings
+
+    async def declare_output_topics() -> None:
+        for topic in outputs:
+            await topic.maybe_declare()
+
+    async def start_sinks() -> None:
+        await detector.sinks.start()
+
+    async def close_sinks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await detector.sinks.close(timeout=SINK_DRAIN_SECONDS)
+
+    app.task(_guarded(declare_output_topics))
+    app.task(start_sinks)
+    app.on_before_shutdown.connect(close_sinks)
+
+    async def tick() -> None:
+        detector.status.tick()
+
+    async def update_gauges() -> None:
+        await _update_lag(detector, consumed)
+        _update_state_entries(detector)
+
+    async def check_rules() -> None:
+        reload_rules(detector)
+
+    app.timer(TICK_SECONDS, name="detector.tick")(tick)
+    app.timer(settings.lag_interval, name="detector.gauges")(_guarded(update_gauges))
+    if settings.reload_interval > 0:
+        app.timer(settings.reload_interval, name="detector.reload")(_guarded(check_rules))
+
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        for runner in detector.runners.values():
+            runner.reset()
+        detector.status.on_assigned(
+            (tp.topic, tp.partition) for tp in assigned if tp.topic in consumed
+        )
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for runner in detector.runners.values():
+            runner.reset()
+        detector.status.on_revoked()
+
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_revoked.connect(on_revoked)
+
+
+def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) -> faust.TopicT:
+    """The repartition topic, Table and agent of one group of stateful rules."""
+    app, settings = detector.app, detector.settings
+    topic = app.topic(repartition_topic(settings, group.name), internal=True,
+                      partitions=settings.state_partitions, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+    table = app.Table(table_name(group.name), partitions=settings.state_partitions,
+                      key_type=str, help=f"state of the rules grouped by {', '.join(group.fields)}")
+    runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
+                         lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout)
+    detector.runners[group.name] = runner
+
+    async def evaluate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            value = event.value if isinstance(event.value, bytes) else b""
+            try:
+                sent = runner.process(message.partition, message.offset, value)
+            except Exception:  # a bug on one record must not stop the worker
+                log.exception("stateful evaluation failed in %s[%d]@%d", group.name,
+                              message.partition, message.offset)
+                continue
+            for item in sent:
+                await alerts_topic.send(key=item.key, value=item.value, headers=item.headers)
+                if item.alert is not None:
+                    detector.sinks.submit(item.alert)
+            yield None
+
+    app.agent(topic, name=f"detector.state.{group.name}", concurrency=1)(evaluate)
+    return topic
+
+
+def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer or task whose failure is logged: in Faust it would crash the whole worker
+    (a lag probe during a rebalance raises IllegalStateError, for one)."""
+
+    async def run() -> None:
+        try:
+            await job()
+        except Exception:
+            log.warning("%s failed; trying again next time", job.__name__, exc_info=True)
+
+    run.__name__ = run.__qualname__ = job.__name__
+    return run
+
+
+async def _send_dead_letter(topic: faust.TopicT, letter: DeadLetter) -> None:
+    await topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+
+
+async def _update_lag(detector: Detector, consumed: set[str]) -> None:
+    """Refresh the lag gauge from the brokers' end offsets and our committed offsets."""
+    consumer = detector.app.consumer
+    assigned = [tp for tp in consumer.assignment() if tp.topic in consumed]
+    if not assigned:
+        detector.status.lag.update({})
+        return
+    ends = await consumer.highwaters(*assigned)
+    committed_offsets = getattr(consumer, "_committed_offset", {})
+    offsets: dict[TopicPartition, tuple[int | None, int]] = {}
+    for tp in assigned:
+        committed = committed_offsets.get(tp)
+        if committed is None:
+            committed = await consumer.position(tp)
+        offsets[(tp.topic, tp.partition)] = (committed, int(ends.get(tp, 0)))
+    detector.status.lag.update(offsets)
+
+
+_ENTRY_KINDS = {"fs": "first_seen", "co": "correlation", "su": "suppression",
+                "@sent": "alert_ledger", "@clock": "clock"}
+
+
+def _update_state_entries(detector: Detector) -> None:
+    """Entries held in this worker's tables (active and standby partitions), by kind."""
+    totals = dict.fromkeys(_ENTRY_KINDS.values(), 0)
+    for runner in detector.runners.values():
+        for kind, count in runner.entries().items():
+            name = _ENTRY_KINDS.get(kind, "other")
+            totals[name] = totals.get(name, 0) + count
+    for name, count in totals.items():
+        detector.metrics.state_entries.labels(name).set(count)
+
+
+def reload_rules(detector: Detector) -> None:
+    """Swap in the rules when their files changed and load cleanly; else keep the old ones."""
+    rules = detector.rules
+    if not rules.changed():
+        return
+    result = rules.load()
+    if result.errors:
+        log.error("rule reload failed, keeping the running rules:\n%s",
+                  "\n".join(rules.status.errors))
+        _record_reload(detector.metrics, ok=False)
+        return
+    problem = detector.processor.swap(result.ruleset)
+    if problem is not None:
+        rules.status.ok = False
+        rules.status.errors = [problem]
+        log.error("rule reload refused, keeping the running rules: %s", problem)
+        _record_reload(detector.metrics, ok=False)
+        return
+    for group in detector.processor.groups:
+        detector.runners[group.name].swap(group)
+    log.info("rules reloaded: %d active", detector.processor.engine.rule_count)
+    _record_reload(detector.metrics, ok=True)
+
+
+def _record_reload(metrics: Metrics, *, ok: bool, initial: bool = False) -> None:
+    if not initial:
+        metrics.reloads.labels("success" if ok else "failure").inc()
+    metrics.last_reload_success.set(1 if ok else 0)

@@ -1,0 +1,393 @@
+"""Stateful rules in the stream: repartition by group-by fields, one evaluator per partition.
+
+Every stateful rule keeps its memory per group key (first seen: its `key`; suppression: its
+`by`; correlation: its `group-by`). Rules share one *group* (one repartition topic, one faust
+Table) when they can be partitioned alike: the same group-by fields, or group-by fields that
+include a field some other rule groups by alone (rules grouped by principal and source IP
+ride with the rules grouped by principal: every event of one (principal, IP) key is still on
+one partition). So a record is sent once per partitioning field, not once per rule. The input
+agent sends a record to a group's topic only when one of the group's rules matched it, keyed
+and partitioned by the group's partition values, with the ids of the rules that matched and
+cut to the top-level fields the group's rules, templates and alert summaries read.
+
+Each partition of a group gets its own `Stateful` evaluator over a `TableState` of that
+partition, so the event-time clock of a partition does not depend on which worker holds it:
+two workers give the alerts of one. The evaluator's clock is kept in the table too
+(`@clock|<partition>|`), and evaluators are rebuilt from the table after every rebalance.
+
+Idempotent replay: the alerts raised while processing an event are written to the table
+(`@sent|<partition>|<event key>`) in the same changelog partition as the state change that
+raised them. If the worker dies after the changelog got the state but before the alerts
+left, the event comes again (its offset was not committed), finds its ledger entry and the
+same alerts (same ids) are sent again instead of being lost to the state that now knows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from detector.alerts import Alert, event_key
+from detector.engine import Rule, RuleSet
+from detector.engine.state import JSON, MemoryState
+from detector.engine.stateful import Stateful
+from detector.engine.stateful.keys import SUPPRESSION, Fields
+from detector.events import Record, decode_record
+from detector.metrics import Metrics
+from detector.stream.messages import alert_headers, alert_key
+from detector.stream.tables import TableState, group_key, own_key, partition_for
+
+log = logging.getLogger(__name__)
+LEDGER_HORIZON = 3600.0  # event-time seconds a ledger entry outlives the watermark
+# The clock is written when it moved this far (event time): one changelog message per event
+# would double the changelog traffic, and a restored clock a few seconds behind only makes
+# the partition a little more lenient with late events.
+CLOCK_STEP = 10.0
+TICK = b'{"tick":true}'
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An alert as a Kafka message; `alert` is None when it is sent again from the ledger."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    alert: Alert | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Stateful rules partitioned alike: one repartition topic, one table."""
+
+    fields: tuple[str, ...]  # what records are partitioned by
+    rule_ids: frozenset[str]  # matched rules whose records this group needs
+    ruleset: RuleSet
+    key_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)  # state key prefix
+    # (`<kind>|<rule id>`) -> the fields its entries are keyed by
+    top_level: frozenset[str] = frozenset()  # the record keys the group's rules read
+
+    def partition_of(self, state_key: str, partitions: int) -> int | None:
+        """The partition of an engine state key of this group's rules."""
+        parts = state_key.split("|", 2)
+        names = self.key_fields.get(f"{parts[0]}|{parts[1]}") if len(parts) == 3 else None
+        if names is None or not set(self.fields) <= set(names):
+            return None
+        try:
+            values = orjson.loads(parts[2])
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(values, list) or len(values) != len(names):
+            return None
+        by_name = dict(zip(names, values, strict=True))
+        return partition_for(group_key([by_name.get(name) for name in self.fields]), partitions)
+
+    @property
+    def name(self) -> str:
+        """A topic-safe name, stable for the same fields."""
+        readable = _UNSAFE.sub("_", "-".join(self.fields))[:80]
+        digest = hashlib.sha256("\0".join(self.fields).encode()).hexdigest()[:8]
+        return f"{readable}-{digest}"
+
+
+def plan_groups(ruleset: RuleSet) -> list[Group]:
+    """The groups of `ruleset`'s enabled stateful rules, each with its own rule set."""
+    prefix_fields = Stateful(ruleset, MemoryState()).group_fields()
+    fields_of = _primary_fields(prefix_fields)
+    correlations = {c.id: c for c in ruleset.correlations if c.meta.enabled}
+    first_seen = {rule.id: rule.first_seen.key for rule in ruleset.rules
+                  if rule.meta.enabled and rule.first_seen is not None}
+    partition_by = _partition_fields(set(fields_of.values()))
+    needs: dict[tuple[str, ...], set[str]] = {}
+    for rule_id, fields in fields_of.items():
+        group = partition_by[fields]
+        correlation = correlations.get(rule_id)
+        if correlation is None:
+            needs.setdefault(group, set()).add(rule_id)
+            continue
+        for base in correlation.rules:
+            if base in first_seen and partition_by[first_seen[base]] != group:
+                log.warning("correlation %s: base rule %s is a first-seen rule keyed by %s, "
+                            "not partitioned like the correlation's group-by %s; the stream "
+                            "worker cannot feed it", rule_id, base, first_seen[base], fields)
+                continue
+            needs.setdefault(group, set()).add(base)
+    groups = []
+    for group, rule_ids in sorted(needs.items()):
+        group_rules = _group_ruleset(ruleset, group, fields_of, partition_by)
+        key_fields = {prefix: fields for prefix, fields in prefix_fields.items()
+                      if partition_by[fields_of[prefix.split("|", 1)[1]]] == group}
+        groups.append(Group(group, frozenset(rule_ids), group_rules, key_fields,
+                            _read_fields(group_rules, key_fields)))
+    return groups
+
+
+def _primary_fields(prefix_fields: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Per rule id, the fields its records are partitioned by: a first-seen rule's key or a
+    correlation's group-by; the suppression `by` only for rules with no other state."""
+    primary: dict[str, tuple[str, ...]] = {}
+    for prefix, fields in sorted(prefix_fields.items(), key=lambda item: item[0].startswith(
+            SUPPRESSION + "|")):
+        primary.setdefault(prefix.split("|", 1)[1], fields)
+    return primary
+
+
+# What an alert's event summary reads (detector.alerts.EventSummary.of); a unit test checks
+# that a projected record gives the summary of the whole record.
+SUMMARY_FIELDS = ("eventID", "eventTime", "eventSource", "eventName", "userIdentity",
+                  "sourceIPAddress", "userAgent", "awsRegion", "recipientAccountId",
+                  "errorCode", "requestParameters")
+
+
+def _read_fields(ruleset: RuleSet, key_fields: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    """Top-level record keys a group's alerts and state can read: group-by and first-seen
+    fields, value_count fields, output templates of its rules, the alert summary."""
+    paths: list[str] = [*SUMMARY_FIELDS]
+    for fields in key_fields.values():
+        paths += fields
+    own = {prefix.split("|", 1)[1] for prefix in key_fields}
+    metas = []
+    for rule in ruleset.rules:
+        if rule.id in own:
+            metas.append(rule.meta)
+            if rule.first_seen is not None:
+                paths += rule.first_seen.value
+    for correlation in ruleset.correlations:
+        metas.append(correlation.meta)
+        if correlation.condition.field:
+            paths.append(correlation.condition.field)
+    for meta in metas:
+        if meta.output is not None:
+            paths += meta.output.fields()
+    return frozenset(path.split(".", 1)[0] for path in paths)
+
+
+def project(data: dict[str, Any], top_level: frozenset[str]) -> dict[str, Any]:
+    """The record cut to the keys a group reads (a key holding dots counts by its first part)."""
+    return {key: value for key, value in data.items() if key.split(".", 1)[0] in top_level}
+
+
+def _partition_fields(tuples: set[tuple[str, ...]]) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """For each group-by, the fields to partition by: a single field another rule groups by
+    alone when it has one (the first in sort order), else the group-by itself."""
+    singles = sorted(fields for fields in tuples if len(fields) == 1)
+    chosen: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for fields in tuples:
+        shared = [single for single in singles if single[0] in fields]
+        chosen[fields] = shared[0] if shared else fields
+    return chosen
+
+
+def _group_ruleset(ruleset: RuleSet, group: tuple[str, ...],
+                   fields_of: dict[str, tuple[str, ...]],
+                   partition_by: dict[tuple[str, ...], tuple[str, ...]]) -> RuleSet:
+    """The rules one group evaluates: its own stateful rules, others only as correlation feeds."""
+    def own(rule_id: str) -> bool:
+        fields = fields_of.get(rule_id)
+        return fields is not None and partition_by[fields] == group
+
+    rules: list[Rule] = []
+    for rule in ruleset.rules:
+        if own(rule.id) or rule.id not in fields_of:
+            rules.append(rule)
+        elif rule.first_seen is None:
+            rules.append(replace(rule, meta=replace(rule.meta, suppression=None)))
+    correlations = tuple(c for c in ruleset.correlations if own(c.id))
+    return RuleSet(tuple(rules), correlations, ruleset.lists)
+
+
+@dataclass
+class Forward:
+    """A record on its way to a group's repartition topic."""
+
+    group: str
+    key: bytes
+    partition: int
+    value: bytes
+
+
+class Router:
+    """On the input side: which groups need a record, and the message to send them."""
+
+    def __init__(self, groups: list[Group], partitions: int) -> None:
+        self.partitions = partitions
+        self._groups = [(group.name, group.rule_ids, Fields(group.fields), group.top_level)
+                        for group in groups]
+
+    def route(self, record: Record, matched: list[Rule]) -> list[Forward]:
+        """The messages for the groups whose rules matched: the rule ids and what they read."""
+        if not matched:
+            return []
+        ids = {rule.id for rule in matched}
+        forwards = []
+        data = record.data
+        for name, rule_ids, fields, top_level in self._groups:
+            needed = ids & rule_ids
+            if not needed:
+                continue
+            value = orjson.dumps({"m": sorted(needed), "r": project(data, top_level)})
+            key = group_key(fields.values(data))
+            forwards.append(Forward(name, key, partition_for(key, self.partitions), value))
+        return forwards
+
+
+@dataclass
+class _Partition:
+    """The evaluator of one partition of a group, and what it last wrote of its clock."""
+
+    stateful: Stateful
+    ledger: dict[str, float]  # ledger key -> event time
+    clock_written: float = float("-inf")  # the max event time last written to the table
+    last_event: float = field(default_factory=time.monotonic)
+    late: int = 0
+    duplicates: int = 0
+
+
+class GroupRunner:
+    """Evaluates one group's records, partition by partition, over its faust Table."""
+
+    def __init__(self, group: Group, table: MutableMapping[str, JSON], metrics: Metrics, *,
+                 partitions: int, lateness: float, idle_timeout: float) -> None:
+        self.group = group
+        self.table = table
+        self.partitions = partitions
+        self.lateness = lateness
+        self.idle_timeout = idle_timeout
+        self.metrics = metrics
+        self._rules = {rule.id: rule for rule in group.ruleset.rules}
+        self._evaluators: dict[int, _Partition] = {}
+
+    def swap(self, group: Group) -> None:
+        """New rules: evaluators are rebuilt from the table on their next event."""
+        self.group = group
+        self._rules = {rule.id: rule for rule in group.ruleset.rules}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every evaluator (after a rebalance the table is the truth)."""
+        self._evaluators.clear()
+
+    def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
+        """Alerts raised by one repartitioned record (or by a clock tick) in `partition`."""
+        evaluator = self._evaluator(partition)
+        record: Record | None = None
+        if payload == TICK:
+            ledger_key = own_key("sent", partition, f"tick@{offset}")
+        else:
+            message = orjson.loads(payload)
+            decoded = decode_record(message["r"])
+            if not isinstance(decoded, Record):
+                log.error("unreadable repartitioned record in %s[%d]: %s", self.group.name,
+                          partition, decoded.message)
+                return []
+            record = decoded
+            ledger_key = own_key("sent", partition, event_key(record))
+        earlier = self.table.get(ledger_key)
+        if earlier is not None:
+            return [Sent(bytes.fromhex(key), value.encode(), _headers(headers))
+                    for key, value, headers in earlier["a"]]
+        if record is None:
+            return self._tick(partition, evaluator, ledger_key)
+        evaluator.last_event = time.monotonic()
+        stateful = evaluator.stateful
+        if not stateful.admit(record):
+            self._count(evaluator)
+            return []
+        matched = [self._rules[rule_id] for rule_id in message["m"] if rule_id in self._rules]
+        alerts = stateful.observe(record, matched)
+        return self._finish(partition, evaluator, alerts, ledger_key, record.event_time)
+
+    def _tick(self, partition: int, evaluator: _Partition, ledger_key: str) -> list[Sent]:
+        """Without events for `idle_timeout`, event time is taken to pass like wall time."""
+        stateful = evaluator.stateful
+        idle = time.monotonic() - evaluator.last_event
+        if idle < self.idle_timeout or stateful.clock.max_seen == float("-inf"):
+            return []
+        evaluator.last_event = time.monotonic()
+        now = stateful.clock.max_seen + idle
+        alerts = stateful.observe(Record({}, "", "", now, None), [])
+        return self._finish(partition, evaluator, alerts, ledger_key, now)
+
+    def _finish(self, partition: int, evaluator: _Partition, alerts: list[Alert],
+                ledger_key: str, event_time: float) -> list[Sent]:
+        for summary in evaluator.stateful.closed_suppressions():
+            log.info("suppressed: %s", summary.describe())
+        max_seen = evaluator.stateful.clock.max_seen
+        if max_seen >= evaluator.clock_written + CLOCK_STEP:
+            self.table[own_key("clock", partition)] = {"max_event_time": max_seen}
+            evaluator.clock_written = max_seen
+        self._count(evaluator)
+        sent = [Sent(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
+                for alert in alerts]
+        if sent:
+            for alert in alerts:
+                self.metrics.alerts.labels(alert.rule_id, alert.level).inc()
+            self.table[ledger_key] = {
+                "t": event_time,
+                "a": [[item.key.hex(), item.value.decode(),
+                       [[name, value.decode()] for name, value in item.headers]]
+                      for item in sent],
+            }
+            evaluator.ledger[ledger_key] = event_time
+        self._expire_ledger(evaluator)
+        return sent
+
+    def _expire_ledger(self, evaluator: _Partition) -> None:
+        """Drop ledger entries an hour behind the watermark (oldest first, in write order)."""
+        oldest = evaluator.stateful.clock.watermark - LEDGER_HORIZON
+        ledger = evaluator.ledger
+        while ledger:
+            key, when = next(iter(ledger.items()))
+            if when >= oldest:
+                break
+            del ledger[key]
+            if key in self.table:
+                del self.table[key]
+
+    def _count(self, evaluator: _Partition) -> None:
+        stateful = evaluator.stateful
+        self.metrics.late.inc(stateful.late - evaluator.late)
+        self.metrics.duplicates.inc(stateful.duplicates - evaluator.duplicates)
+        evaluator.late, evaluator.duplicates = stateful.late, stateful.duplicates
+
+    def _evaluator(self, partition: int) -> _Partition:
+        evaluator = self._evaluators.get(partition)
+        if evaluator is not None:
+            return evaluator
+        group, partitions = self.group, self.partitions
+        state = TableState(self.table, partition,
+                           lambda key: group.partition_of(key, partitions))
+        stateful = Stateful(self.group.ruleset, state, lateness=self.lateness)
+        clock: dict[str, Any] = self.table.get(own_key("clock", partition)) or {}
+        max_seen = clock.get("max_event_time")
+        stateful.restore({
+            "max_event_time": None if max_seen in (None, float("-inf")) else max_seen,
+            "late": 0,
+            "duplicates": 0,
+            "recent_event_ids": [],
+        })
+        ledger = dict(sorted(((key, float(self.table.get(key, {}).get("t", 0.0)))
+                              for key in state.own_keys("sent")), key=lambda item: item[1]))
+        evaluator = _Partition(stateful, ledger, stateful.clock.max_seen)
+        self._evaluators[partition] = evaluator
+        return evaluator
+
+    def entries(self) -> dict[str, int]:
+        """State entries on this worker by kind (first seen, correlation, suppression)."""
+        counts: dict[str, int] = {}
+        for key in list(self.table.keys()):
+            kind = key.split("|", 1)[0]
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def _headers(pairs: list[list[str]]) -> list[tuple[str, bytes]]:
+    return [(name, value.encode()) for name, value in pairs]

@@ -1,0 +1,247 @@
+"""`detector replay`: produce CloudTrail files into a Kafka topic, for demos, tests and backfills.
+
+One record per message by default (keyed by a field when asked), or one whole file per message
+with --batch (as CloudTrail delivers to S3). Content the splitter cannot read as records (a line
+that is not JSON, a file that is not JSON at all) is still sent, as is: the worker's dead-letter
+topic is where it should end up, with its reason, and a replay must not hide that.
+Plain aiokafka: no Faust import, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from detector.events import EVENTBRIDGE_DETAIL_TYPE
+from detector.scan import find_inputs, read_input
+from detector.stream.config import ConfigError, Settings, client_options
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class Summary:
+    messages: int = 0
+    records: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    unreadable: int = 0
+
+    def __str__(self) -> str:
+        rate = self.messages / self.seconds if self.seconds else 0.0
+        text = (f"replayed {self.messages} message(s), {self.records} record(s), "
+                f"{self.bytes} byte(s) in {self.seconds:.2f}s ({rate:.0f} messages/s)")
+        if self.unreadable:
+            text += f"; {self.unreadable} file(s) could not be read"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    key: bytes | None
+    value: bytes
+    records: int
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="detector replay",
+        description="Produce CloudTrail files (log files, JSON lines, gzip or not) into a "
+        "Kafka topic; a summary goes to stderr.",
+        epilog="example:\n  detector replay --topic cloudtrail-events --rate 500 logs/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="FILE",
+                        help="files or directories (recursive), - for stdin")
+    parser.add_argument("--topic", required=True, help="topic to produce to")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="brokers, host:port,... [DETECTOR_BOOTSTRAP_SERVERS, "
+                        "default localhost:9092]")
+    parser.add_argument("--batch", action="store_true",
+                        help="one message per file (the file's bytes), not one per record")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="N",
+                        help="at most N messages per second (default: as fast as possible)")
+    parser.add_argument("--gzip", action="store_true", help="gzip every message")
+    parser.add_argument("--key-field", default=None, metavar="FIELD",
+                        help="key each record's message by this dotted field, e.g. "
+                        "userIdentity.arn (records only, not with --batch)")
+    parser.add_argument("--sort", action="store_true",
+                        help="send the records of all files in eventTime order (reads them "
+                        "all first; not with --batch)")
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if args.batch and (args.key_field or args.sort):
+        print("detector replay: --key-field and --sort need one record per message "
+              "(drop --batch)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.rate < 0:
+        print("detector replay: --rate must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = _connection(args.bootstrap_servers)
+    except ConfigError as error:
+        print(f"detector replay: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    inputs = find_inputs(args.paths)
+    if not inputs:
+        print("detector replay: no log files under the given paths", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        summary = asyncio.run(_replay(args, settings, inputs))
+    except Exception as error:  # report a broker failure as one line, not a traceback
+        print(f"detector replay: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(summary, file=sys.stderr)
+    return EXIT_FAILED if summary.unreadable else EXIT_OK
+
+
+def _connection(bootstrap: str | None) -> Settings:
+    """Broker address and security from the worker's variables, so one env serves both."""
+    from detector.stream.config import settings_from
+
+    flags = ["--bootstrap-servers", bootstrap] if bootstrap else []
+    return settings_from(flags)
+
+
+def _producer_options(settings: Settings) -> dict[str, object]:
+    return {
+        **client_options(settings),
+        "acks": "all",
+        "linger_ms": 5,
+        "max_request_size": max(1024 * 1024, settings.max_message_bytes + 64 * 1024),
+    }
+
+
+async def _replay(args: argparse.Namespace, settings: Settings, inputs: list[str]) -> Summary:
+    from aiokafka import AIOKafkaProducer
+
+    summary = Summary()
+    producer = AIOKafkaProducer(**_producer_options(settings))
+    await producer.start()
+    started = time.perf_counter()
+    pending: list[asyncio.Future[object]] = []
+    try:
+        for message in _all_messages(args, inputs, summary):
+            value = gzip.compress(message.value, mtime=0) if args.gzip else message.value
+            if args.rate:
+                delay = started + summary.messages / args.rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            pending.append(await producer.send(args.topic, value, key=message.key))
+            summary.messages += 1
+            summary.records += message.records
+            summary.bytes += len(value)
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _all_messages(args: argparse.Namespace, inputs: list[str],
+                  summary: Summary) -> Iterator[Message]:
+    """The messages of every input in order, or of all their records by eventTime (--sort)."""
+    payloads = _payloads(_progress(inputs, args.no_progress), summary)
+    if not args.sort:
+        for payload in payloads:
+            yield from messages(payload, batch=args.batch, key_field=args.key_field)
+        return
+    items = [item for payload in payloads for item in split_records(payload)]
+    items.sort(key=lambda item: str(_field(item, "eventTime") or ""))
+    yield from (_record_message(item, args.key_field) for item in items)
+
+
+def _payloads(names: Iterable[str], summary: Summary) -> Iterator[bytes]:
+    for name in names:
+        payload = read_input(name)
+        if isinstance(payload, str):
+            print(f"detector replay: {name}: {payload}", file=sys.stderr)
+            summary.unreadable += 1
+            continue
+        yield payload
+
+
+def messages(payload: bytes, *, batch: bool, key_field: str | None = None) -> Iterator[Message]:
+    """The messages for one file: the file itself, or each record it holds."""
+    if batch:
+        yield Message(None, payload, _count_records(payload))
+        return
+    for item in split_records(payload):
+        yield _record_message(item, key_field)
+
+
+def _record_message(item: object, key_field: str | None) -> Message:
+    """One record's message (raw bytes stay as they are), keyed by `key_field` if given."""
+    key = None
+    if key_field and not isinstance(item, bytes):
+        value = _field(item, key_field)
+        key = value.encode() if isinstance(value, str) else None
+    return Message(key, item if isinstance(item, bytes) else orjson.dumps(item), 1)
+
+
+def split_records(payload: bytes) -> Iterator[object]:
+    """Each record of a file, parsed; what cannot be parsed comes back as raw bytes."""
+    if payload[:2] == b"\x1f\x8b":
+        try:
+            payload = gzip.decompress(payload)
+        except (OSError, EOFError):
+            yield payload
+            return
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        for line in payload.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield line
+        return
+    if isinstance(value, dict) and isinstance(value.get("Records"), list):
+        yield from value["Records"]
+    elif isinstance(value, list):
+        yield from value
+    else:
+        yield value
+
+
+def _count_records(payload: bytes) -> int:
+    return sum(1 for item in split_records(payload) if not isinstance(item, bytes))
+
+
+def _field(item: object, dotted: str) -> object:
+    """A dotted field of a record (looking inside an EventBridge envelope too)."""
+    if isinstance(item, dict) and item.get("detail-type") == EVENTBRIDGE_DETAIL_TYPE:
+        item = item.get("detail")
+    for part in dotted.split("."):
+        if not isinstance(item, dict):
+            return None
+        item = item.get(part)
+    return item
+
+
+def _progress(inputs: list[str], disabled: bool) -> Iterable[str]:
+    if disabled or len(inputs) < 2 or not sys.stderr.isatty():
+        return inputs
+    from tqdm import tqdm
+
+    return iter(tqdm(inputs, unit="file", file=sys.stderr))

@@ -1,0 +1,105 @@
+"""Creating the worker's internal topics before Faust's consumer subscribes to them.
+
+Faust declares its internal topics while the consumer joins the group; on a first start the
+group leader's metadata may not list them yet, its assignor then ignores them ("Ignoring
+missing topic") and their partitions stay unassigned until the next metadata refresh, five
+minutes later by default. Creating them first, and waiting for their leaders, closes that gap.
+Best effort: without the right to create topics the worker starts anyway and Faust tries too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from detector.stream.config import Settings, client_options
+
+log = logging.getLogger(__name__)
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def repartition_topic(settings: Settings, group: str) -> str:
+    return f"{settings.group_id}-repartition-{group}"
+
+
+def table_name(group: str) -> str:
+    return f"state-{group}"
+
+
+def internal_topics(settings: Settings, groups: list[str]) -> list[TopicSpec]:
+    """The repartition and changelog topics of the stateful groups (as Faust names them)."""
+    specs = []
+    for group in groups:
+        specs.append(TopicSpec(repartition_topic(settings, group), settings.state_partitions))
+        specs.append(TopicSpec(f"{settings.group_id}-{table_name(group)}-changelog",
+                               settings.state_partitions, {"cleanup.policy": "compact"}))
+    return specs
+
+
+def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 30.0) -> bool:
+    """Create the missing topics and wait for their leaders; False (logged) when it failed.
+
+    Runs on its own event loop in a thread, so the caller's loop (Faust's) is untouched.
+    """
+    if not specs:
+        return True
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(asyncio.run, _ensure(settings, specs, timeout))
+        try:
+            future.result()
+        except Exception as error:
+            log.warning("could not create the internal topics beforehand (%s: %s); Faust "
+                        "will declare them", type(error).__name__, error)
+            return False
+    return True
+
+
+async def _ensure(settings: Settings, specs: list[TopicSpec], timeout: float) -> None:
+    admin = AIOKafkaAdminClient(**client_options(settings),
+                                request_timeout_ms=int(timeout * 1000))
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(spec.name, spec.partitions, settings.replication_factor,
+                          topic_configs=spec.config) for spec in missing],
+                timeout_ms=int(timeout * 1000),
+            )
+            for topic, code, *detail in response.topic_errors:
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise RuntimeError(f"cannot create {topic}: error {code} {detail}")
+            log.info("created topics %s", ", ".join(spec.name for spec in missing))
+        await _wait_for_leaders(admin, [spec.name for spec in specs], timeout)
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(
+            topic["error_code"] == 0 and topic["partitions"]
+            and all(p["leader"] >= 0 for p in topic["partitions"])
+            for topic in described
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout:.0f}s")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,64 @@
+"""`detector worker`: load the rules, build the Faust app, run it until SIGTERM.
+
+Rules are loaded before anything connects to Kafka: a worker with broken rules exits with
+status 2 and the problems on stderr instead of joining the group and alerting on nothing.
+On SIGTERM (or SIGINT) Faust stops the agent after its current event, flushes the producer,
+commits the offsets and leaves the consumer group.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from detector.stream.config import ConfigError, settings_from
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = settings_from(argv)
+    except ConfigError as error:
+        print(f"detector worker: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit:  # --help was printed
+        return EXIT_OK
+    from detector.stream.rules import RuleSource
+
+    rules = RuleSource(settings.rules, settings.lists, settings.enable_rules)
+    loaded = rules.load()
+    if loaded.errors:
+        for message in rules.status.errors:
+            print(message, file=sys.stderr)
+        print(f"detector worker: refusing to start: {len(loaded.errors)} problem(s) in the "
+              "rules (see `detector rules validate`)", file=sys.stderr)
+        return EXIT_USAGE
+    if not loaded.ruleset.rules and not loaded.ruleset.correlations:
+        print(f"detector worker: no rules under {', '.join(settings.rules)}", file=sys.stderr)
+        return EXIT_USAGE
+
+    import faust
+
+    from detector.sinks.config import SinkConfigError
+    from detector.stream.app import create_app
+
+    try:
+        detector = create_app(settings, rules, loaded)
+    except SinkConfigError as error:
+        print(f"detector worker: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    # stdout carries alerts only (the stdout sink): Faust's own output goes to stderr, and
+    # its terminal spinner (escape codes even when not a terminal) is off
+    from detector.stream.topics import ensure_topics, internal_topics
+
+    ensure_topics(settings, internal_topics(
+        settings, [group.name for group in detector.processor.groups]))
+    worker = faust.Worker(detector.app, loglevel=settings.log_level.upper(), quiet=True,
+                          stdout=sys.stderr)
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else EXIT_OK if code is None else 1
+    return EXIT_OK

@@ -1,0 +1,513 @@
+"""The stream worker against a real broker: a real `python -m detector worker` subprocess.
+
+The helpers here (WorkerProcess, read_topic, produce) are shared with the scaling and
+recovery tests in test_worker_scaling.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka_broker import KafkaBroker, free_port
+
+from detector.cli import main as detector_main
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "stream"
+RULES = FIXTURES / "rules"
+SCENARIO = FIXTURES / "kvs-intruder.jsonl"
+DELETE_RULE = "5f0e4d2a-1c3b-4a5e-9f6d-7a8b9c0d1e2f"
+NEW_IP_RULE = "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+FAST = ["--session-timeout", "6s", "--heartbeat-interval", "1s", "--commit-interval", "300ms",
+        "--lag-interval", "1s", "--reload-interval", "0", "--log-level", "warning"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Message:
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+    partition: int
+
+
+@dataclass
+class WorkerProcess:
+    """One `detector worker` subprocess with its own data dir and web port."""
+
+    broker: KafkaBroker
+    directory: Path
+    group: str
+    input_topic: str
+    rules: Sequence[Path] = (RULES,)
+    extra: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.group}-alerts"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.group}-dead-letter"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"worker-{self.port}.log"
+
+    @property
+    def stdout(self) -> Path:
+        return self.directory / f"worker-{self.port}.out"
+
+    def start(self) -> WorkerProcess:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "detector", "worker",
+                "--bootstrap-servers", self.broker.bootstrap,
+                "--input-topic", self.input_topic, "--alerts-topic", self.alerts_topic,
+                "--dead-letter-topic", self.dead_letter_topic, "--group-id", self.group,
+                "--data-dir", str(self.directory / f"data-{self.port}"),
+                "--web-host", "127.0.0.1", "--web-port", str(self.port), *FAST]
+        for path in self.rules:
+            args += ["--rules", str(path)]
+        args += list(self.extra)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
+        env.update(self.env)
+        with self.log.open("ab") as log, self.stdout.open("ab") as out:
+            self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=log,
+                                            stdin=subprocess.DEVNULL)
+        return self
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.assert_running()
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def status(self) -> dict[str, Any]:
+        code, body = self.get("/status")
+        assert code == 200
+        parsed: dict[str, Any] = json.loads(body)
+        return parsed
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until every assigned partition has no lag (what was produced is committed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            partitions = self.status()["assigned_partitions"]
+            if partitions and all(p["lag"] == 0 for p in partitions):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker still lagging after {timeout}s: {self.status()}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        code, body = self.get("/metrics")
+        assert code == 200
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+                         if labels else "")
+        for line in body.decode().splitlines():
+            if line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            if _normalise(series) == wanted:
+                return float(value)
+        return 0.0
+
+    def assert_running(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _normalise(series: str) -> str:
+    """`name{b="2",a="1"}` with its labels sorted, to compare with what a test asks for."""
+    name, brace, rest = series.partition("{")
+    if not brace:
+        return name
+    labels = sorted(rest.rstrip("}").split(","))
+    return name + "{" + ",".join(labels) + "}"
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers for a test; every one is killed at the end, whatever happened."""
+    started: list[WorkerProcess] = []
+
+    def start(broker: KafkaBroker, **kwargs: Any) -> WorkerProcess:
+        worker = WorkerProcess(broker, tmp_path, **kwargs).start()
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.kill()
+
+
+def produce(broker: KafkaBroker, topic: str,
+            messages: Sequence[bytes | tuple[bytes | None, bytes]],
+            headers: Sequence[tuple[str, bytes]] = ()) -> None:
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
+                                    max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        try:
+            for message in messages:
+                key, value = message if isinstance(message, tuple) else (None, message)
+                await producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def read_topic(broker: KafkaBroker, topic: str, done: Callable[[list[Message]], bool],
+               timeout: float = 60.0, settle: float = 0.0) -> list[Message]:
+    """Everything in `topic` from the start, read until `done` holds (or the timeout), then
+    on until nothing new came for `settle` seconds (to see that nothing more comes)."""
+
+    async def run() -> list[Message]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
+                                    auto_offset_reset="earliest", group_id=None,
+                                    fetch_max_bytes=8 * 1024 * 1024)
+        await consumer.start()
+        found: list[Message] = []
+        try:
+            deadline = time.monotonic() + timeout
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline:
+                if done(found) and time.monotonic() - quiet_since >= settle:
+                    break
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    found += [Message(r.key, r.value, dict(r.headers), r.partition)
+                              for r in records]
+                    quiet_since = time.monotonic()
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(run())
+
+
+def alert_ids(messages: list[Message]) -> set[str]:
+    return {orjson.loads(message.value)["id"] for message in messages}
+
+
+def scan_alerts(paths: Sequence[Path], rules: Sequence[Path], tmp: Path,
+                *extra: str) -> dict[str, dict[str, Any]]:
+    """`detector scan` over the paths: alert id -> alert (without its detection time)."""
+    output = tmp / f"scan-{uuid.uuid4().hex[:6]}.jsonl"
+    args = ["scan", *[a for rule in rules for a in ("--rules", str(rule))],
+            "--output", str(output), "--no-progress", *extra, *map(str, paths)]
+    assert detector_main(args) == 0
+    return by_id(orjson.loads(line) for line in output.read_bytes().splitlines())
+
+
+def by_id(alerts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {alert["id"]: {k: v for k, v in alert.items() if k != "detected_at"}
+            for alert in alerts}
+
+
+def scan_ids(paths: Sequence[Path], rules: Sequence[Path], tmp: Path, *extra: str) -> set[str]:
+    return set(scan_alerts(paths, rules, tmp, *extra))
+
+
+def replay(broker: KafkaBroker, topic: str, *paths: Path | str, options: Sequence[str] = ())\
+        -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "detector", "replay", "--topic", topic,
+         "--bootstrap-servers", broker.bootstrap, *options, *map(str, paths)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def scenario_events() -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in SCENARIO.read_bytes().splitlines()]
+
+
+def test_the_intruder_scenario_raises_exactly_the_expected_alerts(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
+) -> None:
+    events = scenario_events()
+    intruder = [e for e in events if e["sourceIPAddress"] == "203.0.113.66"]
+    first_new_ip = min(intruder, key=lambda e: e["eventTime"])
+    deletion = next(e for e in events if e["eventName"] == "DeleteStream")
+    topic = unique("kvs-in")
+    kafka_broker.create_topic(topic, partitions=2)
+    worker = workers(kafka_broker, group=unique("scenario"), input_topic=topic,
+                     extra=["--allowed-lateness", "1m", "--state-partitions", "2"],
+                     env={"DETECTOR_STDOUT_SINK": "true"})
+    worker.wait_ready()
+
+    replay(kafka_broker, topic, SCENARIO, options=["--key-field", "userIdentity.arn"])
+    alerts = read_topic(kafka_broker, worker.alerts_topic, lambda found: len(found) >= 2,
+                        settle=3.0)  # and nothing more comes
+
+    got = sorted((orjson.loads(m.value)["rule"]["id"], tuple(orjson.loads(m.value)["event_ids"]))
+                 for m in alerts)
+    assert got == sorted([(DELETE_RULE, (deletion["eventID"],)),
+                          (NEW_IP_RULE, (first_new_ip["eventID"],))])
+    first_seen = next(orjson.loads(m.value) for m in alerts
+                      if orjson.loads(m.value)["rule"]["id"] == NEW_IP_RULE)
+    assert first_seen["group_key"] == {"userIdentity.arn": first_new_ip["userIdentity"]["arn"]}
+    assert all(m.headers["alert-id"].decode() == orjson.loads(m.value)["id"] for m in alerts)
+    assert worker.terminate() == 0
+    # the internal topics existed before the group formed, so none was left unassigned
+    assert "Ignoring missing topic" not in worker.log.read_text()
+    # the sinks got the same alerts: the stdout sink prints them as JSON lines
+    printed = [orjson.loads(line) for line in worker.stdout.read_bytes().splitlines()]
+    assert {alert["id"] for alert in printed} == alert_ids(alerts)
+
+
+def test_scan_and_stream_give_the_same_alert_ids(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    inputs = [SCENARIO, *sorted((REPO / "tests" / "fixtures" / "events").glob("*.json*"))]
+    stratus = REPO / ".." / "shared" / "data" / "cloudtrail" / "stratus-red-team"
+    if stratus.is_dir():
+        inputs += sorted(stratus.glob("*.json"))
+    # one record per message, in event-time order, through one input partition: the order
+    # scan evaluates in, so the two agree on every stateful decision
+    records = [r for path in inputs for r in _records(path)]
+    records.sort(key=lambda r: str(r.get("eventTime")))
+    ordered = tmp_path / "ordered.jsonl"
+    ordered.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
+    rules = [RULES, REPO / "rules"]
+    expected = scan_alerts([ordered], rules, tmp_path, "--allowed-lateness", "5s")
+    assert len(expected) >= 3
+
+    topic = unique("agree-in")
+    kafka_broker.create_topic(topic, partitions=1)
+    worker = workers(kafka_broker, group=unique("agree"), input_topic=topic, rules=rules,
+                     extra=["--allowed-lateness", "5s", "--idle-timeout", "1s",
+                            "--state-partitions", "2"])
+    worker.wait_ready()
+    replay(kafka_broker, topic, ordered)
+    alerts = read_topic(kafka_broker, worker.alerts_topic,
+                        lambda found: alert_ids(found) >= set(expected), timeout=90)
+    assert by_id(orjson.loads(m.value) for m in alerts) == expected
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
+    if isinstance(value, dict) and "Records" in value:
+        return list(value["Records"])
+    if isinstance(value, dict) and "detail" in value:
+        return [value["detail"]]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def test_bad_input_goes_to_the_dead_letter_topic_and_the_worker_carries_on(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
+) -> None:
+    events = scenario_events()
+    deletion = next(e for e in events if e["eventName"] == "DeleteStream")
+    bad_time = dict(deletion, eventTime="2026-03-02 10:07", eventID="bad-time")
+    log_file = orjson.dumps({"Records": [deletion, bad_time, events[0]]})
+    bomb = gzip.compress(b"\0" * 20_000_000)
+    oversized = b'{"padding": "' + b"x" * 300_000 + b'"}'
+    messages: list[bytes | tuple[bytes | None, bytes]] = [
+        orjson.dumps(events[0]),
+        b'{"eventName": "DeleteStream", oops',
+        (b"junk-key", os.urandom(64) + b"\xff\xfe"),
+        bomb,
+        oversized,
+        orjson.dumps(bad_time),
+        log_file,
+        orjson.dumps(dict(deletion, eventID="after-the-bad-ones")),
+    ]
+    topic = unique("bad-in")
+    kafka_broker.create_topic(topic, partitions=1)
+    worker = workers(kafka_broker, group=unique("bad"), input_topic=topic,
+                     extra=["--max-message-bytes", "200000",
+                            "--max-decompressed-bytes", "1000000"])
+    worker.wait_ready()
+    produce(kafka_broker, topic, messages, headers=[("trace-id", b"t-1")])
+
+    letters = read_topic(kafka_broker, worker.dead_letter_topic, lambda f: len(f) >= 6)
+    reasons = sorted(m.headers["reason"].decode() for m in letters)
+    assert reasons == sorted(["invalid_json", "invalid_json", "decompressed_too_large",
+                              "too_large", "bad_event_time", "bad_event_time"])
+    by_reason = {m.headers["reason"]: m for m in letters}
+    assert by_reason[b"too_large"].value == oversized
+    assert by_reason[b"decompressed_too_large"].value == bomb
+    junk = next(m for m in letters if m.key == b"junk-key")
+    assert junk.value == messages[2][1]  # type: ignore[index]
+    assert junk.headers["source-topic"] == topic.encode()
+    assert junk.headers["source-partition"] == b"0"
+    assert junk.headers["source-offset"] == b"2"
+    assert junk.headers["trace-id"] == b"t-1"  # the original headers are kept
+    from_log_file = [m for m in letters if m.headers.get("record-index") == b"1"]
+    assert [orjson.loads(m.value) for m in from_log_file] == [bad_time]
+
+    alerts = read_topic(kafka_broker, worker.alerts_topic, lambda f: len(f) >= 2)
+    assert sorted(tuple(orjson.loads(m.value)["event_ids"]) for m in alerts) == sorted([
+        ("after-the-bad-ones",), (deletion["eventID"],)])
+    assert worker.get("/healthz")[0] == 200
+    worker.wait_idle()
+    assert worker.get("/readyz")[0] == 200
+    assert worker.metric("detector_dead_letter_messages_total", reason="invalid_json") == 2
+    assert worker.metric("detector_decode_errors_total", reason="bad_event_time") == 2
+    assert worker.metric("detector_messages_total", outcome="rejected") == 5
+    assert worker.metric("detector_messages_total", outcome="partial") == 1
+    assert worker.metric("detector_messages_total", outcome="ok") == 2
+    assert worker.metric("detector_records_evaluated_total") == 4
+    assert worker.metric("detector_alerts_total", rule_id=DELETE_RULE, level="high") == 2
+    assert worker.terminate() == 0
+
+
+def test_metrics_and_probes_answer_during_a_run(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
+) -> None:
+    topic = unique("probe-in")
+    kafka_broker.create_topic(topic, partitions=3)
+    worker = workers(kafka_broker, group=unique("probe"), input_topic=topic,
+                     extra=["--state-partitions", "3"])
+    worker.wait_ready()
+    status = worker.status()
+    assert status["rules"]["loaded"] == 2
+    assert {(p["topic"], p["partition"]) for p in status["assigned_partitions"]} >= {
+        (topic, 0), (topic, 1), (topic, 2)}
+
+    replay(kafka_broker, topic, SCENARIO, options=["--rate", "200"])
+    assert worker.get("/readyz")[0] == 200
+    worker.wait_idle()
+    assert worker.metric("detector_messages_total", outcome="ok") == len(scenario_events())
+    assert worker.metric("detector_records_total", format="record") == len(scenario_events())
+    assert worker.metric("detector_rules_loaded") == 2
+    assert worker.metric("detector_consumer_lag_messages", topic=topic, partition="0") == 0
+    code, body = worker.get("/metrics")
+    assert code == 200
+    promtool = shutil.which("promtool")
+    if promtool:
+        checked = subprocess.run([promtool, "check", "metrics"], input=body,
+                                 capture_output=True, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert worker.terminate() == 0
+
+
+def test_sigterm_commits_what_was_processed_and_leaves_the_group(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
+) -> None:
+    topic = unique("term-in")
+    kafka_broker.create_topic(topic, partitions=2)
+    group = unique("term")
+    options = ["--state-partitions", "2", "--allowed-lateness", "1m"]
+    worker = workers(kafka_broker, group=group, input_topic=topic,
+                     extra=[*options, "--commit-interval", "10m"])  # only shutdown commits
+    worker.wait_ready()
+    replay(kafka_broker, topic, SCENARIO)
+    deadline = time.monotonic() + 30
+    while worker.metric("detector_records_evaluated_total") < len(scenario_events()):
+        assert time.monotonic() < deadline, worker.tail()
+        time.sleep(0.2)
+    started = time.monotonic()
+    assert worker.terminate() == 0
+    assert time.monotonic() - started < 15
+
+    successor = workers(kafka_broker, group=group, input_topic=topic, extra=options)
+    successor.wait_ready(timeout=20)  # the group was left: no session timeout to wait out
+    successor.wait_idle()
+    assert successor.metric("detector_records_evaluated_total") == 0
+    alerts = read_topic(kafka_broker, worker.alerts_topic, lambda f: len(f) >= 2, settle=2.0)
+    assert len(alerts) == len(alert_ids(alerts)) == 2
+    assert successor.terminate() == 0
+
+
+def test_a_worker_with_broken_rules_refuses_to_start(tmp_path: Path) -> None:
+    broken = tmp_path / "rules"
+    broken.mkdir()
+    (broken / "bad.yml").write_text("title: no detection\nlogsource: {product: aws}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "detector", "worker", "--rules", str(broken),
+         "--bootstrap-servers", "127.0.0.1:9"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert "bad.yml" in result.stderr
+    assert "refusing to start" in result.stderr
+
+
+KVS_SCENARIO = REPO / "examples" / "scenarios" / "kinesisvideo-intruder.jsonl"
+
+
+@pytest.mark.skipif(not KVS_SCENARIO.exists(), reason="examples/scenarios not written yet")
+def test_the_kinesis_video_intruder_scenario_gives_the_alerts_of_scan(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    rules = [REPO / "rules"]
+    expected = scan_alerts([KVS_SCENARIO], rules, tmp_path)
+    assert {alert["kind"] for alert in expected.values()} >= {"match", "first_seen"}
+    # the file is not in delivery order; scan sorts it, the stream gets it sorted, as
+    # CloudTrail delivers (a few minutes late at most, well within the allowed lateness)
+    topic = unique("intruder-in")
+    kafka_broker.create_topic(topic, partitions=1)
+    worker = workers(kafka_broker, group=unique("intruder"), input_topic=topic, rules=rules,
+                     extra=["--state-partitions", "4", "--idle-timeout", "1s"])
+    worker.wait_ready()
+    replay(kafka_broker, topic, KVS_SCENARIO, options=["--sort"])
+    alerts = read_topic(kafka_broker, worker.alerts_topic,
+                        lambda found: alert_ids(found) >= set(expected), timeout=60)
+    assert by_id(orjson.loads(m.value) for m in alerts) == expected

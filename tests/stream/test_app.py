@@ -1,0 +1,111 @@
+"""The app factory: one independent Faust app per call, configured from Settings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from detector.stream.app import (
+    Detector,
+    _guarded,
+    create_app,
+    faust_settings,
+    reload_rules,
+)
+from detector.stream.config import Settings
+from detector.stream.rules import RuleSource
+from detector.stream.topics import internal_topics
+from stream.support import DELETE_RULE, FIXTURES
+
+
+def build(settings: Settings, environ: dict[str, str] | None = None) -> Detector:
+    rules = RuleSource([str(FIXTURES / "rules")])
+    return create_app(settings, rules, rules.load(), environ=environ or {})
+
+
+def test_settings_reach_faust(tmp_path: Path) -> None:
+    settings = Settings(bootstrap_servers=("k1:9092", "k2:9092"), group_id="det-a",
+                        data_dir=str(tmp_path), web_port=7070, state_partitions=6,
+                        commit_interval=0.5)
+    conf = build(settings).app.conf
+    assert conf.id == "det-a"
+    assert [str(url) for url in conf.broker] == ["kafka://k1:9092", "kafka://k2:9092"]
+    assert conf.web_port == 7070
+    assert conf.topic_partitions == 6
+    assert conf.broker_commit_interval == 0.5
+    assert conf.web_tables_enabled is False
+    assert faust_settings(settings)["processing_guarantee"] == "at_least_once"
+
+
+def test_each_call_builds_its_own_app_and_registry(tmp_path: Path) -> None:
+    one = build(Settings(group_id="one", data_dir=str(tmp_path / "1")))
+    two = build(Settings(group_id="two", data_dir=str(tmp_path / "2")))
+    assert one.app is not two.app
+    assert one.registry is not two.registry
+    one.metrics.alerts.labels("r", "high").inc()
+    assert two.registry.get_sample_value("detector_alerts_total",
+                                         {"rule_id": "r", "level": "high"}) is None
+
+
+def test_stateful_groups_get_a_repartition_topic_a_table_and_an_agent(tmp_path: Path) -> None:
+    detector = build(Settings(group_id="det", data_dir=str(tmp_path), state_partitions=4))
+    [group] = detector.processor.groups
+    assert list(detector.runners) == [group.name]
+    agents = sorted(agent.name for agent in detector.app.agents.values())
+    assert agents == ["detector.input", f"detector.state.{group.name}"]
+    [table] = detector.app.tables.values()
+    assert table.name == f"state-{group.name}"
+    assert table.partitions == 4
+    topics = {topic for agent in detector.app.agents.values()
+              for topic in agent.channel.topics}
+    assert topics == {"cloudtrail-events", f"det-repartition-{group.name}"}
+
+
+def test_sinks_come_from_the_environment(tmp_path: Path) -> None:
+    assert len(build(Settings(data_dir=str(tmp_path))).sinks) == 0
+    detector = build(Settings(data_dir=str(tmp_path)), {"DETECTOR_STDOUT_SINK": "true"})
+    assert len(detector.sinks) == 1
+
+
+def test_changed_rules_are_swapped_in_and_broken_ones_refused(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "rules", rules_dir)
+    source = RuleSource([str(rules_dir)])
+    detector = create_app(Settings(data_dir=str(tmp_path)), source, source.load(), environ={})
+    registry = detector.registry
+    text = (rules_dir / "stream_deleted.yml").read_text()
+    (rules_dir / "stream_deleted.yml").write_text(text.replace("level: high", "level: low"))
+    reload_rules(detector)
+    assert registry.get_sample_value("detector_rules_reloads_total", {"result": "success"}) == 1
+    assert [r.meta.level for r in detector.processor.engine.ruleset.rules
+            if r.id == DELETE_RULE] == ["low"]
+
+    (rules_dir / "broken.yml").write_text("title: broken\ndetection: {}\n")
+    reload_rules(detector)
+    assert registry.get_sample_value("detector_rules_reloads_total", {"result": "failure"}) == 1
+    assert registry.get_sample_value("detector_rules_last_reload_success") == 0
+    assert detector.status.snapshot()["rules"]["last_reload"]["ok"] is False  # type: ignore[index]
+    assert detector.processor.engine.rule_count == 2
+
+
+async def test_a_failing_timer_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    async def probe_lag() -> None:
+        raise RuntimeError("partition is not assigned")
+
+    guarded = _guarded(probe_lag)
+    await guarded()
+    assert guarded.__name__ == "probe_lag"
+    assert "probe_lag failed" in caplog.text
+
+
+def test_the_internal_topics_created_beforehand_are_the_ones_faust_uses(tmp_path: Path) -> None:
+    settings = Settings(group_id="det", data_dir=str(tmp_path), state_partitions=4)
+    detector = build(settings)
+    specs = internal_topics(settings, [group.name for group in detector.processor.groups])
+    [table] = detector.app.tables.values()
+    [group] = detector.processor.groups
+    assert [(spec.name, spec.partitions) for spec in specs] == [
+        (f"det-repartition-{group.name}", 4), (table.changelog_topic.get_topic_name(), 4)]
+    assert specs[1].config == {"cleanup.policy": "compact"}

@@ -1,0 +1,71 @@
+"""Dead letters keep the original bytes, key and headers, plus why and where from."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+
+from detector.events import DecodeError, Limits, decode
+from detector.stream.deadletter import Source, dead_letter, dead_letters
+
+SOURCE = Source("cloudtrail-events", 3, 42, b"key", [("trace-id", b"abc"), ("reason", b"x")])
+GOOD = {"eventSource": "kinesisvideo.amazonaws.com", "eventName": "ListStreams",
+        "eventTime": "2024-03-01T10:00:00Z", "eventID": "good-1"}
+BAD = {"eventSource": "kinesisvideo.amazonaws.com", "eventName": "ListStreams",
+       "eventTime": "yesterday", "eventID": "bad-1"}
+
+
+def headers(letter_headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    return dict(letter_headers)
+
+
+def test_a_dead_letter_carries_reason_message_and_source() -> None:
+    letter = dead_letter(SOURCE, b"junk", DecodeError("invalid_json", "unexpected character"))
+    assert letter.value == b"junk"
+    assert letter.key == b"key"
+    assert letter.reason == "invalid_json"
+    assert headers(letter.headers) == {
+        "trace-id": b"abc",
+        "reason": b"invalid_json",
+        "message": b"unexpected character",
+        "source-topic": b"cloudtrail-events",
+        "source-partition": b"3",
+        "source-offset": b"42",
+    }
+
+
+def test_an_input_header_cannot_spoof_ours() -> None:
+    letter = dead_letter(SOURCE, b"junk", DecodeError("empty", "payload is empty"))
+    assert [value for name, value in letter.headers if name == "reason"] == [b"empty"]
+
+
+def test_a_long_message_is_cut() -> None:
+    letter = dead_letter(SOURCE, b"", DecodeError("invalid_json", "x" * 5000))
+    assert len(headers(letter.headers)["message"]) == 1000
+
+
+def test_a_payload_that_fails_as_a_whole_is_forwarded_once_as_is() -> None:
+    payload = b"\x00\x01binary junk"
+    decoded = decode(payload)
+    letters = dead_letters(SOURCE, payload, decoded.errors, bool(decoded.records), Limits())
+    assert [(letter.value, letter.reason) for letter in letters] == [(payload, "invalid_json")]
+
+
+def test_bad_records_of_a_log_file_are_forwarded_one_by_one_as_json() -> None:
+    payload = orjson.dumps({"Records": [GOOD, BAD, GOOD | {"eventID": "good-2"}, 7]})
+    decoded = decode(payload)
+    letters = dead_letters(SOURCE, payload, decoded.errors, bool(decoded.records), Limits())
+    assert [orjson.loads(letter.value) for letter in letters] == [BAD, 7]
+    assert [letter.reason for letter in letters] == ["bad_event_time", "not_object"]
+    assert [headers(letter.headers)["record-index"] for letter in letters] == [b"1", b"3"]
+
+
+def test_bad_lines_of_gzipped_json_lines_are_forwarded_as_their_raw_line() -> None:
+    lines = [orjson.dumps(GOOD), b"{not json", orjson.dumps(BAD)]
+    payload = gzip.compress(b"\n".join(lines))
+    decoded = decode(payload)
+    assert decoded.format == "jsonl"
+    letters = dead_letters(SOURCE, payload, decoded.errors, bool(decoded.records), Limits())
+    assert [letter.value for letter in letters] == [b"{not json", lines[2]]
+    assert [headers(letter.headers)["record-line"] for letter in letters] == [b"2", b"3"]

@@ -1,0 +1,126 @@
+"""One input message in, alerts, dead letters and repartitioned records out (no Kafka)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from detector.engine import RuleSet
+from detector.events import Limits
+from detector.metrics import Metrics
+from detector.stream.deadletter import Source
+from detector.stream.messages import alert_headers, alert_key
+from detector.stream.processor import Processor
+from detector.stream.tables import group_key, partition_for
+from stream.support import DELETE_RULE, NEW_IP_RULE, sample
+
+SOURCE = Source("cloudtrail-events", 0, 7, None, [])
+
+
+def deletion(scenario: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in scenario if e["eventName"] == "DeleteStream")
+
+
+def test_a_matching_record_raises_its_single_event_alert(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
+    assert [alert.rule_id for alert in output.alerts] == [DELETE_RULE]
+    assert output.dead_letters == []
+    assert sample(metrics, "detector_messages_total", outcome="ok") == 1
+    assert sample(metrics, "detector_records_total", format="record") == 1
+    assert sample(metrics, "detector_records_evaluated_total") == 1
+    assert sample(metrics, "detector_alerts_total", rule_id=DELETE_RULE, level="high") == 1
+
+
+def test_records_of_stateful_rules_go_to_their_group_partition(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), partitions=4)
+    [group] = processor.groups
+    assert group.fields == ("userIdentity.arn",)
+    assert group.rule_ids == {NEW_IP_RULE}
+    record = scenario[0]
+    output = processor.on_message(orjson.dumps(record), SOURCE)
+    key = group_key([record["userIdentity"]["arn"]])
+    [forward] = output.forwards
+    assert (forward.group, forward.key, forward.partition) == (group.name, key,
+                                                              partition_for(key, 4))
+    sent = orjson.loads(forward.value)
+    assert sent["m"] == [NEW_IP_RULE]
+    assert set(sent["r"]) == set(record) - {"eventVersion", "responseElements", "requestID",
+                                             "readOnly", "eventType", "managementEvent",
+                                             "eventCategory"}
+    assert all(sent["r"][key] == record[key] for key in sent["r"])
+    assert output.alerts == []
+
+
+def test_a_record_no_stateful_rule_matched_is_not_forwarded(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    record = dict(scenario[0], eventSource="s3.amazonaws.com", eventName="GetObject")
+    output = Processor(ruleset, metrics, Limits()).on_message(orjson.dumps(record), SOURCE)
+    assert output.forwards == []
+    assert output.alerts == []
+
+
+def test_a_partly_bad_log_file_is_processed_and_its_bad_records_dead_lettered(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    bad = dict(deletion(scenario), eventTime="not a time")
+    payload = orjson.dumps({"Records": [deletion(scenario), bad]})
+    output = Processor(ruleset, metrics, Limits()).on_message(payload, SOURCE)
+    assert [alert.rule_id for alert in output.alerts] == [DELETE_RULE]
+    assert [orjson.loads(letter.value) for letter in output.dead_letters] == [bad]
+    assert sample(metrics, "detector_messages_total", outcome="partial") == 1
+    assert sample(metrics, "detector_decode_errors_total", reason="bad_event_time") == 1
+    assert sample(metrics, "detector_dead_letter_messages_total", reason="bad_event_time") == 1
+
+
+def test_an_unreadable_message_is_rejected_whole(ruleset: RuleSet, metrics: Metrics) -> None:
+    output = Processor(ruleset, metrics, Limits(max_message_bytes=10)).on_message(
+        b'{"eventName": "x", "padding": 1}', SOURCE)
+    assert [(letter.value, letter.reason) for letter in output.dead_letters] == [
+        (b'{"eventName": "x", "padding": 1}', "too_large")]
+    assert sample(metrics, "detector_messages_total", outcome="rejected") == 1
+
+
+def test_a_crashing_rule_dead_letters_its_record_and_spares_the_others(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+
+    def explode(record: object) -> list[Any]:
+        raise RuntimeError("boom")
+
+    processor.engine.process = explode  # type: ignore[method-assign]
+    output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
+    assert [letter.reason for letter in output.dead_letters] == ["processing_error"]
+    assert orjson.loads(output.dead_letters[0].value) == deletion(scenario)
+
+
+def test_new_rules_grouped_alike_are_swapped_in(ruleset: RuleSet, metrics: Metrics) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    fewer = RuleSet(tuple(r for r in ruleset.rules if r.id != DELETE_RULE))
+    assert processor.swap(fewer) is None
+    assert processor.engine.rule_count == 1
+    assert sample(metrics, "detector_rules_loaded") == 1
+
+
+def test_rules_grouped_by_other_fields_need_a_restart(ruleset: RuleSet, metrics: Metrics) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    without_state = RuleSet(tuple(r for r in ruleset.rules if r.id == DELETE_RULE))
+    problem = processor.swap(without_state)
+    assert problem is not None and "restart" in problem
+    assert processor.engine.rule_count == 2
+
+
+def test_alerts_are_keyed_by_group_key_or_rule_and_carry_their_id(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    [alert] = Processor(ruleset, metrics, Limits()).on_message(
+        orjson.dumps(deletion(scenario)), SOURCE).alerts
+    assert alert_key(alert) == DELETE_RULE.encode()
+    assert ("alert-id", alert.id.encode()) in alert_headers(alert)

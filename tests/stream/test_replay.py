@@ -1,0 +1,59 @@
+"""How `detector replay` cuts files into messages (the producing is tested with a broker)."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+
+from detector.stream.replay import Summary, main, messages, split_records
+
+A = {"eventName": "ListStreams", "userIdentity": {"arn": "arn:a"}}
+B = {"eventName": "DeleteStream", "userIdentity": {"arn": "arn:b"}}
+
+
+@pytest.mark.parametrize("payload", [
+    orjson.dumps({"Records": [A, B]}),
+    orjson.dumps([A, B]),
+    orjson.dumps(A) + b"\n" + orjson.dumps(B) + b"\n",
+    gzip.compress(orjson.dumps({"Records": [A, B]})),
+])
+def test_every_file_shape_is_cut_into_its_records(payload: bytes) -> None:
+    assert list(split_records(payload)) == [A, B]
+
+
+def test_unreadable_lines_are_kept_as_they_are_for_the_dead_letter_topic() -> None:
+    payload = orjson.dumps(A) + b"\n{broken\n" + orjson.dumps(B)
+    assert list(split_records(payload)) == [A, b"{broken", B]
+
+
+def test_records_are_keyed_by_a_dotted_field() -> None:
+    sent = list(messages(orjson.dumps([A, B]), batch=False, key_field="userIdentity.arn"))
+    assert [(m.key, orjson.loads(m.value)) for m in sent] == [(b"arn:a", A), (b"arn:b", B)]
+
+
+def test_an_eventbridge_envelope_is_keyed_by_its_detail() -> None:
+    envelope = {"detail-type": "AWS API Call via CloudTrail", "detail": A}
+    [message] = messages(orjson.dumps(envelope), batch=False, key_field="userIdentity.arn")
+    assert message.key == b"arn:a"
+
+
+def test_batch_mode_sends_the_file_as_is() -> None:
+    payload = gzip.compress(orjson.dumps({"Records": [A, B]}))
+    [message] = messages(payload, batch=True)
+    assert (message.key, message.value, message.records) == (None, payload, 2)
+
+
+def test_the_summary_names_every_count() -> None:
+    text = str(Summary(messages=4, records=10, bytes=2048, seconds=2.0))
+    assert text == ("replayed 4 message(s), 10 record(s), 2048 byte(s) in 2.00s "
+                    "(2 messages/s)")
+
+
+@pytest.mark.parametrize("option", [["--key-field", "x"], ["--sort"]])
+def test_record_options_make_no_sense_with_batch(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--topic", "t", "--batch", *option, "file.json"]) == 2
+    assert "drop --batch" in capsys.readouterr().err
