@@ -16,9 +16,11 @@ design requires, faust-streaming issue 606).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from signal import SIGHUP
 from typing import Any
 
 import faust
@@ -191,6 +193,10 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
     async def check_rules() -> None:
         reload_rules(detector)
 
+    async def reload_on_sighup() -> None:
+        asyncio.get_running_loop().add_signal_handler(SIGHUP, reload_rules, detector, True)
+
+    app.task(reload_on_sighup)
     app.timer(TICK_SECONDS, name="detector.tick")(tick)
     app.timer(settings.lag_interval, name="detector.gauges")(_guarded(update_gauges))
     if settings.reload_interval > 0:
@@ -296,10 +302,11 @@ def _update_state_entries(detector: Detector) -> None:
         detector.metrics.state_entries.labels(name).set(count)
 
 
-def reload_rules(detector: Detector) -> None:
-    """Swap in the rules when their files changed and load cleanly; else keep the old ones."""
+def reload_rules(detector: Detector, force: bool = False) -> None:
+    """Swap in the rules when their files changed (or `force`, on SIGHUP) and load cleanly;
+    else keep the old ones."""
     rules = detector.rules
-    if not rules.changed():
+    if not force and not rules.changed():
         return
     result = rules.load()
     if result.errors:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import atexit
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka_broker import BrokerUnavailableError, KafkaBroker
+
+from integration.worker_support import WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +33,20 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
     finally:
         broker.stop()
         atexit.unregister(broker.stop)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers for a test; every one is killed at the end, whatever happened."""
+    started: list[WorkerProcess] = []
+
+    def start(broker: KafkaBroker, **kwargs: Any) -> WorkerProcess:
+        worker = WorkerProcess(broker, tmp_path, **kwargs).start()
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.kill()

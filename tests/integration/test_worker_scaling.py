@@ -12,7 +12,7 @@ import orjson
 import pytest
 from kafka_broker import KafkaBroker
 
-from integration.test_worker import (
+from integration.worker_support import (
     NEW_IP_RULE,
     REPO,
     SCENARIO,
@@ -22,11 +22,9 @@ from integration.test_worker import (
     replay,
     scan_ids,
     unique,
-    workers,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["workers"]  # the fixture, imported so that pytest finds it here
 
 STATEFUL = ["--allowed-lateness", "1m", "--state-partitions", "4"]
 
