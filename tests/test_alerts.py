@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jsonschema
 import orjson
-
 from helpers import REPO, engine, record, rule
 
 SCHEMA = json.loads((REPO / "docs" / "alert.schema.json").read_text())

@@ -10,9 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import REPO, rule
 
 from detector.cli import main
-from helpers import REPO, rule
 
 DELETE_RULE = rule("sel:\n  eventName: DeleteStream\ncondition: sel", extra="""
 detector:

@@ -7,11 +7,11 @@ import functools
 from pathlib import Path
 
 import pytest
+from helpers import REPO, SHARED_DATA
 
 from detector.engine import RuleSet, load_rules
 from detector.engine.factory import make_engine
 from detector.events import decode
-from helpers import REPO, SHARED_DATA
 
 STRATUS = SHARED_DATA / "cloudtrail" / "stratus-red-team"
 TABLE = REPO / "docs" / "stratus-coverage.md"

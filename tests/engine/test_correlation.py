@@ -193,3 +193,69 @@ def test_base_rules_of_a_correlation_do_not_alert_on_their_own(tmp_path: Path) -
     rules = TEMPORAL.replace("TYPE", "temporal_ordered")
     alerts = run(engine(tmp_path, rules), [event(0, "GetDataEndpoint")])
     assert alerts == []
+
+
+FIRST_SEEN_BASE = """\
+title: new source ip
+id: 11111111-0000-4000-8000-000000000011
+name: new_ip
+detection:
+  selection: {eventSource: kinesisvideo.amazonaws.com}
+  condition: selection
+detector:
+  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress]}
+"""
+NEW_IPS_ID = "11111111-0000-4000-8000-000000000012"
+NEW_IPS = FIRST_SEEN_BASE + f"""---
+title: two new ips within five minutes
+id: {NEW_IPS_ID}
+correlation:
+  type: event_count
+  rules: [new_ip]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {{gte: 2}}
+"""
+
+
+def test_first_seen_events_decided_long_after_they_happened_still_correlate(
+    tmp_path: Path,
+) -> None:
+    # new IPs at 10:00 and 12:00 (minutes); the next event is far later, so both are decided
+    # when the watermark (40:00 - 15m) has long passed the five minutes that link them
+    records = [event(600, ip="10.0.0.1"), event(720, ip="10.0.0.2"),
+               event(2400, source="s3.amazonaws.com")]
+    [alert] = fired(run(engine(tmp_path, NEW_IPS), records), NEW_IPS_ID)
+    assert alert.event_ids == (records[0].event_id, records[1].event_id)
+
+
+EXACTLY_ONE_ID = "11111111-0000-4000-8000-000000000013"
+EXACTLY_ONE = FIRST_SEEN_BASE.replace(
+    "eventSource: kinesisvideo.amazonaws.com", "eventName: GetClip") + f"""---
+title: deleted
+id: 11111111-0000-4000-8000-000000000014
+name: deleted
+detection:
+  selection: {{eventName: DeleteStream}}
+  condition: selection
+---
+title: exactly one per two minutes
+id: {EXACTLY_ONE_ID}
+correlation:
+  type: event_count
+  rules: [deleted, new_ip]
+  group-by: [userIdentity.arn]
+  timespan: 2m
+  condition: {{gte: 1, lte: 1}}
+"""
+
+
+def test_a_tumbling_window_waits_for_the_first_seen_events_it_holds(tmp_path: Path) -> None:
+    # [0, 120) holds one deletion; [120, 240) a deletion and a new IP at 200, which is decided
+    # only when the watermark passes 200: the window must not be tested before
+    head = [event(10, "DeleteStream"), event(130, "DeleteStream"), event(200, "GetClip")]
+    for clock in ([event(430, "ListStreams"), event(560, "ListStreams")],
+                  [event(560, "ListStreams"), event(430, "ListStreams")]):
+        alerts = fired(run(engine(tmp_path, EXACTLY_ONE, lateness="5m"), head + clock),
+                       EXACTLY_ONE_ID)
+        assert [alert.event_ids for alert in alerts] == [(head[0].event_id,)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import engine, record, rule
 
 RULE_ID = "0b1c2d3e-0000-4000-8000-000000000001"
@@ -106,7 +105,7 @@ def test_contains_all_requires_every_value(tmp_path: Path) -> None:
 
 
 def test_contains_wildcard_only_needs_the_field(tmp_path: Path) -> None:
-    """SigmaHQ writes `errorCode|contains: '*'` for 'has an error': a missing field must not match."""
+    """SigmaHQ writes `errorCode|contains: '*'` for 'has an error': a missing field never matches."""
     detection = "sel:\n  errorCode|contains: '*'\ncondition: sel"
     assert fires(tmp_path, detection, record(errorCode="AccessDenied"))
     assert not fires(tmp_path, detection, record())

@@ -21,7 +21,7 @@ detection:
   selection: {eventSource: kinesisvideo.amazonaws.com}
   condition: selection
 detector:
-  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 10m, retention: 1h}
+  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 5m, retention: 30m}
 ---
 title: denied
 id: 55555555-0000-4000-8000-000000000002
@@ -64,8 +64,8 @@ detection:
   selection: {eventSource: kinesisvideo.amazonaws.com}
   condition: selection
 detector:
-  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 20m, retention: 40m}
-  suppress: {window: 1h, by: [sourceIPAddress]}
+  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 5m, retention: 20m}
+  suppress: {window: 5m, by: []}
 ---
 title: denied burst
 id: 55555555-0000-4000-8000-000000000011
@@ -103,6 +103,8 @@ correlation:
   group-by: [sourceIPAddress]
   timespan: 10m
   condition: {gte: 2, lte: 4}
+detector:
+  suppress: {window: 3m, by: []}
 ---
 title: read and destroy
 id: 55555555-0000-4000-8000-000000000015
@@ -111,19 +113,36 @@ correlation:
   rules: [read, destroy]
   group-by: [userIdentity.arn]
   timespan: 5m
+---
+title: new ips
+id: 55555555-0000-4000-8000-000000000016
+correlation:
+  type: event_count
+  rules: [new_ip]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {gte: 2}
+  generate: true
+detector:
+  suppress: {window: 2m, by: []}
 """
 NAMES = ("DescribeStream", "ListStreams", "GetDataEndpoint", "UpdateDataRetention", "DeleteStream")
 
 calls = st.lists(
     st.tuples(
-        st.integers(0, 7200),  # eventTime, seconds after 2026-03-10T00:00:00Z
+        # eventTime, seconds after 2026-03-10T00:00:00Z: on or near whole minutes, so events
+        # often share a window boundary or a second
+        st.builds(lambda minute, second: minute * 60 + second,
+                  st.integers(0, 120), st.sampled_from((0, 0, 0, 30, 59))),
         st.sampled_from((OPERATOR, ADMIN)),
         st.sampled_from(("10.20.30.41", "203.0.113.66", "192.0.2.9")),
         st.sampled_from(NAMES),
         st.booleans(),  # access denied
-        st.integers(0, LATENESS),  # delivery delay
+        # delivery delay: often none or the whole lateness, so the watermark jumps
+        st.one_of(st.sampled_from((0, LATENESS)), st.integers(0, LATENESS)),
         st.one_of(st.none(), st.integers(0, LATENESS)),  # delay of a redelivery, if any
     ),
+    min_size=10,
     max_size=60,
 )
 

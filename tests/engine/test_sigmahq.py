@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SHARED_DATA, record
 
 from detector.engine import load_rules
 from detector.engine.factory import make_engine
-from helpers import SHARED_DATA, record
 
 SIGMA_DIR = SHARED_DATA / "sigma" / "aws-cloudtrail"
 pytestmark = pytest.mark.skipif(not SIGMA_DIR.is_dir(), reason=f"{SIGMA_DIR} is absent")
 
+UPDATE_FUNCTION = "UpdateFunctionConfiguration20150331v2"
+PLACEHOLDER_RULE = "aws_cloudtrail_console_login_success_from_susp_locations.yml"
 ADMIN = {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "userName": "alice"}
 # file -> (positive event fields, negative event fields)
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -124,10 +126,10 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"eventSource": "iam.amazonaws.com", "eventName": "CreateUser",
          "userAgent": "console.amazonaws.com"}),
     "aws_new_lambda_layer_attached.yml": (
-        {"eventSource": "lambda.amazonaws.com", "eventName": "UpdateFunctionConfiguration20150331v2",
+        {"eventSource": "lambda.amazonaws.com", "eventName": UPDATE_FUNCTION,
          "requestParameters": {"functionName": "f", "layers": [
              "arn:aws:lambda:us-east-1:444455556666:layer:evil:1"]}},
-        {"eventSource": "lambda.amazonaws.com", "eventName": "UpdateFunctionConfiguration20150331v2",
+        {"eventSource": "lambda.amazonaws.com", "eventName": UPDATE_FUNCTION,
          "requestParameters": {"functionName": "f", "timeout": 30}}),
     "aws_passed_role_to_glue_development_endpoint.yml": (
         {"eventSource": "glue.amazonaws.com", "eventName": "CreateDevEndpoint"},
@@ -187,7 +189,7 @@ def test_the_placeholder_rule_is_refused_without_its_lists() -> None:
     result = load_rules([SIGMA_DIR])
     assert len(result.errors) == 1
     error = result.errors[0]
-    assert error.location.path.endswith("aws_cloudtrail_console_login_success_from_susp_locations.yml")
+    assert error.location.path.endswith(PLACEHOLDER_RULE)
     assert "%Legitimate_Countries%" in error.message
     assert "lists directory" in error.message
 

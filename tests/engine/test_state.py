@@ -13,6 +13,7 @@ from detector.cli import main
 from detector.engine.factory import StateFileError, load_state, make_engine, save_state
 from detector.engine.state import MemoryState
 from detector.engine.stateful.clock import RecentIds
+from detector.engine.stateful.keys import bucket_start, text_of
 from detector.events import Record
 
 DAY = 86400
@@ -75,7 +76,7 @@ def test_memory_state_is_a_bounded_keyed_store() -> None:
 def test_entries_are_plain_json_one_per_rule_and_group_key(tmp_path: Path) -> None:
     target = engine(tmp_path, RULES)
     run(target, [*history(), event(2 * DAY + 1200, "ListStreams")], flush=False)
-    state = target.memory.state
+    state = target.stateful.state
     assert isinstance(state, MemoryState)
     entries = state.snapshot()
     assert orjson.loads(orjson.dumps(entries)) == entries
@@ -85,7 +86,7 @@ def test_entries_are_plain_json_one_per_rule_and_group_key(tmp_path: Path) -> No
 
 
 def test_each_stateful_rule_names_the_fields_to_partition_by(tmp_path: Path) -> None:
-    assert engine(tmp_path, RULES).memory.group_fields() == {
+    assert engine(tmp_path, RULES).stateful.group_fields() == {
         "fs|66666666-0000-4000-8000-000000000001": ("userIdentity.arn",),
         "fs|66666666-0000-4000-8000-000000000002": ("userIdentity.arn",),
         "su|66666666-0000-4000-8000-000000000002": ("sourceIPAddress",),
@@ -200,7 +201,7 @@ def test_a_restarted_worker_resumes_from_the_shared_state(tmp_path: Path) -> Non
     records = history()
     assert fired(run(before, records, flush=False), "66666666-0000-4000-8000-000000000002") == []
     after = make_engine(rules, state=shared)  # the process died; the table survived
-    after.memory.resume()
+    after.stateful.resume()
     [alert] = fired(after.flush(), "66666666-0000-4000-8000-000000000002")
     assert alert.event_ids == (records[3].event_id,)
 
@@ -215,3 +216,71 @@ def test_the_memory_of_event_ids_is_bounded_in_time_and_size() -> None:
         recent.seen(ident, 5000.0, watermark=4700.0)
     assert len(recent) == 3
     assert sorted(recent.ids) == ["d", "e", "f"]
+
+
+TUMBLING_ID = "66666666-0000-4000-8000-000000000012"
+TUMBLING = """\
+title: denied
+id: 66666666-0000-4000-8000-000000000011
+name: denied
+detection:
+  selection: {errorCode: AccessDeniedException}
+  condition: selection
+---
+title: three to five denials in an hour
+id: 66666666-0000-4000-8000-000000000012
+correlation:
+  type: event_count
+  rules: [denied]
+  group-by: [userIdentity.arn]
+  timespan: 1h
+  condition: {gte: 3, lte: 5}
+"""
+
+
+def denials(*minutes: int) -> list[Record]:
+    return [event(minute * 60, errorCode="AccessDeniedException") for minute in minutes]
+
+
+def test_an_open_tumbling_window_carries_over_to_the_next_run(tmp_path: Path) -> None:
+    # [00:00, 01:00) gets two denials in the first run and a third in the second
+    [whole] = fired(run(engine(tmp_path, TUMBLING), denials(1, 2, 3, 70)), TUMBLING_ID)
+    first = engine(tmp_path, TUMBLING)
+    assert run(first, denials(1, 2), flush=False) + first.flush(final=False) == []
+    save_state(first, tmp_path / "state.json")
+    second = engine(tmp_path, TUMBLING)
+    load_state(second, tmp_path / "state.json")
+    [alert] = fired(run(second, denials(3, 70)), TUMBLING_ID)
+    assert (alert.id, alert.details["correlation"]["count"]) == (whole.id, 3)
+
+
+def test_scan_with_a_state_file_keeps_windows_the_watermark_has_not_passed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, TUMBLING)
+    state = tmp_path / "state.json"
+    scan = ["scan", "--rules", str(rules), "--no-progress", "--state", str(state)]
+    earlier = _write_jsonl(tmp_path / "earlier.jsonl", denials(1, 2))
+    later = _write_jsonl(tmp_path / "later.jsonl", denials(3, 80))  # the watermark passes 01:00
+    assert main([*scan, "-o", str(tmp_path / "a.jsonl"), earlier]) == 0
+    assert main([*scan, "-o", str(tmp_path / "b.jsonl"), later]) == 0
+    assert (tmp_path / "a.jsonl").read_bytes() == b""
+    [line] = (tmp_path / "b.jsonl").read_bytes().splitlines()
+    assert orjson.loads(line)["details"]["correlation"]["count"] == 3
+
+
+def test_a_group_value_too_deep_for_json_is_still_a_stable_key() -> None:
+    nested: list[object] = []
+    for _ in range(300):
+        nested = [nested]
+    text = text_of(nested)
+    assert text is not None and text.startswith("[[[") and "..." in text
+    assert text_of(nested) == text
+    assert text_of({"n": 2**70}) == '{"n":"1180591620717411303424"}'
+
+
+def test_a_zero_length_window_makes_every_instant_a_window_of_its_own() -> None:
+    assert bucket_start(1234.5, 0) == 1234.5
+    assert bucket_start(1234.5, 600) == 1200
