@@ -105,7 +105,7 @@ def test_contains_all_requires_every_value(tmp_path: Path) -> None:
 
 
 def test_contains_wildcard_only_needs_the_field(tmp_path: Path) -> None:
-    """SigmaHQ writes `errorCode|contains: '*'` for 'has an error': a missing field never matches."""
+    """SigmaHQ's `errorCode|contains: '*'` means 'has an error': a missing field never matches."""
     detection = "sel:\n  errorCode|contains: '*'\ncondition: sel"
     assert fires(tmp_path, detection, record(errorCode="AccessDenied"))
     assert not fires(tmp_path, detection, record())
