@@ -39,8 +39,12 @@ def table_name(group: str) -> str:
 
 
 def internal_topics(settings: Settings, groups: list[str]) -> list[TopicSpec]:
-    """The repartition and changelog topics of the stateful groups (as Faust names them)."""
-    specs = []
+    """The topics the worker needs before it joins the group: its input, alerts and
+    dead-letter topics (created only when missing: a first start against an empty cluster
+    would otherwise sit on a topic Faust ignores for minutes), and the repartition and
+    changelog topics of the stateful groups (as Faust names them)."""
+    specs = [TopicSpec(name, settings.state_partitions) for name in (
+        settings.input_topic, settings.alerts_topic, settings.dead_letter_topic)]
     for group in groups:
         specs.append(TopicSpec(repartition_topic(settings, group), settings.state_partitions))
         specs.append(TopicSpec(f"{settings.group_id}-{table_name(group)}-changelog",

@@ -107,5 +107,6 @@ def test_the_internal_topics_created_beforehand_are_the_ones_faust_uses(tmp_path
     [table] = detector.app.tables.values()
     [group] = detector.processor.groups
     assert [(spec.name, spec.partitions) for spec in specs] == [
+        (settings.input_topic, 4), (settings.alerts_topic, 4), (settings.dead_letter_topic, 4),
         (f"det-repartition-{group.name}", 4), (table.changelog_topic.get_topic_name(), 4)]
-    assert specs[1].config == {"cleanup.policy": "compact"}
+    assert specs[-1].config == {"cleanup.policy": "compact"}
