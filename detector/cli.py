@@ -209,7 +209,9 @@ def _scan(args: argparse.Namespace) -> int:
 
     try:
         summary = scan(inputs, engine, limits, emit, _progress(args, inputs))
-        for alert in engine.flush():  # end of input: windows close, pending decisions are taken
+        # End of input: pending decisions are taken; windows close unless the state is saved,
+        # in which case those the watermark has not passed carry over to the next run.
+        for alert in engine.flush(final=state_file is None):
             summary.count(alert)
             emit(alert)
     finally:

@@ -5,7 +5,6 @@ agree on how single-event and stateful evaluation are wired together; and the st
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from detector.engine.state import MemoryState, State
 from detector.engine.stateful import Stateful, SuppressionSummary
 from detector.events import Record
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 STATE_FORMAT = "detector-state"
 STATE_VERSION = 1
 
@@ -36,24 +33,26 @@ class StatefulEngine(Engine):
     included, so it neither counts nor alerts twice.
     """
 
+    stateful: Stateful
+
     def __init__(self, ruleset: RuleSet, stateful: Stateful) -> None:
         super().__init__(ruleset, stateful)
-        self.memory = stateful
 
     def process(self, record: Record) -> list[Alert]:
-        if not self.memory.admit(record):
+        if not self.stateful.admit(record):
             return []
         return super().process(record)
 
-    def flush(self) -> list[Alert]:
-        """End of input: the alerts still waiting for the watermark."""
-        return self.memory.flush()
+    def flush(self, final: bool = True) -> list[Alert]:
+        """End of input: the alerts still waiting for the watermark. Not `final` when the
+        state is saved for a later run: windows not yet passed by the watermark stay open."""
+        return self.stateful.flush(final)
 
     def closed_suppressions(self) -> list[SuppressionSummary]:
-        return self.memory.closed_suppressions()
+        return self.stateful.closed_suppressions()
 
     def stats(self) -> dict[str, int]:
-        return self.memory.stats()
+        return self.stateful.stats()
 
 
 def make_engine(
@@ -67,14 +66,14 @@ def make_engine(
 
 def save_state(engine: StatefulEngine, path: Path) -> None:
     """Write the engine's memory to `path` atomically (a temporary file renamed over it)."""
-    state = engine.memory.state
+    state = engine.stateful.state
     if not isinstance(state, MemoryState):
         raise StateFileError("only in-memory state can be saved to a file")
     document = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
-        "lateness_seconds": engine.memory.clock.lateness,
-        "engine": engine.memory.dump(),
+        "lateness_seconds": engine.stateful.clock.lateness,
+        "engine": engine.stateful.dump(),
         "entries": state.snapshot(),
     }
     temporary = path.with_name(f".{path.name}.tmp")
@@ -103,14 +102,14 @@ def load_state(engine: StatefulEngine, path: Path) -> bool:
         raise StateFileError(f"{path}: not a state file (invalid JSON: {error}); move it "
                              "away to start from an empty state") from error
     _check(document, path)
-    state = engine.memory.state
+    state = engine.stateful.state
     if len(state):
         raise StateFileError("state can only be loaded into a fresh engine")
     entries: dict[str, Any] = document["entries"]
     for key, value in entries.items():
         state.put(key, value)
     try:
-        engine.memory.restore(document["engine"])
+        engine.stateful.restore(document["engine"])
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise StateFileError(f"{path}: malformed state file ({error!r}); move it away to "
                              "start from an empty state") from error

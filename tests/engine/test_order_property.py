@@ -142,7 +142,7 @@ calls = st.lists(
         st.one_of(st.sampled_from((0, LATENESS)), st.integers(0, LATENESS)),
         st.one_of(st.none(), st.integers(0, LATENESS)),  # delay of a redelivery, if any
     ),
-    min_size=10,
+    min_size=20,  # enough events for windows, folds and pending decisions to interact
     max_size=60,
 )
 

@@ -1,7 +1,8 @@
 """Sigma correlations (event_count, value_count, temporal, temporal_ordered) over event time.
 
 Entry per rule and group key: `{"e": [[eventTime, event key, rule mask, value, record], ...],
-"f": [fired window starts], "o": [open window starts]}`, events sorted by (time, key).
+"f": [fired window starts], "o": [open window starts]}`, events sorted by (time, key); the
+positions in an event item are named by the `TIME` ... `RECORD` constants below.
 
 Two window semantics, both giving the same alerts whatever the arrival order:
 
@@ -14,8 +15,9 @@ Two window semantics, both giving the same alerts whatever the arrival order:
   sent. A burst straddling two buckets fires in the bucket of its last event; a burst that
   goes on fires once per bucket.
 - Conditions with an upper bound (`lt`, `lte`, `eq`, `neq`, ranges): tumbling windows
-  `[k * timespan, (k + 1) * timespan)`, tested when the watermark passes their end. A window
-  with no matching event has no state and never alerts.
+  `[k * timespan, (k + 1) * timespan)`, tested when the watermark passes their end (and no
+  first-seen event of a base rule before it waits for a decision: the evaluator's rule). A
+  window with no matching event has no state and never alerts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from detector.engine.stateful.keys import (
 from detector.events import Record
 
 MAX_ALERT_EVENTS = 50  # the latest events of a window an alert carries
+# Positions in an event item of an entry's "e" list.
+TIME, IDENT, RULES, VALUE, RECORD = range(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,8 @@ class CorrelationUnit:
     ) -> tuple[list[Fire], str, float | None]:
         """Count a record matched by base rule `rule_id`: (windows now holding, key, due).
 
-        `horizon` is the oldest eventTime a later input can still have; older events go.
+        `horizon` is the oldest eventTime a later input (or an undecided first-seen event)
+        can still have: events no window ending at or after it reaches are dropped.
         """
         data = record.data
         values = self.group.values(data)
@@ -105,12 +110,12 @@ class CorrelationUnit:
         events: list[list[Any]] = entry["e"]
         ident = event_key(record)
         at = (record.event_time, ident)
-        position = bisect.bisect_left(events, at, key=lambda item: (item[0], item[1]))
+        position = bisect.bisect_left(events, at, key=lambda item: (item[TIME], item[IDENT]))
         mask = self.masks[rule_id]
-        if position < len(events) and events[position][1] == ident:
-            if events[position][2] & mask:
+        if position < len(events) and events[position][IDENT] == ident:
+            if events[position][RULES] & mask:
                 return [], skey, None
-            events[position][2] |= mask
+            events[position][RULES] |= mask
         else:
             value = self.value.values(data)[0] if self.value else None
             events.insert(position, [record.event_time, ident, mask, value, self.slim(data)])
@@ -128,8 +133,8 @@ class CorrelationUnit:
         self.state.put(skey, entry)
         return fires, skey, due
 
-    def close(self, skey: str, watermark: float) -> tuple[list[Fire], float | None]:
-        """Test the tumbling windows that ended by `watermark`; (alerts, next due time)."""
+    def close(self, skey: str, until: float) -> tuple[list[Fire], float | None]:
+        """Test the tumbling windows that ended by `until`; (alerts, next due time)."""
         entry = self.state.get(skey)
         if entry is None:
             return [], None
@@ -137,16 +142,16 @@ class CorrelationUnit:
         fires: list[Fire] = []
         for start in sorted(entry["o"]):
             end = start + self.span
-            if end > watermark:
+            if end > until:
                 continue
-            window = [item for item in entry["e"] if start <= item[0] < end]
+            window = [item for item in entry["e"] if start <= item[TIME] < end]
             count = self.measure(window)
             if window and self._holds(count):
                 fires.append(self._fire(window, group_key, start, count))
-        entry["o"] = [start for start in entry["o"] if start + self.span > watermark]
+        entry["o"] = [start for start in entry["o"] if start + self.span > until]
         still_open = set(entry["o"])
         entry["e"] = [item for item in entry["e"]
-                      if bucket_start(item[0], self.span) in still_open]
+                      if bucket_start(item[TIME], self.span) in still_open]
         self._store(skey, entry)
         return fires, self.due(entry)
 
@@ -168,7 +173,7 @@ class CorrelationUnit:
         first = bisect.bisect_left(events, event_time, key=_time)
         last = bisect.bisect_right(events, event_time + self.span, key=_time)
         for index in range(first, last):
-            end = events[index][0]
+            end = events[index][TIME]
             start = bucket_start(end, self.span)
             if start in fired:
                 continue
@@ -188,14 +193,14 @@ class CorrelationUnit:
 
     def _fire(self, window: list[list[Any]], group_key: dict[str, str | None], start: float,
               count: int) -> Fire:
-        records = [record_of(item[0], item[4]) for item in window[-MAX_ALERT_EVENTS:]]
+        records = [record_of(item[TIME], item[RECORD]) for item in window[-MAX_ALERT_EVENTS:]]
         details = {
             "correlation": {
                 "type": self.correlation.type,
                 "count": count,
                 "events": len(window),
-                "first_event": format_time(window[0][0]),
-                "last_event": format_time(window[-1][0]),
+                "first_event": format_time(window[0][TIME]),
+                "last_event": format_time(window[-1][TIME]),
                 "bucket_start": format_time(start),
                 "timespan_seconds": self.span,
             },
@@ -225,21 +230,21 @@ class CorrelationUnit:
         """How many of the rules, in their order, the window's events match one after another."""
         step, wanted = 0, len(self.correlation.rules)
         for item in window:
-            if step < wanted and item[2] & (1 << step):
+            if step < wanted and item[RULES] & (1 << step):
                 step += 1
         return step
 
 
 def _time(item: list[Any]) -> float:
-    return float(item[0])
+    return float(item[TIME])
 
 
 def _distinct_values(window: list[list[Any]]) -> int:
-    return len({item[3] for item in window if item[3] is not None})
+    return len({item[VALUE] for item in window if item[VALUE] is not None})
 
 
 def _rules_covered(window: list[list[Any]]) -> int:
     mask = 0
     for item in window:
-        mask |= item[2]
+        mask |= item[RULES]
     return mask.bit_count()

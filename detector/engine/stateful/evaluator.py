@@ -52,9 +52,14 @@ class _Schedule:
         return heap[0][0] if heap else math.inf
 
     def pop(self) -> str:
+        """Take out the earliest entry (call `first()` before: it drops stale items)."""
         _due, skey = heapq.heappop(self.heap)
         del self.due[skey]
         return skey
+
+    def pop_due(self, limit: float) -> str | None:
+        """Take out the earliest entry if it is due by `limit` (None when none is)."""
+        return self.pop() if self.first() <= limit and self.heap else None
 
 
 class Stateful:
@@ -85,7 +90,8 @@ class Stateful:
             for base in correlation.rules:
                 self.feeds.setdefault(base, []).append(unit)
             if correlation.meta.suppression is not None:
-                self.suppressor.add_rule(correlation.meta, correlation.meta.suppression)
+                self.suppressor.add_rule(correlation.meta, correlation.meta.suppression,
+                                         bucket=correlation.timespan)
         for rule in ruleset.rules:
             if not rule.meta.enabled:
                 continue
@@ -99,7 +105,8 @@ class Stateful:
         self.late = 0
         self.duplicates = 0
         self._pending = _Schedule()  # first-seen entries holding events: due < watermark
-        self._closing = _Schedule()  # windows to close: due <= watermark
+        self._windows = _Schedule()  # correlation entries with tumbling windows to close
+        self._folds = _Schedule()  # suppression entries with windows to close
         self._closed: list[SuppressionSummary] = []
         self._next_sweep = -math.inf
 
@@ -145,9 +152,19 @@ class Stateful:
         alerts += self._release(self.clock.watermark)
         return alerts
 
-    def flush(self) -> list[Alert]:
-        """End of input: decide every pending event and close every window now."""
-        return self._release(math.inf)
+    def flush(self, final: bool = True) -> list[Alert]:
+        """End of input: decide every pending event now.
+
+        `final`: no more input will ever come, so every window closes as well. Otherwise (the
+        state is saved for a later run that continues the same stream) windows the watermark
+        has not passed stay open, their events kept, and carry over.
+        """
+        if final:
+            return self._release(math.inf)
+        alerts: list[Alert] = []
+        while self._pending.first() < math.inf:
+            alerts += self._decide(self._pending.pop(), math.inf)
+        return alerts + self._release(self.clock.watermark)
 
     def closed_suppressions(self) -> list[SuppressionSummary]:
         """Summaries of the suppression windows closed since the last call."""
@@ -194,11 +211,11 @@ class Stateful:
         elif kind == CORRELATION and rule_id in self.correlations:
             due = self.correlations[rule_id].due(entry)
             if due is not None:
-                self._closing.add(skey, due)
+                self._windows.add(skey, due)
         elif kind == SUPPRESSION:
             due = self.suppressor.due(skey, entry)
             if due is not None:
-                self._closing.add(skey, due)
+                self._folds.add(skey, due)
 
     def _horizon(self) -> float:
         """The oldest eventTime a correlation can still be fed: watermark or a pending event."""
@@ -213,15 +230,22 @@ class Stateful:
             alert, trigger, trigger.event_time if when is None else when,
             event_key(trigger) if ident is None else ident)
         if due is not None:
-            self._closing.add(skey, due)
+            self._folds.add(skey, due)
         return [sent] if sent is not None else []
 
     def _correlate(self, rule_id: str, record: Record) -> list[Alert]:
+        """Feed the correlations `rule_id` is a base rule of.
+
+        A first-seen event is fed when decided, which can be after the watermark passed it:
+        the windows ending at it still need the events before it, hence the horizon is never
+        later than the event itself.
+        """
         alerts: list[Alert] = []
+        horizon = min(self._horizon(), record.event_time)
         for unit in self.feeds.get(rule_id, ()):
-            fires, skey, due = unit.add(record, rule_id, self._horizon())
+            fires, skey, due = unit.add(record, rule_id, horizon)
             if due is not None:
-                self._closing.add(skey, due)
+                self._windows.add(skey, due)
             alerts += self._correlation_alerts(unit, fires)
         return alerts
 
@@ -236,14 +260,26 @@ class Stateful:
         return alerts
 
     def _release(self, watermark: float) -> list[Alert]:
+        """Take the decisions and close the windows the watermark allows, oldest first.
+
+        Ordering rule: a window closes only once nothing can fall into it any more. Later
+        input cannot (it is at or after the watermark), but an undecided first-seen event
+        can: once decided it is sent to its rule's suppression window and fed to correlations,
+        all of whose windows end after it. So windows close up to `limit`, the watermark or
+        the oldest pending event if earlier, never beyond; the rest waits until that event is
+        decided. Among windows due by the limit, correlation windows close before suppression
+        windows, since a closing correlation window sends its alert into one.
+        """
         alerts: list[Alert] = []
-        pending, closing = self._pending, self._closing
         while True:
-            first_pending, first_closing = pending.first(), closing.first()
-            if first_pending < watermark and first_pending <= first_closing:
-                alerts += self._decide(pending.pop(), watermark)
-            elif first_closing < math.inf and first_closing <= watermark:
-                alerts += self._close(closing.pop(), watermark)
+            oldest = self._pending.first()
+            limit = min(watermark, oldest)
+            if (skey := self._windows.pop_due(limit)) is not None:
+                alerts += self._close_windows(skey, limit)
+            elif (skey := self._folds.pop_due(limit)) is not None:
+                self._close_folds(skey, limit)
+            elif oldest < watermark:
+                alerts += self._decide(self._pending.pop(), watermark)
             else:
                 break
         if watermark >= self._next_sweep and watermark != math.inf:
@@ -267,19 +303,20 @@ class Stateful:
             alerts += self._correlate(unit.rule.id, record)
         return alerts
 
-    def _close(self, skey: str, watermark: float) -> list[Alert]:
-        kind, rule_id = skey.split("|", 2)[:2]
-        if kind == SUPPRESSION:
-            summaries, due = self.suppressor.close(skey, watermark)
-            self._closed += summaries
-            alerts: list[Alert] = []
-        else:
-            unit = self.correlations[rule_id]
-            fires, due = unit.close(skey, watermark)
-            alerts = self._correlation_alerts(unit, fires)
+    def _close_windows(self, skey: str, until: float) -> list[Alert]:
+        """Test a correlation's tumbling windows that ended by `until`."""
+        unit = self.correlations[skey.split("|", 2)[1]]
+        fires, due = unit.close(skey, until)
         if due is not None:
-            self._closing.add(skey, due)
-        return alerts
+            self._windows.add(skey, due)
+        return self._correlation_alerts(unit, fires)
+
+    def _close_folds(self, skey: str, until: float) -> None:
+        """Close a rule's suppression windows final by `until`, keeping their summaries."""
+        summaries, due = self.suppressor.close(skey, until)
+        self._closed += summaries
+        if due is not None:
+            self._folds.add(skey, due)
 
     def _sweep(self, watermark: float) -> None:
         """Forget what no later event can need: expired first-seen values, old windows."""

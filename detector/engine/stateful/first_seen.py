@@ -35,6 +35,9 @@ _MINUTE = 60
 _MINUTE_CACHE = 100_000
 
 Decision = tuple[Record, dict[str, Any]]  # an event that raised an alert, and the alert details
+# Positions in an entry, and in one of its pending events.
+LEARNING, VALUES, PENDING = range(3)
+TIME, IDENT = 0, 1
 
 
 class FirstSeenUnit:
@@ -64,24 +67,24 @@ class FirstSeenUnit:
             return None
         skey = state_key(FIRST_SEEN, self.rule.id, keys)
         entry: list[Any] = self.state.get(skey) or [None, {}]
-        pending: list[list[Any]] = entry[2] if len(entry) > 2 else []
-        last = entry[1].get(value)
+        pending: list[list[Any]] = entry[PENDING] if len(entry) > PENDING else []
+        last = entry[VALUES].get(value)
         known = last is not None and last * _MINUTE + self.spec.retention >= record.event_time
         pending.append([record.event_time, event_key(record), value,
                         None if known else self.slim(data)])
-        self.state.put(skey, [entry[0], entry[1], pending])
+        self.state.put(skey, [entry[LEARNING], entry[VALUES], pending])
         return skey
 
     def release(self, skey: str, before: float) -> tuple[list[Decision], float | None]:
         """Decide every pending event older than `before`, in order; (alerts, next due time)."""
         entry = self.state.get(skey)
-        if entry is None or len(entry) < 3:
+        if entry is None or len(entry) <= PENDING:
             return [], None
-        start: float | None = entry[0]
-        values: dict[str, int] = entry[1]
-        ready = sorted((item for item in entry[2] if item[0] < before),
-                       key=lambda item: (item[0], item[1]))
-        rest = [item for item in entry[2] if item[0] >= before]
+        start: float | None = entry[LEARNING]
+        values: dict[str, int] = entry[VALUES]
+        ready = sorted((item for item in entry[PENDING] if item[TIME] < before),
+                       key=lambda item: (item[TIME], item[IDENT]))
+        rest = [item for item in entry[PENDING] if item[TIME] >= before]
         retention, learning = self.spec.retention, self.spec.learning
         fired: list[Decision] = []
         previous = None
@@ -107,23 +110,23 @@ class FirstSeenUnit:
             if last is None or minute > last:
                 values[value] = minute
         self.state.put(skey, [start, values, rest] if rest else [start, values])
-        return fired, min((item[0] for item in rest), default=None)
+        return fired, min((item[TIME] for item in rest), default=None)
 
     def due(self, entry: JSON) -> float | None:
         """When the entry next needs the watermark: its oldest pending event."""
-        if len(entry) < 3:
+        if len(entry) <= PENDING:
             return None
-        return min((item[0] for item in entry[2]), default=None)
+        return min((item[TIME] for item in entry[PENDING]), default=None)
 
     def sweep(self, skey: str, entry: JSON, watermark: float) -> None:
         """Forget values unused for the retention period as of the watermark."""
-        values: dict[str, int] = entry[1]
+        values: dict[str, int] = entry[VALUES]
         oldest = watermark - self.spec.retention
         kept = {value: last for value, last in values.items() if last * _MINUTE >= oldest}
-        if not kept and len(entry) < 3:
+        if not kept and len(entry) <= PENDING:
             self.state.delete(skey)
         elif len(kept) != len(values):
-            self.state.put(skey, [entry[0] if kept else None, kept, *entry[2:]])
+            self.state.put(skey, [entry[LEARNING] if kept else None, kept, *entry[PENDING:]])
 
     def _value(self, data: dict[str, Any]) -> str | None:
         values = self.value_fields.values(data)

@@ -17,6 +17,7 @@ from detector.engine.fields import MISSING, Many, as_text, getter
 from detector.events import Record
 
 FIRST_SEEN, CORRELATION, SUPPRESSION = "fs", "co", "su"
+_MAX_DEPTH = 64  # nesting kept when a value is too deep (or too odd) for plain JSON
 
 
 class Fields:
@@ -44,7 +45,26 @@ def text_of(value: Any) -> str | None:
         return text
     if isinstance(value, Many):
         value = list(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # nested past orjson's limit, or an int beyond 64 bits
+        return orjson.dumps(_bounded(value, _MAX_DEPTH), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _bounded(value: Any, depth: int) -> Any:
+    """`value` with whatever orjson refuses made text: nesting past `depth` becomes "...",
+    huge integers their decimal digits; deterministic, so a group key stays stable."""
+    if isinstance(value, dict | list):
+        if depth <= 0:
+            return "..."
+        if isinstance(value, dict):
+            return {str(key): _bounded(item, depth - 1) for key, item in value.items()}
+        return [_bounded(item, depth - 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        return str(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)
 
 
 def state_key(kind: str, rule_id: str, values: list[str | None]) -> str:
@@ -61,7 +81,12 @@ def parse_state_key(key: str) -> tuple[str, str, list[str | None]]:
 
 
 def bucket_start(event_time: float, length: float) -> float:
-    """Start of the epoch-aligned window of `length` seconds holding `event_time`."""
+    """Start of the epoch-aligned window of `length` seconds holding `event_time`.
+
+    A length of zero (the loader refuses it) makes every instant a window of its own.
+    """
+    if length <= 0:
+        return event_time
     return math.floor(event_time / length) * length
 
 

@@ -8,13 +8,20 @@ the watermark passes the window's end the fold is closed and, if anything was fo
 out as a `SuppressionSummary`. An event older than the watermark is not folded (its window
 may be gone): it alerts on its own.
 
+A correlation alert belongs to the window holding the start of its bucket (its id names
+the bucket, so that does not depend on arrival order). When the window is shorter than the
+correlation's timespan, or not aligned with it, a bucket that starts in the window can still
+fire after the window's end; so a correlation's window stays open until every bucket starting
+in it is final: its closing time is rounded up to a multiple of the timespan.
+
 Entry per rule and `by` values: `{"w": [[start, count, first, last, [[time, event id], ...]]]}`,
-one item per open window (a few, with late events).
+one item per open window (a few, with late events); positions are named by `START` ... `SAMPLE`.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +39,8 @@ from detector.engine.stateful.keys import (
 from detector.events import Record
 
 SAMPLE_SIZE = 10
+# Positions in a window item of an entry's "w" list.
+START, COUNT, FIRST, LAST, SAMPLE = range(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +81,38 @@ def format_suppressions(summaries: list[SuppressionSummary], limit: int = 20) ->
     return "\n".join(lines)
 
 
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    meta: Meta
+    spec: Suppression
+    fields: Fields
+    bucket: float | None  # a correlation's timespan: its alerts are placed by bucket start
+
+    def closes(self, start: float) -> float:
+        """When the window starting at `start` is final: its end, or for a correlation the end
+        of the last bucket that starts in it."""
+        end = start + self.spec.window
+        if self.bucket is None or self.bucket <= 0:
+            return end
+        return math.ceil(end / self.bucket) * self.bucket
+
+
 class Suppressor:
     """The suppression windows of every rule that has `detector.suppress`."""
 
     def __init__(self, state: State) -> None:
         self.state = state
-        self._rules: dict[str, tuple[Meta, Suppression, Fields]] = {}
+        self._rules: dict[str, _Rule] = {}
 
-    def add_rule(self, meta: Meta, spec: Suppression) -> None:
-        self._rules[meta.id] = (meta, spec, Fields(spec.by))
+    def add_rule(self, meta: Meta, spec: Suppression, bucket: float | None = None) -> None:
+        """`bucket`: the timespan, when the rule is a correlation (see the module docstring)."""
+        self._rules[meta.id] = _Rule(meta, spec, Fields(spec.by), bucket)
 
     def covers(self, rule_id: str) -> bool:
         return rule_id in self._rules
 
     def group_fields(self) -> dict[str, tuple[str, ...]]:
-        return {rule_id: spec.by for rule_id, (_meta, spec, _fields) in self._rules.items()}
+        return {rule_id: rule.spec.by for rule_id, rule in self._rules.items()}
 
     def offer(
         self, alert: Alert, trigger: Record, when: float, ident: str
@@ -97,20 +123,21 @@ class Suppressor:
         time and id for single-event and first-seen rules; for a correlation, the start of its
         bucket and its alert id, which (unlike its last event) do not depend on arrival order.
         """
-        meta, spec, fields = self._rules[alert.rule_id]
+        rule = self._rules[alert.rule_id]
+        meta, spec, fields = rule.meta, rule.spec, rule.fields
         values = fields.values(trigger.data)
         skey = state_key(SUPPRESSION, meta.id, values)
         entry: dict[str, Any] = self.state.get(skey) or {"w": []}
         start = bucket_start(when, spec.window)
         sample = [when, ident]
         for window in entry["w"]:
-            if window[0] == start:
-                window[1] += 1
-                window[2] = min(window[2], when)
-                window[3] = max(window[3], when)
-                if sample not in window[4]:
-                    bisect.insort(window[4], sample)
-                    del window[4][SAMPLE_SIZE:]
+            if window[START] == start:
+                window[COUNT] += 1
+                window[FIRST] = min(window[FIRST], when)
+                window[LAST] = max(window[LAST], when)
+                if sample not in window[SAMPLE]:
+                    bisect.insort(window[SAMPLE], sample)
+                    del window[SAMPLE][SAMPLE_SIZE:]
                 self.state.put(skey, entry)
                 return None, skey, None
         entry["w"].append([start, 1, when, when, [sample]])
@@ -123,21 +150,22 @@ class Suppressor:
         }}
         sent = replace(alert, id=window_alert_id(meta.id, group_key, "suppress", start),
                        group_key=alert.group_key or group_key, details=details)
-        return sent, skey, start + spec.window
+        return sent, skey, rule.closes(start)
 
-    def close(self, skey: str, watermark: float) -> tuple[list[SuppressionSummary], float | None]:
-        """Close the windows that ended by `watermark`; (summaries, next due time)."""
+    def close(self, skey: str, until: float) -> tuple[list[SuppressionSummary], float | None]:
+        """Close the windows final by `until`; (summaries, next due time)."""
         entry = self.state.get(skey)
         _kind, rule_id, values = parse_state_key(skey)
         if entry is None or rule_id not in self._rules:
             return [], None
-        meta, spec, fields = self._rules[rule_id]
-        group_key = fields.mapping(values)
+        rule = self._rules[rule_id]
+        meta, spec = rule.meta, rule.spec
+        group_key = rule.fields.mapping(values)
         summaries: list[SuppressionSummary] = []
         still_open: list[list[Any]] = []
         for window in entry["w"]:
             start, count, first, last, sample = window
-            if start + spec.window > watermark:
+            if rule.closes(start) > until:
                 still_open.append(window)
             elif count > 1:
                 summaries.append(SuppressionSummary(
@@ -151,7 +179,8 @@ class Suppressor:
         return summaries, self.due(skey, {"w": still_open})
 
     def due(self, skey: str, entry: JSON) -> float | None:
+        """When the entry next needs the watermark: its oldest window is final then."""
         rule = self._rules.get(parse_state_key(skey)[1])
         if rule is None or not entry["w"]:
             return None
-        return float(min(window[0] for window in entry["w"])) + rule[1].window
+        return rule.closes(float(min(window[START] for window in entry["w"])))
