@@ -1,20 +1,31 @@
 """Which rules can an event possibly match? Rules are indexed by the eventName or eventSource
-values their condition requires, so an event is only checked against those rules."""
+values their condition requires, so an event is only checked against those rules.
+
+Beyond equality, whatever part of a condition depends on eventSource and eventName alone
+(`eventName|startswith: Describe`, `not eventSource: s3.amazonaws.com`) is a *prefilter*: it is
+evaluated once per distinct (eventSource, eventName) pair when the candidates of that pair
+are first computed and cached, never per event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionOR
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+)
 from sigma.types import SigmaString
 
-from detector.engine.matching import literal_text
+from detector.engine.matching import Predicate, compile_condition, literal_text
 
 T = TypeVar("T")
 
 _MAX_CACHED_PAIRS = 65536
+_STATIC_FIELDS = frozenset(("eventSource", "eventName"))
 
 
 def required_values(node: Any, field: str) -> frozenset[str] | None:
@@ -47,17 +58,42 @@ def required_values(node: Any, field: str) -> frozenset[str] | None:
     return None
 
 
+def _is_static(node: Any) -> bool:
+    """Whether the whole sub-condition reads eventSource/eventName only."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return node.field in _STATIC_FIELDS
+    if isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
+        return all(_is_static(arg) for arg in node.args)
+    return False
+
+
+def static_part(node: Any) -> Any:
+    """The conjuncts of a condition that read eventSource/eventName only, or None."""
+    if _is_static(node):
+        return node
+    if isinstance(node, ConditionAND):
+        parts = [part for part in map(static_part, node.args) if part is not None]
+        if parts:
+            return parts[0] if len(parts) == 1 else ConditionAND(parts)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class IndexKey:
-    """Where a rule sits in the index: by event names, else by event sources, else everywhere."""
+    """Where a rule sits in the index: by event names, else by event sources, else everywhere;
+    and the prefilter its (eventSource, eventName) pair must pass."""
 
     event_names: frozenset[str] | None
     event_sources: frozenset[str] | None
+    prefilter: Predicate | None = None
 
     @classmethod
-    def of(cls, condition: Any) -> IndexKey:
+    def of(cls, condition: Any, lists: Mapping[str, Sequence[str]]) -> IndexKey:
+        static = static_part(condition)
         return cls(
-            required_values(condition, "eventName"), required_values(condition, "eventSource")
+            required_values(condition, "eventName"),
+            required_values(condition, "eventSource"),
+            compile_condition(static, lists) if static is not None else None,
         )
 
 
@@ -68,10 +104,13 @@ class RuleIndex(Generic[T]):
         self._by_name: dict[str, list[tuple[int, T]]] = {}
         self._by_source: dict[str, list[tuple[int, T]]] = {}
         self._everywhere: list[tuple[int, T]] = []
+        self._prefilters: dict[int, Predicate] = {}
         self._cache: dict[tuple[str, str], tuple[T, ...]] = {}
         self.size = 0
         for position, (key, item) in enumerate(entries):
             self.size += 1
+            if key.prefilter is not None:
+                self._prefilters[position] = key.prefilter
             if key.event_names is not None:
                 for name in key.event_names:
                     self._by_name.setdefault(name, []).append((position, item))
@@ -85,7 +124,7 @@ class RuleIndex(Generic[T]):
         pair = (event_source, event_name)
         found = self._cache.get(pair)
         if found is None:
-            found = self._lookup(event_source.lower(), event_name.lower())
+            found = self._lookup(event_source, event_name)
             if len(self._cache) >= _MAX_CACHED_PAIRS:
                 self._cache.clear()
             self._cache[pair] = found
@@ -93,7 +132,13 @@ class RuleIndex(Generic[T]):
 
     def _lookup(self, source: str, name: str) -> tuple[T, ...]:
         merged = (
-            self._by_name.get(name, []) + self._by_source.get(source, []) + self._everywhere
+            self._by_name.get(name.lower(), [])
+            + self._by_source.get(source.lower(), [])
+            + self._everywhere
         )
         merged.sort(key=lambda entry: entry[0])
-        return tuple(item for _, item in merged)
+        pair = {"eventSource": source, "eventName": name}
+        return tuple(
+            item for position, item in merged
+            if position not in self._prefilters or self._prefilters[position](pair)
+        )

@@ -203,7 +203,7 @@ class _Loader:
         failures = len(self.errors)
         first_seen = self.first_seen(doc, label, extension.get("first_seen"))
         if len(self.errors) == failures:
-            self.rules.append(Rule(meta, predicate, IndexKey.of(tree), first_seen))
+            self.rules.append(Rule(meta, predicate, IndexKey.of(tree, self.lists), first_seen))
 
     def load_correlation(self, doc: _Document, label: str, extension: dict[str, Any]) -> None:
         spec = doc.data.get("correlation")
