@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from detector.alerts import event_key, format_time
@@ -110,7 +111,7 @@ class CorrelationUnit:
         events: list[list[Any]] = entry["e"]
         ident = event_key(record)
         at = (record.event_time, ident)
-        position = bisect.bisect_left(events, at, key=lambda item: (item[TIME], item[IDENT]))
+        position = bisect.bisect_left(events, at, key=_TIME_AND_IDENT)
         mask = self.masks[rule_id]
         if position < len(events) and events[position][IDENT] == ident:
             if events[position][RULES] & mask:
@@ -170,15 +171,16 @@ class CorrelationUnit:
         events: list[list[Any]] = entry["e"]
         fired: list[float] = entry["f"]
         fires: list[Fire] = []
-        first = bisect.bisect_left(events, event_time, key=_time)
-        last = bisect.bisect_right(events, event_time + self.span, key=_time)
+        first = bisect.bisect_left(events, event_time, key=_TIME_OF)
+        last = bisect.bisect_right(events, event_time + self.span, key=_TIME_OF)
         for index in range(first, last):
             end = events[index][TIME]
             start = bucket_start(end, self.span)
             if start in fired:
                 continue
-            upto = bisect.bisect_right(events, end, lo=index, key=_time)
-            window = events[bisect.bisect_left(events, end - self.span, hi=index, key=_time):upto]
+            upto = bisect.bisect_right(events, end, lo=index, key=_TIME_OF)
+            since = bisect.bisect_left(events, end - self.span, hi=index, key=_TIME_OF)
+            window = events[since:upto]
             count = self.measure(window)
             if self._holds(count):
                 fired.append(start)
@@ -215,7 +217,7 @@ class CorrelationUnit:
             return
         oldest = horizon - self.span
         events: list[list[Any]] = entry["e"]
-        keep = bisect.bisect_left(events, oldest, key=_time)
+        keep = bisect.bisect_left(events, oldest, key=_TIME_OF)
         if keep:
             del events[:keep]
         entry["f"] = [start for start in entry["f"] if start + self.span > oldest]
@@ -235,8 +237,9 @@ class CorrelationUnit:
         return step
 
 
-def _time(item: list[Any]) -> float:
-    return float(item[TIME])
+# C-level keys for bisect: these run for every comparison of every window lookup.
+_TIME_OF = itemgetter(TIME)
+_TIME_AND_IDENT = itemgetter(TIME, IDENT)
 
 
 def _distinct_values(window: list[list[Any]]) -> int:
