@@ -150,7 +150,7 @@ def decode(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Decoded:
             f"payload is {len(payload)} bytes, over the limit of {limits.max_message_bytes}",
         )
     if is_gzip:
-        inflated = _gunzip(payload, limits.max_decompressed_bytes)
+        inflated = gunzip(payload, limits.max_decompressed_bytes)
         if isinstance(inflated, DecodeError):
             return Decoded("gzip", errors=[inflated])
         payload = inflated
@@ -360,7 +360,7 @@ def _failed(fmt: str, reason: str, message: str) -> Decoded:
     return Decoded(fmt, errors=[DecodeError(reason, message)])
 
 
-def _gunzip(payload: bytes, cap: int) -> bytes | DecodeError:
+def gunzip(payload: bytes, cap: int) -> bytes | DecodeError:
     """Inflate every gzip member, stopping as soon as the output would exceed `cap` bytes."""
     chunks: list[bytes] = []
     total = 0

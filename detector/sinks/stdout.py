@@ -1,11 +1,17 @@
 """JSON lines on standard output (one `Alert.to_json()` per line) for log shippers and demos.
 
-Logging goes to stderr, so stdout carries nothing but alerts.
+Logging goes to stderr, so stdout carries nothing but alerts. Writing to a pipe blocks as
+soon as the reader stops reading, so the write happens on a daemon thread and the event loop
+only waits `retry.timeout` seconds for it: a stuck reader costs dropped alerts (counted like
+any sink's), never the worker's health checks, heartbeats or commits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -16,11 +22,16 @@ from detector.sinks.base import Sink, SinkConfig, log
 
 @dataclass(frozen=True, kw_only=True)
 class StdoutConfig(SinkConfig):
-    """Only routing and the queue bound apply; there is nothing to retry."""
+    """Routing, the queue bound and `retry.timeout` (how long one write may block) apply."""
 
 
 class StdoutSink(Sink):
-    """Writes batches of alerts as JSON lines and flushes after each batch."""
+    """Writes batches of alerts as JSON lines and flushes after each batch.
+
+    At most one write is in progress: while a timed-out write is still blocked, later batches
+    are dropped at once instead of piling up threads behind it. A batch whose write timed out
+    counts as dropped even if the reader later takes it, since that cannot be known in time.
+    """
 
     max_batch = 256
 
@@ -29,14 +40,61 @@ class StdoutSink(Sink):
     ) -> None:
         super().__init__(config, metrics)
         self._stream = stream
+        self._writing: asyncio.Future[Exception | None] | None = None
 
     async def _deliver(self, batch: list[Alert]) -> bool:
-        stream = self._stream or sys.stdout.buffer
-        try:
-            stream.write(b"".join(alert.to_json() + b"\n" for alert in batch))
-            stream.flush()
-        except (OSError, ValueError) as exc:
+        timeout = self.config.retry.timeout
+        if self._writing is not None and not self._writing.done():
             self._metrics.sink_failures.labels(self.name).inc()
-            log.warning("sink %s: cannot write %d alert(s): %s", self.name, len(batch), exc)
-            return False
-        return True
+            return False  # warned once when that write timed out, not once per batch
+        data = b"".join(alert.to_json() + b"\n" for alert in batch)
+        self._writing = self._write_in_thread(self._stream or _raw_stdout(), data)
+        try:
+            error = await asyncio.wait_for(asyncio.shield(self._writing), timeout)
+        except TimeoutError:
+            return self._failed(batch, f"the write blocked for more than {timeout:g}s; "
+                                "alerts are dropped until it completes")
+        return True if error is None else self._failed(batch, str(error))
+
+    def _failed(self, batch: list[Alert], reason: str) -> bool:
+        self._metrics.sink_failures.labels(self.name).inc()
+        log.warning("sink %s: cannot write %d alert(s): %s", self.name, len(batch), reason)
+        return False
+
+    @staticmethod
+    def _write_in_thread(stream: BinaryIO, data: bytes) -> asyncio.Future[Exception | None]:
+        """Write and flush on a daemon thread (the default executor would be joined at exit
+        and hang on a blocked write). The future's result is the write's error or None: an
+        error nobody awaits any more (the write had timed out) must not be logged as lost."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Exception | None] = loop.create_future()
+
+        def settle(error: Exception | None) -> None:
+            if not future.done():
+                future.set_result(error)
+
+        def write() -> None:
+            error: Exception | None = None
+            try:
+                view = memoryview(data)
+                while view:
+                    written = stream.write(view)  # a raw stream may write a part
+                    if not written:  # None: a non-blocking descriptor is full
+                        raise BlockingIOError("stdout accepts no more data")
+                    view = view[written:]
+                stream.flush()
+            except (OSError, ValueError) as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed while it was blocked
+                loop.call_soon_threadsafe(settle, error)
+
+        threading.Thread(target=write, name="stdout-sink-write", daemon=True).start()
+        return future
+
+
+def _raw_stdout() -> BinaryIO:
+    """Unbuffered stdout: a write blocked in the buffered writer would hold its lock, and
+    the interpreter aborts at exit when it cannot take that lock to flush stdout."""
+    buffer = sys.stdout.buffer
+    raw: BinaryIO = getattr(buffer, "raw", buffer)
+    return raw

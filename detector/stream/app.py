@@ -9,9 +9,13 @@ Data flow:
 One repartition topic and one Table (changelog topic) per group of stateful rules that are
 partitioned alike (see `detector.stream.partitioned`), all with `state_partitions` partitions.
 
-Every send happens inside the agent's event, so Faust attaches it to the input offset: the
-messages are flushed before that offset is committed (at-least-once, `concurrency=1` as the
-design requires, faust-streaming issue 606).
+Each agent sends the messages of an event right away and waits until the broker has acked
+every one (`deliver`) before it takes the next event: an offset is committed only after its
+messages were written (at-least-once, `concurrency=1` as the design requires, faust-streaming
+issue 606). Faust's own alternative, attaching the sends to the offset, publishes them only at
+the next commit, partition after partition, and merely logs a failed send while it commits
+the offset anyway: the message is lost, and records of two input partitions reach a
+repartition topic out of their processing order.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from signal import SIGHUP
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -31,18 +35,25 @@ from detector.events import Limits
 from detector.metrics import Metrics
 from detector.sinks import SinkSet, load_sinks
 from detector.stream.config import Settings, broker_credentials
-from detector.stream.deadletter import DeadLetter, Source
+from detector.stream.deadletter import Source
 from detector.stream.messages import alert_headers, alert_key
 from detector.stream.partitioned import TICK, Group, GroupRunner
 from detector.stream.processor import Output, Processor
 from detector.stream.rules import RuleSource
 from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
-from detector.stream.topics import repartition_topic, table_name
+from detector.stream.topics import (
+    output_message_bytes,
+    output_topic_config,
+    repartition_topic,
+    table_name,
+)
 from detector.stream.web import install_pages
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 SINK_DRAIN_SECONDS = 5.0
+RETRY_FIRST_SECONDS = 0.5  # first wait before a failed send is tried again; doubles
+RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -75,7 +86,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": settings.heartbeat_interval,
         "consumer_auto_offset_reset": settings.auto_offset_reset,
-        "producer_max_request_size": max(1024 * 1024, settings.max_message_bytes + 64 * 1024),
+        "producer_max_request_size": output_message_bytes(settings),
         "web_enabled": True,
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
@@ -120,18 +131,21 @@ def _wire(detector: Detector) -> None:
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
                            "key_serializer": "raw", "value_serializer": "raw"}
     input_topic = app.topic(settings.input_topic, allow_empty=True, **raw)
-    alerts_topic = app.topic(settings.alerts_topic, **raw)
-    dead_letter_topic = app.topic(settings.dead_letter_topic, **raw)
+    outputs = output_topic_config(settings)
+    alerts_topic = app.topic(settings.alerts_topic, config=outputs, **raw)
+    dead_letter_topic = app.topic(settings.dead_letter_topic, config=outputs, **raw)
     consumed = {settings.input_topic}
 
     async def send(output: Output) -> None:
-        for letter in output.dead_letters:
-            await _send_dead_letter(dead_letter_topic, letter)
+        outgoing = [Outgoing(dead_letter_topic, letter.key, letter.value, letter.headers)
+                    for letter in output.dead_letters]
+        outgoing += [Outgoing(alerts_topic, alert_key(alert), alert.to_json(),
+                              alert_headers(alert)) for alert in output.alerts]
+        outgoing += [Outgoing(group_topics[forward.group], forward.key, forward.value, None,
+                              forward.partition) for forward in output.forwards]
+        await deliver(outgoing)
         for alert in output.alerts:
-            await alerts_topic.send(key=alert_key(alert), value=alert.to_json(),
-                                    headers=alert_headers(alert))
             detector.sinks.submit(alert)
-        await send_forwards(output)
 
     async def consume_input(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -147,11 +161,6 @@ def _wire(detector: Detector) -> None:
     group_topics = {group.name: _wire_group(detector, group, alerts_topic)
                     for group in detector.processor.groups}
     consumed.update(topic.get_topic_name() for topic in group_topics.values())
-
-    async def send_forwards(output: Output) -> None:
-        for forward in output.forwards:
-            await group_topics[forward.group].send(key=forward.key, value=forward.value,
-                                                   partition=forward.partition)
 
     async def tick_groups() -> None:
         for topic in group_topics.values():
@@ -224,7 +233,8 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
     app, settings = detector.app, detector.settings
     topic = app.topic(repartition_topic(settings, group.name), internal=True,
                       partitions=settings.state_partitions, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
+                      key_serializer="raw", value_serializer="raw",
+                      config=output_topic_config(settings))
     table = app.Table(table_name(group.name), partitions=settings.state_partitions,
                       key_type=str, help=f"state of the rules grouped by {', '.join(group.fields)}")
     runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
@@ -241,8 +251,9 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
                 log.exception("stateful evaluation failed in %s[%d]@%d", group.name,
                               message.partition, message.offset)
                 continue
+            await deliver([Outgoing(alerts_topic, item.key, item.value, item.headers)
+                           for item in sent])
             for item in sent:
-                await alerts_topic.send(key=item.key, value=item.value, headers=item.headers)
                 if item.alert is not None:
                     detector.sinks.submit(item.alert)
             yield None
@@ -265,8 +276,40 @@ def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]
     return run
 
 
-async def _send_dead_letter(topic: faust.TopicT, letter: DeadLetter) -> None:
-    await topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+class Outgoing(NamedTuple):
+    """One message an event produces."""
+
+    topic: faust.TopicT
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None
+    partition: int | None = None
+
+
+async def deliver(messages: list[Outgoing]) -> None:
+    """Send `messages` now and return once the broker acked all of them.
+
+    A failed send is tried again, with a growing pause, until it succeeds: the event stays
+    unprocessed meanwhile, so its offset is not committed and nothing is lost, and a lasting
+    failure shows as lag (and a stalled partition in /readyz) rather than as missing alerts.
+    """
+    pending = messages
+    pause = RETRY_FIRST_SECONDS
+    while pending:
+        futures = [await message.topic.send(key=message.key, value=message.value,
+                                            headers=message.headers,
+                                            partition=message.partition, force=True)
+                   for message in pending]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [(message, result) for message, result in zip(pending, results, strict=True)
+                  if isinstance(result, Exception)]
+        for message, error in failed:
+            log.error("sending a message to %s failed (%s: %s); trying again in %gs",
+                      message.topic.get_topic_name(), type(error).__name__, error, pause)
+        pending = [message for message, _ in failed]
+        if pending:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_SECONDS)
 
 
 async def _update_lag(detector: Detector, consumed: set[str]) -> None:

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detector.durations import parse_duration
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 class ConfigError(ValueError):
@@ -81,21 +84,6 @@ class Option:
     secret: bool = False  # environment only: a flag would show in `ps`
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from `90`, `1.5`, `500ms`, `30s`, `15m`, `2h` or `1d`."""
-    stripped = text.strip().lower()
-    for unit in ("ms", "s", "m", "h", "d"):
-        if stripped.endswith(unit):
-            number, scale = stripped[: -len(unit)], _UNITS[unit]
-            break
-    else:
-        number, scale = stripped, 1.0
-    try:
-        return float(number) * scale
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 15m or 2h") from None
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -111,9 +99,10 @@ def _port(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    """A period or timeout: zero would mean a busy loop or an instant failure."""
     value = parse_duration(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is negative")
+    if value == 0:
+        raise ValueError(f"{text!r}: this duration must be more than zero")
     return value
 
 
@@ -184,7 +173,7 @@ OPTIONS: tuple[Option, ...] = (
            "/readyz fails when a lagging partition made no progress for this long", _seconds),
     Option("reload_interval", "--reload-interval", "DETECTOR_RELOAD_INTERVAL",
            "how often the rule files are checked for changes; 0 turns reloading off",
-           _seconds),
+           parse_duration),
     Option("idle_timeout", "--idle-timeout", "DETECTOR_IDLE_TIMEOUT",
            "after this long (wall clock) without events, a state partition's event time "
            "advances with the wall clock, so pending first-seen decisions are taken", _seconds),
@@ -257,7 +246,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{PASSWORD_FILE_ENV}: cannot read {password_file}: "
                               f"{error.strerror or error}") from None
     settings = Settings(**values)
-    _check(settings)
+    _check(settings, set(values))
     return settings
 
 
@@ -276,7 +265,8 @@ def _parse(option: Option, given: str | list[str], source: str) -> Any:
     return value
 
 
-def _check(settings: Settings) -> None:
+def _check(settings: Settings, given: set[str]) -> None:
+    """Refuse what would fail later with a traceback, or be silently ignored."""
     if not settings.bootstrap_servers:
         raise ConfigError("DETECTOR_BOOTSTRAP_SERVERS / --bootstrap-servers is empty")
     if not settings.rules:
@@ -284,7 +274,7 @@ def _check(settings: Settings) -> None:
     try:
         settings.lateness_seconds  # noqa: B018 - validation by parsing
     except ValueError as error:
-        raise ConfigError(f"allowed lateness: {error}") from None
+        raise ConfigError(f"DETECTOR_ALLOWED_LATENESS / --allowed-lateness: {error}") from None
     if settings.heartbeat_interval * 3 > settings.session_timeout:
         raise ConfigError("the heartbeat interval must be at most a third of the session timeout")
     sasl = settings.security_protocol.startswith("SASL")
@@ -295,13 +285,54 @@ def _check(settings: Settings) -> None:
         )
     if bool(settings.ssl_cert_file) != bool(settings.ssl_key_file):
         raise ConfigError("DETECTOR_SSL_CERT_FILE and DETECTOR_SSL_KEY_FILE go together")
+    _check_unused(settings, given)
+    if settings.security_protocol in TLS_PROTOCOLS:
+        ssl_context(settings)  # a missing or bad PEM file is a ConfigError now, not at connect
+
+
+def _check_unused(settings: Settings, given: set[str]) -> None:
+    """TLS and SASL options the security protocol ignores are a mistake: say so."""
+    protocol = settings.security_protocol
+    unused = []
+    if protocol not in TLS_PROTOCOLS:
+        unused += [name for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+                   if getattr(settings, name)]
+    if protocol not in SASL_PROTOCOLS:
+        unused += [name for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                   if name in given and getattr(settings, name)]
+    if unused:
+        names = ", ".join(_option(name) for name in unused)
+        raise ConfigError(f"{names}: not used with security protocol {protocol} (TLS options "
+                          f"need {' or '.join(TLS_PROTOCOLS)}, SASL options "
+                          f"{' or '.join(SASL_PROTOCOLS)})")
+
+
+def _option(name: str) -> str:
+    """How an operator sets a field: `VARIABLE / --flag` (the variable alone for secrets)."""
+    option = next(option for option in OPTIONS if option.name == name)
+    return f"{option.env} / {option.flag}" if option.flag else option.env
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """A client TLS context verifying the brokers, with the client certificate if given."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_ca_file)
+    """A client TLS context verifying the brokers, with the client certificate if given.
+
+    Raises ConfigError naming the file that cannot be read or is not valid PEM.
+    """
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                             cafile=settings.ssl_ca_file)
+    except OSError as error:  # ssl.SSLError is an OSError
+        raise ConfigError(f"{_option('ssl_ca_file')}: cannot load {settings.ssl_ca_file}: "
+                          f"{error.strerror or error}") from None
     if settings.ssl_cert_file and settings.ssl_key_file:
-        context.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file)
+        try:
+            # an empty password: an encrypted key fails here instead of prompting on a tty
+            context.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file, password="")
+        except OSError as error:
+            raise ConfigError(
+                f"{_option('ssl_cert_file')}, {_option('ssl_key_file')}: cannot load "
+                f"{settings.ssl_cert_file} with {settings.ssl_key_file}: "
+                f"{error.strerror or error}") from None
     return context
 
 

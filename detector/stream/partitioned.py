@@ -8,7 +8,10 @@ ride with the rules grouped by principal: every event of one (principal, IP) key
 one partition). So a record is sent once per partitioning field, not once per rule. The input
 agent sends a record to a group's topic only when one of the group's rules matched it, keyed
 and partitioned by the group's partition values, with the ids of the rules that matched and
-cut to the top-level fields the group's rules, templates and alert summaries read.
+cut to the top-level fields the group's rules, templates and alert summaries read. A record
+sent to several groups is late or a duplicate in each of them; only the group it was sent to
+first counts it in `detector_late_events_total` and `detector_duplicate_events_total`, the
+other copies are marked `"q"` (quiet), so the metrics count records, not copies.
 
 Each partition of a group gets its own `Stateful` evaluator over a `TableState` of that
 partition, so the event-time clock of a partition does not depend on which worker holds it:
@@ -227,13 +230,16 @@ class Router:
         if not matched:
             return []
         ids = {rule.id for rule in matched}
-        forwards = []
+        forwards: list[Forward] = []
         data = record.data
         for name, rule_ids, fields, top_level in self._groups:
             needed = ids & rule_ids
             if not needed:
                 continue
-            value = orjson.dumps({"m": sorted(needed), "r": project(data, top_level)})
+            message: dict[str, Any] = {"m": sorted(needed), "r": project(data, top_level)}
+            if forwards:
+                message["q"] = 1
+            value = orjson.dumps(message)
             key = group_key(fields.values(data))
             forwards.append(Forward(name, key, partition_for(key, self.partitions), value))
         return forwards
@@ -298,12 +304,14 @@ class GroupRunner:
             return self._tick(partition, evaluator, ledger_key)
         evaluator.last_event = time.monotonic()
         stateful = evaluator.stateful
+        counted = not message.get("q")
         if not stateful.admit(record):
-            self._count(evaluator)
+            self._count(evaluator, counted)
             return []
         matched = [self._rules[rule_id] for rule_id in message["m"] if rule_id in self._rules]
         alerts = stateful.observe(record, matched)
-        return self._finish(partition, evaluator, alerts, ledger_key, record.event_time)
+        return self._finish(partition, evaluator, alerts, ledger_key, record.event_time,
+                            counted=counted)
 
     def _tick(self, partition: int, evaluator: _Partition, ledger_key: str) -> list[Sent]:
         """Without events for `idle_timeout`, event time is taken to pass like wall time."""
@@ -317,14 +325,14 @@ class GroupRunner:
         return self._finish(partition, evaluator, alerts, ledger_key, now)
 
     def _finish(self, partition: int, evaluator: _Partition, alerts: list[Alert],
-                ledger_key: str, event_time: float) -> list[Sent]:
+                ledger_key: str, event_time: float, *, counted: bool = True) -> list[Sent]:
         for summary in evaluator.stateful.closed_suppressions():
             log.info("suppressed: %s", summary.describe())
         max_seen = evaluator.stateful.clock.max_seen
         if max_seen >= evaluator.clock_written + CLOCK_STEP:
             self.table[own_key("clock", partition)] = {"max_event_time": max_seen}
             evaluator.clock_written = max_seen
-        self._count(evaluator)
+        self._count(evaluator, counted)
         sent = [Sent(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
                 for alert in alerts]
         if sent:
@@ -352,10 +360,13 @@ class GroupRunner:
             if key in self.table:
                 del self.table[key]
 
-    def _count(self, evaluator: _Partition) -> None:
+    def _count(self, evaluator: _Partition, counted: bool) -> None:
+        """Add the late and duplicate records since the last call to the metrics, unless
+        another group counts this record (`counted` False)."""
         stateful = evaluator.stateful
-        self.metrics.late.inc(stateful.late - evaluator.late)
-        self.metrics.duplicates.inc(stateful.duplicates - evaluator.duplicates)
+        if counted:
+            self.metrics.late.inc(stateful.late - evaluator.late)
+            self.metrics.duplicates.inc(stateful.duplicates - evaluator.duplicates)
         evaluator.late, evaluator.duplicates = stateful.late, stateful.duplicates
 
     def _evaluator(self, partition: int) -> _Partition:

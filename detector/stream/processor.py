@@ -88,7 +88,7 @@ class Processor:
             metrics.decode_errors.labels(error.reason).inc()
         output = Output()
         self._add_dead_letters(
-            output, dead_letters(source, payload, errors, bool(records), self.limits)
+            output, dead_letters(source, payload, errors, len(records), self.limits)
         )
         self._evaluate(records, source, output)
         return output

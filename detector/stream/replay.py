@@ -2,8 +2,10 @@
 
 One record per message by default (keyed by a field when asked), or one whole file per message
 with --batch (as CloudTrail delivers to S3). Content the splitter cannot read as records (a line
-that is not JSON, a file that is not JSON at all) is still sent, as is: the worker's dead-letter
-topic is where it should end up, with its reason, and a replay must not hide that.
+that is not JSON, a file that is not JSON at all, gzip that is corrupt or inflates beyond
+DETECTOR_MAX_DECOMPRESSED_BYTES) is still sent, as is: the worker's dead-letter topic is where
+it should end up, with its reason, and a replay must not hide that. Gzip is inflated with the
+decoder's bounded inflater, so a gzip bomb is reported, not inflated into memory.
 Plain aiokafka: no Faust import, so it starts fast.
 """
 
@@ -14,16 +16,18 @@ import asyncio
 import gzip
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 
-from detector.events import EVENTBRIDGE_DETAIL_TYPE
+from detector.events import DEFAULT_LIMITS, EVENTBRIDGE_DETAIL_TYPE, DecodeError, Limits, gunzip
 from detector.scan import find_inputs, read_input
 from detector.stream.config import ConfigError, Settings, client_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Summary:
     bytes: int = 0
     seconds: float = 0.0
     unreadable: int = 0
+    bad_gzip: int = 0
 
     def __str__(self) -> str:
         rate = self.messages / self.seconds if self.seconds else 0.0
@@ -40,6 +45,8 @@ class Summary:
                 f"{self.bytes} byte(s) in {self.seconds:.2f}s ({rate:.0f} messages/s)")
         if self.unreadable:
             text += f"; {self.unreadable} file(s) could not be read"
+        if self.bad_gzip:
+            text += f"; {self.bad_gzip} file(s) with unreadable gzip sent as they are"
         return text
 
 
@@ -68,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="one message per file (the file's bytes), not one per record")
     parser.add_argument("--rate", type=float, default=0.0, metavar="N",
                         help="at most N messages per second (default: as fast as possible)")
-    parser.add_argument("--gzip", action="store_true", help="gzip every message")
+    parser.add_argument("--gzip", action="store_true",
+                        help="gzip every message that is not gzip already")
     parser.add_argument("--key-field", default=None, metavar="FIELD",
                         help="key each record's message by this dotted field, e.g. "
                         "userIdentity.arn (records only, not with --batch)")
@@ -135,8 +143,8 @@ async def _replay(args: argparse.Namespace, settings: Settings, inputs: list[str
     started = time.perf_counter()
     pending: list[asyncio.Future[object]] = []
     try:
-        for message in _all_messages(args, inputs, summary):
-            value = gzip.compress(message.value, mtime=0) if args.gzip else message.value
+        for message in _all_messages(args, inputs, summary, _limits(settings)):
+            value = compress(message.value) if args.gzip else message.value
             if args.rate:
                 delay = started + summary.messages / args.rate - time.perf_counter()
                 if delay > 0:
@@ -156,35 +164,58 @@ async def _replay(args: argparse.Namespace, settings: Settings, inputs: list[str
     return summary
 
 
-def _all_messages(args: argparse.Namespace, inputs: list[str],
-                  summary: Summary) -> Iterator[Message]:
+def compress(value: bytes) -> bytes:
+    """Gzip a message, unless it is gzip already (a CloudTrail .json.gz file with --batch):
+    the worker inflates once, so gzip in gzip would end in its dead-letter topic."""
+    return value if value[:2] == GZIP_MAGIC else gzip.compress(value, mtime=0)
+
+
+def _limits(settings: Settings) -> Limits:
+    """The worker's decoding limits, so a replay inflates no more than the worker would."""
+    return Limits(max_message_bytes=settings.max_message_bytes,
+                  max_decompressed_bytes=settings.max_decompressed_bytes)
+
+
+def _all_messages(args: argparse.Namespace, inputs: list[str], summary: Summary,
+                  limits: Limits) -> Iterator[Message]:
     """The messages of every input in order, or of all their records by eventTime (--sort)."""
-    payloads = _payloads(_progress(inputs, args.no_progress), summary)
+    files = _payloads(_progress(inputs, args.no_progress), summary)
     if not args.sort:
-        for payload in payloads:
-            yield from messages(payload, batch=args.batch, key_field=args.key_field)
+        for name, payload in files:
+            yield from messages(payload, batch=args.batch, key_field=args.key_field,
+                                limits=limits, on_error=partial(_report, name, summary))
         return
-    items = [item for payload in payloads for item in split_records(payload)]
+    items = [item for name, payload in files
+             for item in split_records(payload, limits, partial(_report, name, summary))]
     items.sort(key=lambda item: str(_field(item, "eventTime") or ""))
     yield from (_record_message(item, args.key_field) for item in items)
 
 
-def _payloads(names: Iterable[str], summary: Summary) -> Iterator[bytes]:
+def _payloads(names: Iterable[str], summary: Summary) -> Iterator[tuple[str, bytes]]:
     for name in names:
         payload = read_input(name)
         if isinstance(payload, str):
             print(f"detector replay: {name}: {payload}", file=sys.stderr)
             summary.unreadable += 1
             continue
-        yield payload
+        yield name, payload
 
 
-def messages(payload: bytes, *, batch: bool, key_field: str | None = None) -> Iterator[Message]:
+def _report(name: str, summary: Summary, error: DecodeError) -> None:
+    print(f"detector replay: {name}: {error.message}; sent as is (the worker dead-letters it "
+          f"as {error.reason})", file=sys.stderr)
+    summary.bad_gzip += 1
+
+
+def messages(payload: bytes, *, batch: bool, key_field: str | None = None,
+             limits: Limits = DEFAULT_LIMITS,
+             on_error: Callable[[DecodeError], None] | None = None) -> Iterator[Message]:
     """The messages for one file: the file itself, or each record it holds."""
+    items = split_records(payload, limits, on_error)
     if batch:
-        yield Message(None, payload, _count_records(payload))
+        yield Message(None, payload, sum(1 for item in items if not isinstance(item, bytes)))
         return
-    for item in split_records(payload):
+    for item in items:
         yield _record_message(item, key_field)
 
 
@@ -197,14 +228,20 @@ def _record_message(item: object, key_field: str | None) -> Message:
     return Message(key, item if isinstance(item, bytes) else orjson.dumps(item), 1)
 
 
-def split_records(payload: bytes) -> Iterator[object]:
-    """Each record of a file, parsed; what cannot be parsed comes back as raw bytes."""
-    if payload[:2] == b"\x1f\x8b":
-        try:
-            payload = gzip.decompress(payload)
-        except (OSError, EOFError):
+def split_records(payload: bytes, limits: Limits = DEFAULT_LIMITS,
+                  on_error: Callable[[DecodeError], None] | None = None) -> Iterator[object]:
+    """Each record of a file, parsed; what cannot be parsed comes back as raw bytes.
+
+    Gzip that is corrupt or inflates beyond `limits` comes back whole, told to `on_error`.
+    """
+    if payload[:2] == GZIP_MAGIC:
+        inflated = gunzip(payload, limits.max_decompressed_bytes)
+        if isinstance(inflated, DecodeError):
+            if on_error is not None:
+                on_error(inflated)
             yield payload
             return
+        payload = inflated
     try:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -222,10 +259,6 @@ def split_records(payload: bytes) -> Iterator[object]:
         yield from value
     else:
         yield value
-
-
-def _count_records(payload: bytes) -> int:
-    return sum(1 for item in split_records(payload) if not isinstance(item, bytes))
 
 
 def _field(item: object, dotted: str) -> object:

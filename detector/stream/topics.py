@@ -21,6 +21,8 @@ from detector.stream.config import Settings, client_options
 
 log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
+OUTPUT_HEADROOM = 64 * 1024  # headers of a dead letter and an alert's envelope
+BATCH_OVERHEAD = 1024  # a record batch's header around one message
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,18 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+
+
+def output_message_bytes(settings: Settings) -> int:
+    """The biggest message the worker produces: a dead letter holds at most a whole input
+    message of `max_message_bytes`, plus its headers (and Kafka's record overhead)."""
+    return max(1024 * 1024, settings.max_message_bytes + OUTPUT_HEADROOM)
+
+
+def output_topic_config(settings: Settings) -> dict[str, str]:
+    """The alerts, dead-letter and repartition topics take the biggest message the worker may
+    produce (the broker's default, about 1 MiB, is below the default `max_message_bytes`)."""
+    return {"max.message.bytes": str(output_message_bytes(settings) + BATCH_OVERHEAD)}
 
 
 def repartition_topic(settings: Settings, group: str) -> str:
@@ -41,12 +55,16 @@ def table_name(group: str) -> str:
 def internal_topics(settings: Settings, groups: list[str]) -> list[TopicSpec]:
     """The topics the worker needs before it joins the group: its input, alerts and
     dead-letter topics (created only when missing: a first start against an empty cluster
-    would otherwise sit on a topic Faust ignores for minutes), and the repartition and
+    would otherwise sit on a topic Faust ignores for minutes; the output topics with
+    `output_topic_config`, an existing topic is left as it is), and the repartition and
     changelog topics of the stateful groups (as Faust names them)."""
-    specs = [TopicSpec(name, settings.state_partitions) for name in (
-        settings.input_topic, settings.alerts_topic, settings.dead_letter_topic)]
+    outputs = output_topic_config(settings)
+    specs = [TopicSpec(settings.input_topic, settings.state_partitions),
+             TopicSpec(settings.alerts_topic, settings.state_partitions, outputs),
+             TopicSpec(settings.dead_letter_topic, settings.state_partitions, outputs)]
     for group in groups:
-        specs.append(TopicSpec(repartition_topic(settings, group), settings.state_partitions))
+        specs.append(TopicSpec(repartition_topic(settings, group), settings.state_partitions,
+                               outputs))
         specs.append(TopicSpec(f"{settings.group_id}-{table_name(group)}-changelog",
                                settings.state_partitions, {"cleanup.policy": "compact"}))
     return specs

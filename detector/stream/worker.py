@@ -41,18 +41,17 @@ def main(argv: list[str]) -> int:
 
     from detector.sinks.config import SinkConfigError
     from detector.stream.app import create_app
+    from detector.stream.topics import ensure_topics, internal_topics
 
     try:
         detector = create_app(settings, rules, loaded)
-    except SinkConfigError as error:
+        ensure_topics(settings, internal_topics(
+            settings, [group.name for group in detector.processor.groups]))
+    except (SinkConfigError, ConfigError) as error:  # ConfigError: a TLS file went away
         print(f"detector worker: {error}", file=sys.stderr)
         return EXIT_USAGE
     # stdout carries alerts only (the stdout sink): Faust's own output goes to stderr, and
     # its terminal spinner (escape codes even when not a terminal) is off
-    from detector.stream.topics import ensure_topics, internal_topics
-
-    ensure_topics(settings, internal_topics(
-        settings, [group.name for group in detector.processor.groups]))
     worker = faust.Worker(detector.app, loglevel=settings.log_level.upper(), quiet=True,
                           stdout=sys.stderr)
     worker.spinner = None

@@ -16,6 +16,8 @@ from detector.stream.config import (
     parse_duration,
     settings_from,
 )
+from detector.stream.worker import EXIT_USAGE
+from detector.stream.worker import main as worker_main
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -113,3 +115,110 @@ def test_sasl_maps_to_faust_sasl_credentials(protocol: str, mechanism: str,
     assert credentials.mechanism.value == mechanism
     assert (credentials.username, credentials.password) == ("det", "pw")
     assert (credentials.ssl_context is not None) == with_tls
+
+
+@pytest.mark.parametrize("lateness", ["-15m", "nan", "inf", "-1"])
+def test_the_allowed_lateness_is_a_finite_duration_not_negative(lateness: str) -> None:
+    with pytest.raises(ConfigError, match="--allowed-lateness"):
+        settings_from([], env={"DETECTOR_ALLOWED_LATENESS": lateness})
+
+
+def test_no_allowed_lateness_at_all_is_allowed() -> None:
+    assert settings_from(["--allowed-lateness", "0"], env={}).lateness_seconds == 0
+
+
+@pytest.mark.parametrize(
+    "flag",
+    ["--commit-interval", "--session-timeout", "--heartbeat-interval", "--lag-interval",
+     "--stall-timeout", "--idle-timeout", "--reload-interval"],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1s", "NaNs"])
+def test_durations_must_be_finite_and_not_negative(flag: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        settings_from([f"{flag}={value}"], env={})
+
+
+@pytest.mark.parametrize(
+    "flag",
+    ["--commit-interval", "--session-timeout", "--heartbeat-interval", "--lag-interval",
+     "--stall-timeout", "--idle-timeout"],
+)
+@pytest.mark.parametrize("value", ["0", "0s", "0ms"])
+def test_periods_and_timeouts_must_be_more_than_zero(flag: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"{flag}: .* must be more than zero"):
+        settings_from([flag, value], env={})
+
+
+def test_a_reload_interval_of_zero_turns_reloading_off_and_is_allowed() -> None:
+    assert settings_from(["--reload-interval", "0"], env={}).reload_interval == 0
+
+
+def test_milliseconds_are_accepted() -> None:
+    settings = settings_from(["--commit-interval", "500ms", "--heartbeat-interval", "250ms"],
+                             env={})
+    assert (settings.commit_interval, settings.heartbeat_interval) == (0.5, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--ssl-ca-file", "ca.pem"], {}, "DETECTOR_SSL_CA_FILE / --ssl-ca-file"),
+        (["--ssl-cert-file", "c.pem", "--ssl-key-file", "k.pem"], {},
+         "DETECTOR_SSL_CERT_FILE / --ssl-cert-file, DETECTOR_SSL_KEY_FILE / --ssl-key-file"),
+        (["--sasl-username", "det"], {}, "DETECTOR_SASL_USERNAME / --sasl-username"),
+        ([], {"DETECTOR_SASL_PASSWORD": "pw"}, "DETECTOR_SASL_PASSWORD"),
+        (["--sasl-mechanism", "SCRAM-SHA-512"], {}, "DETECTOR_SASL_MECHANISM"),
+        (["--security-protocol", "SSL", "--sasl-username", "det"],
+         {"DETECTOR_SASL_PASSWORD": "pw"}, "DETECTOR_SASL_USERNAME"),
+        (["--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "det",
+          "--ssl-ca-file", "ca.pem"], {"DETECTOR_SASL_PASSWORD": "pw"}, "DETECTOR_SSL_CA_FILE"),
+    ],
+)
+def test_tls_and_sasl_options_the_protocol_does_not_use_are_refused(
+    argv: list[str], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match="not used with security protocol") as raised:
+        settings_from(argv, env=env)
+    assert named in str(raised.value)
+
+
+def test_a_missing_ca_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.pem"
+    with pytest.raises(ConfigError, match=f"--ssl-ca-file: cannot load {missing}: No such file"):
+        settings_from(["--security-protocol", "SSL", "--ssl-ca-file", str(missing)], env={})
+
+
+def test_a_ca_file_that_is_not_pem_is_a_config_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="--ssl-ca-file: cannot load"):
+        settings_from(["--security-protocol", "SSL", "--ssl-ca-file", str(garbage)], env={})
+
+
+def test_an_unreadable_client_certificate_or_key_is_a_config_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "client.pem"
+    garbage.write_text("not a certificate\n")
+    argv = ["--security-protocol", "SSL", "--ssl-cert-file", str(garbage),
+            "--ssl-key-file", str(tmp_path / "missing.key")]
+    with pytest.raises(ConfigError, match="--ssl-key-file: cannot load"):
+        settings_from(argv, env={})
+
+
+def test_a_readable_ca_file_is_accepted() -> None:
+    certifi = pytest.importorskip("certifi")
+    settings = settings_from(["--security-protocol", "SSL", "--ssl-ca-file", certifi.where()],
+                             env={})
+    assert isinstance(broker_credentials(settings), faust.SSLCredentials)
+
+
+def test_the_worker_exits_2_with_a_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [option.env for option in OPTIONS] + ["DETECTOR_SASL_PASSWORD_FILE"]:
+        monkeypatch.delenv(name, raising=False)
+    missing = tmp_path / "ca.pem"
+    code = worker_main(["--security-protocol", "SSL", "--ssl-ca-file", str(missing)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.startswith("detector worker: DETECTOR_SSL_CA_FILE / --ssl-ca-file: cannot load")
+    assert "Traceback" not in err

@@ -7,7 +7,12 @@ import gzip
 import orjson
 
 from detector.events import DecodeError, Limits, decode
-from detector.stream.deadletter import Source, dead_letter, dead_letters
+from detector.stream.deadletter import (
+    MAX_RECORD_LETTERS,
+    Source,
+    dead_letter,
+    dead_letters,
+)
 
 SOURCE = Source("cloudtrail-events", 3, 42, b"key", [("trace-id", b"abc"), ("reason", b"x")])
 GOOD = {"eventSource": "kinesisvideo.amazonaws.com", "eventName": "ListStreams",
@@ -48,24 +53,64 @@ def test_a_long_message_is_cut() -> None:
 def test_a_payload_that_fails_as_a_whole_is_forwarded_once_as_is() -> None:
     payload = b"\x00\x01binary junk"
     decoded = decode(payload)
-    letters = dead_letters(SOURCE, payload, decoded.errors, bool(decoded.records), Limits())
+    letters = dead_letters(SOURCE, payload, decoded.errors, len(decoded.records), Limits())
     assert [(letter.value, letter.reason) for letter in letters] == [(payload, "invalid_json")]
 
 
 def test_bad_records_of_a_log_file_are_forwarded_one_by_one_as_json() -> None:
     payload = orjson.dumps({"Records": [GOOD, BAD, GOOD | {"eventID": "good-2"}, 7]})
     decoded = decode(payload)
-    letters = dead_letters(SOURCE, payload, decoded.errors, bool(decoded.records), Limits())
+    letters = dead_letters(SOURCE, payload, decoded.errors, len(decoded.records), Limits())
     assert [orjson.loads(letter.value) for letter in letters] == [BAD, 7]
     assert [letter.reason for letter in letters] == ["bad_event_time", "not_object"]
     assert [headers(letter.headers)["record-index"] for letter in letters] == [b"1", b"3"]
 
 
 def test_bad_lines_of_gzipped_json_lines_are_forwarded_as_their_raw_line() -> None:
-    lines = [orjson.dumps(GOOD), b"{not json", orjson.dumps(BAD)]
+    lines = [orjson.dumps(GOOD), b"{not json", orjson.dumps(BAD),
+             orjson.dumps(GOOD | {"eventID": "good-2"})]
     payload = gzip.compress(b"\n".join(lines))
     decoded = decode(payload)
     assert decoded.format == "jsonl"
-    letters = dead_letters(SOURCE, payload, decoded.errors, bool(decoded.records), Limits())
+    letters = dead_letters(SOURCE, payload, decoded.errors, len(decoded.records), Limits())
     assert [letter.value for letter in letters] == [b"{not json", lines[2]]
     assert [headers(letter.headers)["record-line"] for letter in letters] == [b"2", b"3"]
+
+
+def test_more_bad_records_than_good_ones_forward_the_message_once_whole() -> None:
+    payload = orjson.dumps({"Records": [GOOD, BAD, BAD | {"eventID": "bad-2"}]})
+    decoded = decode(payload)
+    letters = dead_letters(SOURCE, payload, decoded.errors, len(decoded.records), Limits())
+    assert [(letter.value, letter.reason) for letter in letters] == [
+        (payload, "too_many_bad_records")]
+    message = headers(letters[0].headers)["message"]
+    assert message.startswith(b"2 bad records beside 1 good ones; the first, record 1: "
+                              b"bad_event_time")
+
+
+def test_a_flood_of_bad_records_gives_one_dead_letter_however_many_good_ones() -> None:
+    records = [GOOD | {"eventID": f"good-{i}"} for i in range(3 * MAX_RECORD_LETTERS)]
+    records += [{}] * (MAX_RECORD_LETTERS + 1)
+    payload = orjson.dumps({"Records": records})
+    decoded = decode(payload)
+    letters = dead_letters(SOURCE, payload, decoded.errors, len(decoded.records), Limits())
+    assert [(letter.value, letter.reason) for letter in letters] == [
+        (payload, "too_many_bad_records")]
+
+
+def test_up_to_the_limit_bad_records_are_still_forwarded_one_by_one() -> None:
+    records = [GOOD | {"eventID": f"good-{i}"} for i in range(3 * MAX_RECORD_LETTERS)]
+    records += [{}] * MAX_RECORD_LETTERS
+    payload = orjson.dumps({"Records": records})
+    decoded = decode(payload)
+    letters = dead_letters(SOURCE, payload, decoded.errors, len(decoded.records), Limits())
+    assert [letter.value for letter in letters] == [b"{}"] * MAX_RECORD_LETTERS
+
+
+def test_a_too_large_message_is_cut_to_the_limit_so_its_dead_letter_fits_the_topic() -> None:
+    payload = b'{"padding": "' + b"x" * 100 + b'"}'
+    decoded = decode(payload, Limits(max_message_bytes=40))
+    [letter] = dead_letters(SOURCE, payload, decoded.errors, 0, Limits(max_message_bytes=40))
+    assert letter.reason == "too_large"
+    assert letter.value == payload[:40]
+    assert headers(letter.headers)["truncated-from"] == str(len(payload)).encode()

@@ -167,3 +167,38 @@ def test_a_projected_record_gives_the_alert_of_the_whole_record(
         for rule in group.ruleset.rules:
             if rule.meta.output is not None:
                 assert rule.meta.output.render(cut.data) == rule.meta.output.render(record.data)
+
+
+BY_IP_RULE = """\
+title: Kinesis Video API used by a new principal from an IP (test rule)
+id: 0b7f2c1e-5d4a-4e3b-8c2d-1f0e9d8c7b6a
+status: test
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection: {eventSource: kinesisvideo.amazonaws.com}
+  condition: selection
+level: low
+detector:
+  first_seen: {key: [sourceIPAddress], value: [userIdentity.arn], learning: 1h}
+"""
+
+
+def test_a_record_sent_to_two_groups_is_counted_late_or_duplicate_once(
+    metrics: Metrics, scenario: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (tmp_path / "by_ip.yml").write_text(BY_IP_RULE)
+    loaded = load_rules([FIXTURES / "rules", tmp_path])
+    assert not loaded.errors
+    processor = Processor(loaded.ruleset, metrics, Limits(), PARTITIONS)
+    runners = {group.name: GroupRunner(group, {}, metrics, partitions=PARTITIONS,
+                                       lateness=60.0, idle_timeout=3600.0)
+               for group in processor.groups}
+    assert len(runners) == 2
+    late = dict(scenario[-1], eventTime="2026-03-02T07:00:00Z", eventID="late-1")
+    for offset, event in enumerate([*scenario, scenario[-1], late]):
+        forwards = processor.on_message(orjson.dumps(event), SOURCE).forwards
+        assert len(forwards) == 2  # every kinesisvideo record goes to both groups
+        for forward in forwards:
+            runners[forward.group].process(forward.partition, offset, forward.value)
+    assert metrics.registry.get_sample_value("detector_duplicate_events_total") == 1
+    assert metrics.registry.get_sample_value("detector_late_events_total") == 1

@@ -83,8 +83,21 @@ def test_an_unreadable_message_is_rejected_whole(ruleset: RuleSet, metrics: Metr
     output = Processor(ruleset, metrics, Limits(max_message_bytes=10)).on_message(
         b'{"eventName": "x", "padding": 1}', SOURCE)
     assert [(letter.value, letter.reason) for letter in output.dead_letters] == [
-        (b'{"eventName": "x", "padding": 1}', "too_large")]
+        (b'{"eventNam', "too_large")]  # cut to the limit, to fit the dead-letter topic
     assert sample(metrics, "detector_messages_total", outcome="rejected") == 1
+
+
+def test_a_message_of_mostly_bad_records_is_dead_lettered_once_and_counted_by_reason(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    payload = orjson.dumps({"Records": [deletion(scenario), *[{}] * 1000]})
+    output = Processor(ruleset, metrics, Limits()).on_message(payload, SOURCE)
+    assert [(letter.value, letter.reason) for letter in output.dead_letters] == [
+        (payload, "too_many_bad_records")]
+    assert [alert.rule_id for alert in output.alerts] == [DELETE_RULE]  # the good one is read
+    assert sample(metrics, "detector_dead_letter_messages_total",
+                  reason="too_many_bad_records") == 1
+    assert sample(metrics, "detector_decode_errors_total", reason="missing_field") == 1000
 
 
 def test_a_crashing_rule_dead_letters_its_record_and_spares_the_others(

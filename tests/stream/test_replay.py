@@ -7,8 +7,11 @@ import gzip
 import orjson
 import pytest
 
-from detector.stream.replay import Summary, main, messages, split_records
+from detector.events import DecodeError, Limits
+from detector.stream.replay import Summary, compress, main, messages, split_records
 
+SMALL = Limits(max_decompressed_bytes=64 * 1024)
+BOMB = gzip.compress(b"[" + b" " * (8 * 1024 * 1024) + b"]")  # 8 MiB of blanks, ~8 KiB gzip
 A = {"eventName": "ListStreams", "userIdentity": {"arn": "arn:a"}}
 B = {"eventName": "DeleteStream", "userIdentity": {"arn": "arn:b"}}
 
@@ -57,3 +60,42 @@ def test_record_options_make_no_sense_with_batch(
 ) -> None:
     assert main(["--topic", "t", "--batch", *option, "file.json"]) == 2
     assert "drop --batch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_gzip_inflating_beyond_the_limit_is_sent_as_is_and_reported(batch: bool) -> None:
+    reported: list[DecodeError] = []
+    [message] = messages(BOMB, batch=batch, limits=SMALL, on_error=reported.append)
+    assert (message.key, message.value, message.records) == (None, BOMB, 0 if batch else 1)
+    assert [error.reason for error in reported] == ["decompressed_too_large"]
+
+
+def test_corrupt_gzip_is_sent_as_is_and_reported() -> None:
+    corrupt = gzip.compress(orjson.dumps([A]))[:-12] + b"garbage12345"
+    reported: list[DecodeError] = []
+    assert list(split_records(corrupt, on_error=reported.append)) == [corrupt]
+    assert [error.reason for error in reported] == ["bad_gzip"]
+
+
+def test_gzip_within_the_limit_is_split_as_usual() -> None:
+    payload = gzip.compress(orjson.dumps({"Records": [A, B]}))
+    reported: list[DecodeError] = []
+    assert list(split_records(payload, SMALL, reported.append)) == [A, B]
+    assert reported == []
+
+
+def test_gzip_compresses_plain_messages() -> None:
+    value = orjson.dumps({"Records": [A]})
+    compressed = compress(value)
+    assert compressed[:2] == b"\x1f\x8b"
+    assert gzip.decompress(compressed) == value
+
+
+def test_gzip_leaves_already_gzipped_messages_alone() -> None:
+    log_file = gzip.compress(orjson.dumps({"Records": [A, B]}))  # a CloudTrail .json.gz
+    assert compress(log_file) == log_file
+
+
+def test_the_summary_counts_files_with_unreadable_gzip() -> None:
+    text = str(Summary(messages=1, records=0, bytes=10, seconds=1.0, bad_gzip=1))
+    assert text.endswith("; 1 file(s) with unreadable gzip sent as they are")
