@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka.errors import MessageSizeTooLargeError
 
-from detector.stream import app as app_module
 from detector.stream.app import (
     Detector,
-    Outgoing,
     _guarded,
     create_app,
-    deliver,
     faust_settings,
     reload_rules,
 )
@@ -126,37 +120,3 @@ def test_the_output_topics_take_the_biggest_message_the_worker_produces(tmp_path
     for name in (settings.alerts_topic, settings.dead_letter_topic, "det-repartition-g"):
         assert int(by_name[name].config["max.message.bytes"]) > request
     assert by_name[settings.input_topic].config == {}
-
-
-class FlakyTopic:
-    """A topic whose broker refuses the first `failures` sends."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.sent: list[bytes] = []
-
-    def get_topic_name(self) -> str:
-        return "out"
-
-    async def send(self, *, value: bytes, force: bool, **_: Any) -> asyncio.Future[None]:
-        assert force  # not attached to the event, which Faust would publish only at commit
-        result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.failures:
-            self.failures -= 1
-            result.set_exception(MessageSizeTooLargeError())
-        else:
-            self.sent.append(value)
-            result.set_result(None)
-        return result
-
-
-async def test_an_event_is_done_only_once_the_broker_took_its_messages(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(app_module, "RETRY_FIRST_SECONDS", 0.01)
-    topic = FlakyTopic(failures=2)
-    messages = [Outgoing(topic, None, value, None) for value in (b"a", b"b")]  # type: ignore[arg-type]
-    await deliver(messages)
-    assert sorted(topic.sent) == [b"a", b"b"]
-    assert [record.levelname for record in caplog.records] == ["ERROR", "ERROR"]
-    assert "MessageSizeTooLargeError" in caplog.text
