@@ -20,13 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from detector.events import (
-    DecodeError,
-    Limits,
-)
-from detector.events import (
-    gunzip as _gunzip,  # the decoder's own bounded inflater
-)
+from detector.events import DecodeError, Limits, gunzip
 
 Headers = list[tuple[str, bytes]]
 MAX_MESSAGE_HEADER = 1000  # characters of the error message kept in the `message` header
@@ -109,7 +103,7 @@ def _whole(source: Source, payload: bytes, error: DecodeError, limits: Limits) -
 def _items(payload: bytes, limits: Limits) -> list[object] | list[bytes] | None:
     """The items of a collection payload (parsed records, or raw lines for JSON lines)."""
     if payload[:2] == b"\x1f\x8b":
-        inflated = _gunzip(payload, limits.max_decompressed_bytes)
+        inflated = gunzip(payload, limits.max_decompressed_bytes)
         if not isinstance(inflated, bytes):
             return None
         payload = inflated

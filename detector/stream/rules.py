@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.engine import LoadResult, RuleSet, load_rules
+from detector.engine import LoadResult, load_rules
 from detector.engine.loader import find_files
 
 Fingerprint = tuple[tuple[str, int, int, int], ...]
@@ -56,13 +56,6 @@ class RuleSource:
 
     def changed(self) -> bool:
         return self.current_fingerprint() != self.fingerprint
-
-    def reload_if_changed(self) -> RuleSet | None:
-        """A new valid rule set when the files changed and load cleanly; None otherwise."""
-        if not self.changed():
-            return None
-        result = self.load()
-        return None if result.errors else result.ruleset
 
     def current_fingerprint(self) -> Fingerprint:
         rules, lists = find_files([*self.rule_paths, *self.list_paths])

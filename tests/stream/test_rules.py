@@ -21,7 +21,6 @@ def test_unchanged_files_do_not_reload(tmp_path: Path) -> None:
     assert not source.load().errors
     assert source.files == 2
     assert not source.changed()
-    assert source.reload_if_changed() is None
 
 
 def test_an_edited_rule_file_reloads(tmp_path: Path) -> None:
@@ -29,9 +28,11 @@ def test_an_edited_rule_file_reloads(tmp_path: Path) -> None:
     source = RuleSource([str(rules)])
     source.load()
     (rules / "new_source_ip.yml").unlink()
-    reloaded = source.reload_if_changed()
-    assert reloaded is not None
-    assert [rule.id for rule in reloaded.rules] == ["5f0e4d2a-1c3b-4a5e-9f6d-7a8b9c0d1e2f"]
+    assert source.changed()
+    reloaded = source.load()
+    assert not reloaded.errors
+    assert [rule.id for rule in reloaded.ruleset.rules] == [
+        "5f0e4d2a-1c3b-4a5e-9f6d-7a8b9c0d1e2f"]
     assert source.status.ok
 
 
@@ -40,7 +41,8 @@ def test_a_broken_rule_file_is_reported_and_not_applied(tmp_path: Path) -> None:
     source = RuleSource([str(rules)])
     source.load()
     (rules / "broken.yml").write_text("title: broken\ndetection: {}\n")
-    assert source.reload_if_changed() is None
+    assert source.changed()
+    assert source.load().errors
     assert not source.status.ok
     assert any("broken.yml" in error for error in source.status.errors)
     assert source.files == 2
@@ -58,5 +60,5 @@ def test_a_swapped_configmap_symlink_is_a_change(tmp_path: Path) -> None:
     temporary = tmp_path / "next"
     temporary.symlink_to(second)
     os.replace(temporary, link)
-    reloaded = source.reload_if_changed()
-    assert reloaded is not None and len(reloaded.rules) == 1
+    assert source.changed()
+    assert len(source.load().ruleset.rules) == 1
