@@ -8,6 +8,8 @@ Data flow:
 
 One repartition topic and one Table (changelog topic) per group of stateful rules that are
 partitioned alike (see `detector.stream.partitioned`), all with `state_partitions` partitions.
+Every second each worker also tells every state partition how far its input partitions have
+got in event time, as far as their offsets are committed (beats; `detector.stream.watermark`).
 
 Every send happens inside the agent's event, so Faust attaches it to the input offset: the
 messages are flushed before that offset is committed (at-least-once, `concurrency=1` as the
@@ -51,6 +53,7 @@ from detector.stream.web import install_pages
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+BEAT_SECONDS = 1.0  # how often the input partitions' committed progress is told
 SINK_DRAIN_SECONDS = 5.0
 
 
@@ -165,9 +168,22 @@ def _wire(detector: Detector) -> None:
             for partition in range(settings.state_partitions):
                 await topic.send(value=TICK, partition=partition)
 
+    async def beat_sources() -> None:
+        consumer = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            if tp.topic != settings.input_topic:
+                continue
+            beats = detector.processor.beats(tp.partition, committed.get(tp),
+                                             consumer.highwater(tp))
+            for forward in beats:
+                await group_topics[forward.group].send(value=forward.value,
+                                                       partition=forward.partition)
+
     if group_topics:
         app.timer(max(1.0, settings.idle_timeout), on_leader=True,
                   name="detector.idle-tick")(_guarded(tick_groups))
+        app.timer(BEAT_SECONDS, name="detector.beat")(_guarded(beat_sources))
 
     _wire_lifecycle(detector, [alerts_topic, dead_letter_topic], consumed)
 
@@ -220,6 +236,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         for runner in detector.runners.values():
             runner.reset()
+        detector.processor.progress.forget()
         detector.status.on_revoked()
 
     app.on_partitions_assigned.connect(on_assigned)
@@ -235,8 +252,12 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
                       config=output_topic_config(settings))
     table = app.Table(table_name(group.name), partitions=settings.state_partitions,
                       key_type=str, help=f"state of the rules grouped by {', '.join(group.fields)}")
+    def input_partitions() -> int:
+        return app.consumer.topic_partitions(settings.input_topic) or 0
+
     runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
-                         lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout)
+                         lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout,
+                         input_partitions=input_partitions)
     detector.runners[group.name] = runner
 
     async def evaluate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:

@@ -175,8 +175,9 @@ OPTIONS: tuple[Option, ...] = (
            "how often the rule files are checked for changes; 0 turns reloading off",
            parse_duration),
     Option("idle_timeout", "--idle-timeout", "DETECTOR_IDLE_TIMEOUT",
-           "after this long (wall clock) without events, a state partition's event time "
-           "advances with the wall clock, so pending first-seen decisions are taken", _seconds),
+           "an input partition silent this long (wall clock) stops holding event time back; "
+           "a state partition without records or beats this long advances its event time "
+           "with the wall clock", _seconds),
     Option("log_level", "--log-level", "DETECTOR_LOG_LEVEL", "log level", _lower, LOG_LEVELS),
     Option("faust_metrics", "--faust-metrics", "DETECTOR_FAUST_METRICS",
            "also expose Faust's own sensors on /metrics (true/false)", _boolean),

@@ -15,8 +15,11 @@ other copies are marked `"q"` (quiet), so the metrics count records, not copies.
 
 Each partition of a group gets its own `Stateful` evaluator over a `TableState` of that
 partition, so the event-time clock of a partition does not depend on which worker holds it:
-two workers give the alerts of one. The evaluator's clock is kept in the table too
-(`@clock|<partition>|`), and evaluators are rebuilt from the table after every rebalance.
+two workers give the alerts of one. Forwarded records name their input partition, and the
+partition's watermark follows the slowest input partition (`detector.stream.watermark`), so
+input partitions consumed at uneven speeds do not make each other's records late. The clock
+is kept in the table too (`@clock|<partition>|`), and evaluators are rebuilt from the table
+after every rebalance.
 
 Idempotent replay: the alerts raised while processing an event are written to the table
 (`@sent|<partition>|<event key>`) in the same changelog partition as the state change that
@@ -29,9 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
-from collections.abc import MutableMapping
+from collections import deque
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +51,7 @@ from detector.events import Record, decode_record
 from detector.metrics import Metrics
 from detector.stream.messages import alert_headers, alert_key
 from detector.stream.tables import TableState, group_key, own_key, partition_for
+from detector.stream.watermark import SourceClock
 
 log = logging.getLogger(__name__)
 LEDGER_HORIZON = 3600.0  # event-time seconds a ledger entry outlives the watermark
@@ -212,7 +218,7 @@ class Forward:
     """A record on its way to a group's repartition topic."""
 
     group: str
-    key: bytes
+    key: bytes | None  # None for a beat
     partition: int
     value: bytes
 
@@ -225,8 +231,9 @@ class Router:
         self._groups = [(group.name, group.rule_ids, Fields(group.fields), group.top_level)
                         for group in groups]
 
-    def route(self, record: Record, matched: list[Rule]) -> list[Forward]:
-        """The messages for the groups whose rules matched: the rule ids and what they read."""
+    def route(self, record: Record, matched: list[Rule], source: int) -> list[Forward]:
+        """The messages for the groups whose rules matched: the rule ids, what they read and
+        the input partition the record came from (`source`, for the watermark)."""
         if not matched:
             return []
         ids = {rule.id for rule in matched}
@@ -236,7 +243,8 @@ class Router:
             needed = ids & rule_ids
             if not needed:
                 continue
-            message: dict[str, Any] = {"m": sorted(needed), "r": project(data, top_level)}
+            message: dict[str, Any] = {"m": sorted(needed), "r": project(data, top_level),
+                                       "s": source}
             if forwards:
                 message["q"] = 1
             value = orjson.dumps(message)
@@ -244,14 +252,78 @@ class Router:
             forwards.append(Forward(name, key, partition_for(key, self.partitions), value))
         return forwards
 
+    def beats(self, source: int, latest: float | None) -> list[Forward]:
+        """The messages telling every state partition that input partition `source` has got
+        to eventTime `latest`, or (None) that it is read to its end and need not be waited
+        for (a state partition hears of an input partition through its records only when
+        they hash there)."""
+        value = orjson.dumps({"s": source, "w": latest} if latest is not None else
+                             {"s": source, "quiet": True})
+        return [Forward(name, None, partition, value)
+                for name, *_ in self._groups for partition in range(self.partitions)]
+
+
+class Progress:
+    """How far each input partition has got in event time, by input offset.
+
+    A beat may say an input partition reached eventTime T only once every record before T
+    is in the repartition topics, which is when the input offsets holding them are
+    committed (Faust publishes a message's output before committing its offset). So the
+    worker notes the newest eventTime per input offset and beats what is committed.
+    """
+
+    def __init__(self) -> None:
+        self._marks: dict[int, deque[tuple[int, float]]] = {}  # rising (offset, eventTime)
+        self._settled: dict[int, float] = {}  # committed progress per input partition
+        self._told: dict[int, float] = {}  # what the last beat said
+        self._quiet: set[int] = set()  # input partitions last told read to their end
+
+    def note(self, source: int, offset: int, latest: float | None) -> None:
+        """Input partition `source` had records up to eventTime `latest` at `offset`."""
+        if latest is None:
+            return
+        marks = self._marks.setdefault(source, deque())
+        if latest > (marks[-1][1] if marks else self._settled.get(source, -math.inf)):
+            marks.append((offset, latest))
+
+    def to_tell(self, source: int, committed: int) -> float | None:
+        """The eventTime to beat for `source` with offsets before `committed` committed;
+        None when it has not moved since the last beat."""
+        marks = self._marks.get(source)
+        while marks and marks[0][0] < committed:
+            self._settled[source] = marks.popleft()[1]
+        settled = self._settled.get(source)
+        if settled is None or settled <= self._told.get(source, -math.inf):
+            return None
+        self._told[source] = settled
+        return settled
+
+    def quiet(self, source: int, caught_up: bool) -> bool:
+        """True when `source` has just been read to its end (tell it once)."""
+        if not caught_up:
+            self._quiet.discard(source)
+            return False
+        if source in self._quiet:
+            return False
+        self._quiet.add(source)
+        return True
+
+    def forget(self) -> None:
+        """After a rebalance the input partitions are read again from their commits."""
+        self._marks.clear()
+        self._settled.clear()
+        self._told.clear()
+        self._quiet.clear()
+
 
 @dataclass
 class _Partition:
     """The evaluator of one partition of a group, and what it last wrote of its clock."""
 
     stateful: Stateful
+    clock: SourceClock
     ledger: dict[str, float]  # ledger key -> event time
-    clock_written: float = float("-inf")  # the max event time last written to the table
+    written: tuple[float, float] = (-math.inf, -math.inf)  # clock (max_seen, floor) in table
     last_event: float = field(default_factory=time.monotonic)
     late: int = 0
     duplicates: int = 0
@@ -261,8 +333,10 @@ class GroupRunner:
     """Evaluates one group's records, partition by partition, over its faust Table."""
 
     def __init__(self, group: Group, table: MutableMapping[str, JSON], metrics: Metrics, *,
-                 partitions: int, lateness: float, idle_timeout: float) -> None:
+                 partitions: int, lateness: float, idle_timeout: float,
+                 input_partitions: Callable[[], int]) -> None:
         self.group = group
+        self.input_partitions = input_partitions  # asked when a partition's evaluator is built
         self.table = table
         self.partitions = partitions
         self.lateness = lateness
@@ -282,13 +356,12 @@ class GroupRunner:
         self._evaluators.clear()
 
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
-        """Alerts raised by one repartitioned record (or by a clock tick) in `partition`."""
+        """Alerts raised in `partition` by one message of the repartition topic: a record,
+        an input partition's progress (a beat) or an idle tick."""
         evaluator = self._evaluator(partition)
+        message = orjson.loads(payload)
         record: Record | None = None
-        if payload == TICK:
-            ledger_key = own_key("sent", partition, f"tick@{offset}")
-        else:
-            message = orjson.loads(payload)
+        if "r" in message:
             decoded = decode_record(message["r"])
             if not isinstance(decoded, Record):
                 log.error("unreadable repartitioned record in %s[%d]: %s", self.group.name,
@@ -296,10 +369,18 @@ class GroupRunner:
                 return []
             record = decoded
             ledger_key = own_key("sent", partition, event_key(record))
+        else:
+            ledger_key = own_key("sent", partition, f"time@{offset}")
         earlier = self.table.get(ledger_key)
         if earlier is not None:
             return [Sent(bytes.fromhex(key), value.encode(), _headers(headers))
                     for key, value, headers in earlier["a"]]
+        if "w" in message:
+            return self._beat(partition, evaluator, ledger_key, int(message["s"]),
+                              float(message["w"]))
+        if "quiet" in message:
+            evaluator.clock.quiet(int(message["s"]))
+            return self._pass_time(partition, evaluator, ledger_key, evaluator.clock.max_seen)
         if record is None:
             return self._tick(partition, evaluator, ledger_key)
         evaluator.last_event = time.monotonic()
@@ -309,29 +390,49 @@ class GroupRunner:
             self._count(evaluator, counted)
             return []
         matched = [self._rules[rule_id] for rule_id in message["m"] if rule_id in self._rules]
+        evaluator.clock.hear(int(message["s"]), record.event_time)
         alerts = stateful.observe(record, matched)
         return self._finish(partition, evaluator, alerts, ledger_key, record.event_time,
                             counted=counted)
 
+    def _beat(self, partition: int, evaluator: _Partition, ledger_key: str, source: int,
+              latest: float) -> list[Sent]:
+        """Input partition `source` has got to eventTime `latest`: the watermark may move."""
+        evaluator.last_event = time.monotonic()
+        clock = evaluator.clock
+        clock.hear(source, latest)
+        now = max(clock.max_seen, latest)
+        return self._pass_time(partition, evaluator, ledger_key, now)
+
     def _tick(self, partition: int, evaluator: _Partition, ledger_key: str) -> list[Sent]:
         """Without events for `idle_timeout`, event time is taken to pass like wall time."""
-        stateful = evaluator.stateful
+        clock = evaluator.clock
         idle = time.monotonic() - evaluator.last_event
-        if idle < self.idle_timeout or stateful.clock.max_seen == float("-inf"):
+        if idle < self.idle_timeout or clock.max_seen == -math.inf:
             return []
         evaluator.last_event = time.monotonic()
-        now = stateful.clock.max_seen + idle
-        alerts = stateful.observe(Record({}, "", "", now, None), [])
+        now = clock.max_seen + idle
+        clock.pass_idle(now)
+        return self._pass_time(partition, evaluator, ledger_key, now)
+
+    def _pass_time(self, partition: int, evaluator: _Partition, ledger_key: str,
+                   now: float) -> list[Sent]:
+        """Event time is `now` (not late): take the decisions and close the windows due."""
+        if now == -math.inf:
+            return []
+        alerts = evaluator.stateful.observe(Record({}, "", "", now, None), [])
         return self._finish(partition, evaluator, alerts, ledger_key, now)
 
     def _finish(self, partition: int, evaluator: _Partition, alerts: list[Alert],
                 ledger_key: str, event_time: float, *, counted: bool = True) -> list[Sent]:
         for summary in evaluator.stateful.closed_suppressions():
             log.info("suppressed: %s", summary.describe())
-        max_seen = evaluator.stateful.clock.max_seen
-        if max_seen >= evaluator.clock_written + CLOCK_STEP:
-            self.table[own_key("clock", partition)] = {"max_event_time": max_seen}
-            evaluator.clock_written = max_seen
+        clock = evaluator.clock
+        written_max, written_floor = evaluator.written
+        if (clock.max_seen >= written_max + CLOCK_STEP
+                or clock.floor >= written_floor + CLOCK_STEP):
+            self.table[own_key("clock", partition)] = clock.dump()
+            evaluator.written = (clock.max_seen, clock.floor)
         self._count(evaluator, counted)
         sent = [Sent(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
                 for alert in alerts]
@@ -376,18 +477,15 @@ class GroupRunner:
         group, partitions = self.group, self.partitions
         state = TableState(self.table, partition,
                            lambda key: group.partition_of(key, partitions))
-        stateful = Stateful(self.group.ruleset, state, lateness=self.lateness)
-        clock: dict[str, Any] = self.table.get(own_key("clock", partition)) or {}
-        max_seen = clock.get("max_event_time")
-        stateful.restore({
-            "max_event_time": None if max_seen in (None, float("-inf")) else max_seen,
-            "late": 0,
-            "duplicates": 0,
-            "recent_event_ids": [],
-        })
+        clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions())
+        saved = self.table.get(own_key("clock", partition)) or {}
+        clock.restore(saved)
+        stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock)
+        stateful.restore({"max_event_time": saved.get("max_event_time"), "late": 0,
+                          "duplicates": 0, "recent_event_ids": []})
         ledger = dict(sorted(((key, float(self.table.get(key, {}).get("t", 0.0)))
                               for key in state.own_keys("sent")), key=lambda item: item[1]))
-        evaluator = _Partition(stateful, ledger, stateful.clock.max_seen)
+        evaluator = _Partition(stateful, clock, ledger, (clock.max_seen, clock.floor))
         self._evaluators[partition] = evaluator
         return evaluator
 

@@ -18,7 +18,7 @@ from detector.engine import Engine, Rule, RuleSet
 from detector.events import DecodeError, Limits, Record, decode
 from detector.metrics import Metrics
 from detector.stream.deadletter import DeadLetter, Source, dead_letter, dead_letters
-from detector.stream.partitioned import Forward, Group, Router, plan_groups
+from detector.stream.partitioned import Forward, Group, Progress, Router, plan_groups
 
 log = logging.getLogger(__name__)
 PROCESSING_ERROR = "processing_error"  # dead-letter reason when the engine raised
@@ -52,6 +52,7 @@ class Processor:
         self.metrics = metrics
         self.limits = limits
         self.partitions = partitions
+        self.progress = Progress()
         self.groups = plan_groups(ruleset)
         self._matches = _Matches()
         self.engine = Engine(ruleset, self._matches)
@@ -91,7 +92,23 @@ class Processor:
             output, dead_letters(source, payload, errors, len(records), self.limits)
         )
         self._evaluate(records, source, output)
+        self.progress.note(source.partition, source.offset,
+                           max((record.event_time for record in records), default=None))
         return output
+
+    def beats(self, source: int, committed: int | None, end: int | None) -> list[Forward]:
+        """What to tell the state partitions of input partition `source`, whose offsets
+        before `committed` are committed and whose next message will have offset `end`:
+        how far it has got in event time if that moved, and that it is read to its end if
+        it just was (nothing else)."""
+        if committed is None and end == 0:
+            committed = 0  # an empty partition
+        latest = None if committed is None else self.progress.to_tell(source, committed)
+        beats = [] if latest is None else self.router.beats(source, latest)
+        caught_up = committed is not None and end is not None and committed >= end
+        if self.progress.quiet(source, caught_up):
+            beats += self.router.beats(source, None)
+        return beats
 
     def _evaluate(self, records: Iterable[Record], source: Source, output: Output) -> None:
         metrics = self.metrics
@@ -102,7 +119,7 @@ class Processor:
             matches.rules = []
             try:
                 alerts = engine.process(record)
-                output.forwards.extend(router.route(record, matches.rules))
+                output.forwards.extend(router.route(record, matches.rules, source.partition))
             except Exception as exc:  # one bad record must not stop the worker
                 log.exception("evaluating record %s failed", record.event_id)
                 error = DecodeError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")

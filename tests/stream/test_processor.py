@@ -45,7 +45,7 @@ def test_records_of_stateful_rules_go_to_their_group_partition(
     record = scenario[0]
     output = processor.on_message(orjson.dumps(record), SOURCE)
     key = group_key([record["userIdentity"]["arn"]])
-    [forward] = output.forwards
+    [forward] = [forward for forward in output.forwards if forward.key is not None]
     assert (forward.group, forward.key, forward.partition) == (group.name, key,
                                                               partition_for(key, 4))
     sent = orjson.loads(forward.value)
@@ -62,8 +62,40 @@ def test_a_record_no_stateful_rule_matched_is_not_forwarded(
 ) -> None:
     record = dict(scenario[0], eventSource="s3.amazonaws.com", eventName="GetObject")
     output = Processor(ruleset, metrics, Limits()).on_message(orjson.dumps(record), SOURCE)
-    assert output.forwards == []
+    assert [forward for forward in output.forwards if forward.key is not None] == []
     assert output.alerts == []
+
+
+def test_every_state_partition_hears_how_far_each_input_partition_has_got(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), partitions=3)
+    [group] = processor.groups
+    other = dict(scenario[1], eventSource="s3.amazonaws.com", eventName="GetObject")
+    processor.on_message(orjson.dumps(other), Source("in", 2, 10, None, []))
+    processor.on_message(orjson.dumps(scenario[3]), Source("in", 2, 11, None, []))
+    assert processor.beats(2, 10, 12) == []  # offset 10 not committed yet: its records
+    # may still be on their way to the state partitions
+    beats = processor.beats(2, 11, 12)
+    assert [(beat.group, beat.key, beat.partition) for beat in beats] == [
+        (group.name, None, p) for p in range(3)]
+    assert {beat.value for beat in beats} == {
+        orjson.dumps({"s": 2, "w": 1772438460.0})}  # 2026-03-02T08:01:00Z, of offset 10
+    assert processor.beats(2, 11, 12) == []  # nothing new to tell
+    assert [beat.value for beat in processor.beats(2, 12, 12)] == [
+        orjson.dumps({"s": 2, "w": 1772438820.0})] * 3 + [  # 08:07:00Z, of offset 11
+        orjson.dumps({"s": 2, "quiet": True})] * 3  # and read to its end: not waited for
+    assert processor.beats(2, 12, 12) == []  # told once
+
+
+def test_an_empty_input_partition_is_not_waited_for(
+    ruleset: RuleSet, metrics: Metrics
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), partitions=2)
+    assert processor.beats(0, None, None) == []  # nothing known yet
+    assert [beat.value for beat in processor.beats(0, None, 0)] == [
+        orjson.dumps({"s": 0, "quiet": True})] * 2
+    assert processor.beats(0, None, 5) == []  # records came: read them first
 
 
 def test_a_partly_bad_log_file_is_processed_and_its_bad_records_dead_lettered(

@@ -73,9 +73,10 @@ class Stateful:
         lateness: float = DEFAULT_LATENESS,
         dedup_horizon: float | None = None,
         dedup_capacity: int = DEDUP_CAPACITY,
+        clock: Clock | None = None,
     ) -> None:
         self.state = state
-        self.clock = Clock(lateness)
+        self.clock = Clock(lateness) if clock is None else clock  # the stream passes its own
         self.recent = RecentIds(
             lateness + 3600.0 if dedup_horizon is None else dedup_horizon, dedup_capacity)
         self.suppressor = Suppressor(state)

@@ -1,0 +1,87 @@
+"""Event time of a state partition fed by several input partitions.
+
+A state partition receives the records of every input partition, and each input partition is
+consumed at its own pace: after a restart one may replay an hour of backlog while another is
+live. A clock taking the latest eventTime over all of them would call the whole backlog late.
+So the watermark follows the slowest input partition instead: the latest eventTime of each
+input partition (a *source*) is kept, and the watermark is the smallest of them minus the
+allowed lateness. Every input partition of the topic is waited for from the start, heard from
+or not, since one that speaks later may be the slowest. A source not heard from for `idle`
+seconds of wall time stops holding the watermark back (an input partition may be empty or go
+quiet for good); when it speaks again, its events older than the watermark are late. The
+watermark never moves back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from detector.engine.stateful.clock import Clock
+
+
+class SourceClock(Clock):
+    """The engine's Clock, with the watermark taken from the slowest active source."""
+
+    def __init__(self, lateness: float, idle: float, sources: int,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(lateness)
+        self.idle = idle
+        self.now = now
+        self.sources: dict[int, float] = dict.fromkeys(range(sources), -math.inf)  # latest
+        self.heard: dict[int, float] = dict.fromkeys(self.sources, now())  # wall time
+        self.floor = -math.inf  # the slowest active source's latest eventTime
+
+    @property
+    def watermark(self) -> float:
+        return self.floor - self.lateness
+
+    def is_late(self, event_time: float) -> bool:
+        return event_time < self.floor - self.lateness
+
+    def hear(self, source: int, event_time: float) -> None:
+        """A record of `source` arrives: call before the evaluator sees it."""
+        sources = self.sources
+        if event_time > sources.get(source, -math.inf):
+            sources[source] = event_time
+        self.heard[source] = self.now()
+        self._rise()
+
+    def quiet(self, source: int) -> None:
+        """`source` is read to its end: stop waiting for it until it speaks again."""
+        self.sources.setdefault(source, -math.inf)
+        self.heard[source] = -math.inf
+        self._rise()
+
+    def _rise(self) -> None:
+        """Floor = the slowest source still waited for, or (none is) the latest of all."""
+        quiet = self.now() - self.idle
+        sources = self.sources
+        slowest = min((latest for name, latest in sources.items() if self.heard[name] >= quiet),
+                      default=math.inf)
+        self.floor = max(self.floor, min(slowest, max(sources.values(), default=-math.inf)))
+
+    def pass_idle(self, event_time: float) -> None:
+        """No source sent anything for a while: let event time pass as wall time did."""
+        self.floor = max(self.floor, event_time)
+        self.max_seen = max(self.max_seen, event_time)
+        for name, latest in self.sources.items():
+            self.sources[name] = max(latest, event_time)
+
+    def dump(self) -> dict[str, Any]:
+        """The clock as plain JSON for the partition's table entry."""
+        return {"max_event_time": None if self.max_seen == -math.inf else self.max_seen,
+                "floor": None if self.floor == -math.inf else self.floor,
+                "sources": {str(name): latest for name, latest in self.sources.items()
+                            if latest != -math.inf}}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back `dump()`; every source counts as just heard from."""
+        max_seen, floor = saved.get("max_event_time"), saved.get("floor")
+        self.max_seen = -math.inf if max_seen is None else float(max_seen)
+        self.floor = -math.inf if floor is None else float(floor)
+        for name, latest in (saved.get("sources") or {}).items():
+            self.sources[int(name)] = max(float(latest), self.sources.get(int(name), -math.inf))
+        self.heard = dict.fromkeys(self.sources, self.now())

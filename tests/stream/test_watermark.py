@@ -1,0 +1,116 @@
+"""The watermark of a state partition follows its slowest input partition."""
+
+from __future__ import annotations
+
+import math
+
+from detector.stream.watermark import SourceClock
+
+HOUR = 3600.0
+
+
+class Wall:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clock(wall: Wall, lateness: float = 60.0, idle: float = 30.0,
+          sources: int = 2) -> SourceClock:
+    return SourceClock(lateness, idle, sources, now=wall)
+
+
+def test_a_backlogged_input_partition_holds_the_watermark_back() -> None:
+    wall = Wall()
+    c = clock(wall)
+    c.hear(0, 10 * HOUR)  # partition 0 is live
+    c.hear(1, 8 * HOUR)  # partition 1 replays a two-hour backlog
+    assert c.watermark == 8 * HOUR - 60
+    assert not c.is_late(8 * HOUR + 5)
+    assert c.is_late(8 * HOUR - 61)
+    c.hear(1, 9 * HOUR)
+    assert c.watermark == 9 * HOUR - 60
+
+
+def test_a_single_input_partition_is_the_plain_latest_minus_lateness() -> None:
+    c = clock(Wall(), sources=1)
+    for when in (100.0, 400.0, 250.0):
+        c.hear(0, when)
+        c.advance(when)
+    assert c.watermark == 340.0
+    assert c.max_seen == 400.0
+
+
+def test_an_input_partition_not_heard_from_yet_is_waited_for_until_the_idle_time() -> None:
+    wall = Wall()
+    c = clock(wall, idle=30.0)
+    c.hear(0, 10 * HOUR)
+    assert not c.is_late(0.0)  # partition 1 may start with older records
+    wall.now = 31.0
+    c.hear(0, 10 * HOUR)  # partition 1 is empty, or its consumer has not started
+    assert c.watermark == 10 * HOUR - 60
+
+
+def test_a_quiet_input_partition_stops_holding_the_watermark_after_the_idle_time() -> None:
+    wall = Wall()
+    c = clock(wall, idle=30.0)
+    c.hear(0, 1000.0)
+    c.hear(1, 500.0)
+    wall.now = 29.0
+    c.hear(0, 2000.0)
+    assert c.watermark == 500.0 - 60  # partition 1 spoke 29 s ago: still waited for
+    wall.now = 31.0
+    c.hear(0, 3000.0)
+    assert c.watermark == 3000.0 - 60
+    c.hear(1, 600.0)  # it speaks again, far behind: its records are late now
+    assert c.is_late(600.0)
+    assert c.watermark == 3000.0 - 60  # and the watermark never moves back
+
+
+def test_idle_time_passes_event_time_for_every_partition() -> None:
+    wall = Wall()
+    c = clock(wall)
+    c.hear(0, 1000.0)
+    c.hear(1, 900.0)
+    c.pass_idle(1500.0)
+    assert c.watermark == 1440.0
+    assert c.max_seen == 1500.0
+    c.hear(1, 1200.0)  # partition 1 is not slower than the idle time that passed
+    assert c.watermark == 1440.0
+
+
+def test_the_clock_survives_a_restart_through_plain_json() -> None:
+    wall = Wall()
+    c = clock(wall)
+    c.hear(0, 1000.0)
+    c.hear(1, 700.0)
+    c.advance(1000.0)
+    saved = c.dump()
+    assert saved == {"max_event_time": 1000.0, "floor": 700.0,
+                     "sources": {"0": 1000.0, "1": 700.0}}
+    wall.now = 500.0  # long after: a restarted worker waits for every partition again
+    restored = clock(wall, sources=3)
+    restored.restore(saved)
+    assert (restored.max_seen, restored.floor, restored.watermark) == (1000.0, 700.0, 640.0)
+    restored.hear(0, 1100.0)
+    restored.hear(2, 1100.0)
+    assert restored.watermark == 640.0  # partition 1 is still waited for
+    restored.hear(1, 900.0)
+    assert restored.watermark == 840.0
+    assert clock(wall).dump() == {"max_event_time": None, "floor": None, "sources": {}}
+
+
+def test_an_input_partition_read_to_its_end_is_not_waited_for_until_it_speaks() -> None:
+    wall = Wall()
+    c = clock(wall)
+    c.hear(0, 1000.0)
+    assert c.watermark == -math.inf  # partition 1 may still come with older records
+    c.quiet(1)
+    assert c.watermark == 940.0
+    c.hear(1, 990.0)
+    c.hear(0, 2000.0)
+    assert c.watermark == 940.0  # waited for again (not 1940), and never moved back
