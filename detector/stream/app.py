@@ -13,11 +13,11 @@ got in event time, as far as their offsets are committed (beats; `detector.strea
 
 Every send happens inside the agent's event, so Faust attaches it to the input offset: the
 messages are flushed before that offset is committed (at-least-once, `concurrency=1` as the
-design requires, faust-streaming issue 606). Known gap: Faust only logs a send that fails at
-flush time and commits the offset anyway (the output topics are sized for the largest message
-the worker produces, so a too-large message is not the cause); waiting for each send's
-acknowledgement instead was tried and left a restarted worker's partition stalled after
-table recovery in about one run in three, so it is not used until that is understood.
+design requires, faust-streaming issue 606). Both agents pass every message through an offset
+guard first (`detector.stream.continuity`): after a table recovery Faust can skip messages,
+and the guard reads them again. Known gap: Faust only logs a send that fails at flush time
+and commits the offset anyway (the output topics are sized for the largest message the
+worker produces, so a too-large message is not the cause).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from signal import SIGHUP
 from typing import Any, NamedTuple
 
 import faust
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from detector.engine import LoadResult
@@ -37,6 +38,7 @@ from detector.events import Limits
 from detector.metrics import Metrics
 from detector.sinks import SinkSet, load_sinks
 from detector.stream.config import Settings, broker_credentials
+from detector.stream.continuity import OffsetGuard
 from detector.stream.deadletter import Source
 from detector.stream.messages import alert_headers, alert_key
 from detector.stream.partitioned import TICK, Group, GroupRunner
@@ -70,6 +72,7 @@ class Detector:
     status: WorkerStatus
     sinks: SinkSet
     runners: dict[str, GroupRunner]
+    guard: OffsetGuard[TP] = field(default_factory=OffsetGuard)
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -150,6 +153,8 @@ def _wire(detector: Detector) -> None:
 
     async def consume_input(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
+            if not await _admit(detector, event):
+                continue
             message = event.message
             headers = message.headers or ()
             source = Source(message.topic, message.partition, message.offset, message.key,
@@ -216,11 +221,16 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
     async def check_rules() -> None:
         reload_rules(detector)
 
+    async def seek_holes_again() -> None:
+        for tp, offset in detector.guard.overdue():
+            await app.consumer.seek(tp, offset)
+
     async def reload_on_sighup() -> None:
         asyncio.get_running_loop().add_signal_handler(SIGHUP, reload_rules, detector, True)
 
     app.task(reload_on_sighup)
     app.timer(TICK_SECONDS, name="detector.tick")(tick)
+    app.timer(TICK_SECONDS, name="detector.holes")(_guarded(seek_holes_again))
     app.timer(settings.lag_interval, name="detector.gauges")(_guarded(update_gauges))
     if settings.reload_interval > 0:
         app.timer(settings.reload_interval, name="detector.reload")(_guarded(check_rules))
@@ -229,6 +239,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         assigned = args[0] if args else kwargs.get("assigned", ())
         for runner in detector.runners.values():
             runner.reset()
+        detector.guard.reset()
         detector.status.on_assigned(
             (tp.topic, tp.partition) for tp in assigned if tp.topic in consumed
         )
@@ -237,6 +248,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         for runner in detector.runners.values():
             runner.reset()
         detector.processor.progress.forget()
+        detector.guard.reset()
         detector.status.on_revoked()
 
     app.on_partitions_assigned.connect(on_assigned)
@@ -262,6 +274,8 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
 
     async def evaluate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
+            if not await _admit(detector, event):
+                continue
             message = event.message
             value = event.value if isinstance(event.value, bytes) else b""
             try:
@@ -279,6 +293,25 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
 
     app.agent(topic, name=f"detector.state.{group.name}", concurrency=1)(evaluate)
     return topic
+
+
+def _committed(app: faust.App) -> Mapping[TP, int | None]:
+    """Faust's committed offsets (next to read) of this worker's partitions."""
+    committed: Mapping[TP, int | None] = getattr(app.consumer, "_committed_offset", {})
+    return committed
+
+
+async def _admit(detector: Detector, event: faust.EventT[bytes]) -> bool:
+    """Whether to process `event`: False for a message the offset guard drops (see
+    `detector.stream.continuity`), which must then not count as processed either."""
+    message = event.message
+    tp = message.tp
+    verdict = detector.guard.check(tp, message.offset, _committed(detector.app).get(tp))
+    if verdict.seek is not None:
+        await detector.app.consumer.seek(tp, verdict.seek)
+    if not verdict.process:
+        message.acked = True  # Faust then leaves its offset out of the commits
+    return verdict.process
 
 
 def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -331,7 +364,7 @@ async def _update_lag(detector: Detector, consumed: set[str]) -> None:
 
 
 _ENTRY_KINDS = {"fs": "first_seen", "co": "correlation", "su": "suppression",
-                "@sent": "alert_ledger", "@clock": "clock"}
+                "@sent": "alert_ledger", "@clock": "clock", "@definitions": "definitions"}
 
 
 def _update_state_entries(detector: Detector) -> None:
