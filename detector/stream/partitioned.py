@@ -46,7 +46,7 @@ from detector.alerts import Alert, event_key
 from detector.engine import Rule, RuleSet
 from detector.engine.state import JSON, MemoryState
 from detector.engine.stateful import Stateful
-from detector.engine.stateful.keys import SUPPRESSION, Fields
+from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION, Fields
 from detector.events import Record, decode_record
 from detector.metrics import Metrics
 from detector.stream.messages import alert_headers, alert_key
@@ -83,6 +83,20 @@ class Group:
     key_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)  # state key prefix
     # (`<kind>|<rule id>`) -> the fields its entries are keyed by
     top_level: frozenset[str] = frozenset()  # the record keys the group's rules read
+
+    def definitions(self) -> dict[str, str]:
+        """Per state key prefix of the group's rules, what their entries mean (the rule's
+        stateful definition as text): entries kept under another definition are dropped."""
+        meaning: dict[str, str] = {}
+        for rule in self.ruleset.rules:
+            meaning[f"{FIRST_SEEN}|{rule.id}"] = repr(rule.first_seen)
+            meaning[f"{SUPPRESSION}|{rule.id}"] = repr(rule.meta.suppression)
+        for correlation in self.ruleset.correlations:
+            meaning[f"{CORRELATION}|{correlation.id}"] = repr(
+                (correlation.type, correlation.rules, correlation.group_by,
+                 correlation.timespan, correlation.condition))
+            meaning[f"{SUPPRESSION}|{correlation.id}"] = repr(correlation.meta.suppression)
+        return {prefix: meaning[prefix] for prefix in self.key_fields}
 
     def partition_of(self, state_key: str, partitions: int) -> int | None:
         """The partition of an engine state key of this group's rules."""
@@ -477,6 +491,7 @@ class GroupRunner:
         group, partitions = self.group, self.partitions
         state = TableState(self.table, partition,
                            lambda key: group.partition_of(key, partitions))
+        self._forget_redefined(state)
         clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions())
         saved = self.table.get(own_key("clock", partition)) or {}
         clock.restore(saved)
@@ -488,6 +503,22 @@ class GroupRunner:
         evaluator = _Partition(stateful, clock, ledger, (clock.max_seen, clock.floor))
         self._evaluators[partition] = evaluator
         return evaluator
+
+    def _forget_redefined(self, state: TableState) -> None:
+        """Drop the entries of rules whose stateful definition changed since they were
+        written (a reload changed a first-seen value, a window, a threshold): a baseline of
+        source addresses says nothing about user agents. Called inside an event of the
+        partition, so the deletions reach its changelog."""
+        definitions = self.group.definitions()
+        key = own_key("definitions", state.partition)
+        written: dict[str, str] = self.table.get(key) or {}
+        changed = {prefix for prefix, meaning in written.items()
+                   if prefix in definitions and definitions[prefix] != meaning}
+        for state_key in state.all_keys():
+            if "|".join(state_key.split("|", 2)[:2]) in changed:
+                state.delete(state_key)
+        if written != definitions:
+            self.table[key] = definitions
 
     def entries(self) -> dict[str, int]:
         """State entries on this worker by kind (first seen, correlation, suppression)."""

@@ -236,3 +236,32 @@ def test_input_partitions_consumed_at_uneven_speeds_make_nothing_late(
     assert metrics.registry.get_sample_value(late) == 0
     assert ids(through_runner(scenario)) == engine_ids(ruleset, scenario, NEW_IP_RULE)
     assert metrics.registry.get_sample_value(late) == 0
+
+
+def test_a_reloaded_rule_with_another_stateful_definition_starts_afresh(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    table: dict[str, Any] = {}
+    half = next(i for i, e in enumerate(scenario) if e["eventTime"] >= "2026-03-02T09:30")
+    run(ruleset, metrics, table, scenario[:half])
+    learned = {key: value for key, value in table.items() if key.startswith("fs|")}
+    assert learned
+
+    run(ruleset, metrics, table, scenario[half:half + 1])  # same rules: the baseline holds
+    assert all(key in table for key in learned)
+
+    for path in (FIXTURES / "rules").glob("*.yml"):
+        text = path.read_text().replace("value: [sourceIPAddress]", "value: [userAgent]")
+        (tmp_path / path.name).write_text(text)
+    reloaded = load_rules([tmp_path])
+    assert not reloaded.errors
+    later = scenario[half + 1:half + 3]  # one event of each principal
+    run(reloaded.ruleset, metrics, table, later)
+    fresh: dict[str, Any] = {}
+    run(reloaded.ruleset, metrics, fresh, later)
+
+    def first_seen(entries: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in entries.items() if key.startswith("fs|")}
+
+    assert first_seen(table) == first_seen(fresh)  # as if nothing had been learned
+    assert first_seen(table) != learned
