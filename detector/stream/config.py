@@ -49,7 +49,7 @@ class Settings:
     replication_factor: int = 1
     auto_offset_reset: str = "earliest"
     commit_interval: float = 1.0
-    session_timeout: float = 30.0
+    session_timeout: float = 10.0
     heartbeat_interval: float = 3.0
     lag_interval: float = 5.0
     stall_timeout: float = 120.0
