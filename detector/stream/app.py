@@ -30,6 +30,8 @@ from signal import SIGHUP
 from typing import Any, NamedTuple
 
 import faust
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaPartition
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -37,8 +39,8 @@ from detector.engine import LoadResult
 from detector.events import Limits
 from detector.metrics import Metrics
 from detector.sinks import SinkSet, load_sinks
-from detector.stream.config import Settings, broker_credentials
-from detector.stream.continuity import OffsetGuard
+from detector.stream.config import Settings, broker_credentials, client_options
+from detector.stream.continuity import OffsetGuard, Verdict
 from detector.stream.deadletter import Source
 from detector.stream.messages import alert_headers, alert_key
 from detector.stream.partitioned import TICK, Group, GroupRunner
@@ -73,6 +75,7 @@ class Detector:
     sinks: SinkSet
     runners: dict[str, GroupRunner]
     guard: OffsetGuard[TP] = field(default_factory=OffsetGuard)
+    probes: set[asyncio.Task[None]] = field(default_factory=set)  # keeps the tasks alive
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -222,8 +225,8 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         reload_rules(detector)
 
     async def seek_holes_again() -> None:
-        for tp, offset in detector.guard.overdue():
-            await app.consumer.seek(tp, offset)
+        for tp, verdict in detector.guard.overdue():
+            await _follow(detector, tp, verdict)
 
     async def reload_on_sighup() -> None:
         asyncio.get_running_loop().add_signal_handler(SIGHUP, reload_rules, detector, True)
@@ -307,11 +310,40 @@ async def _admit(detector: Detector, event: faust.EventT[bytes]) -> bool:
     message = event.message
     tp = message.tp
     verdict = detector.guard.check(tp, message.offset, _committed(detector.app).get(tp))
-    if verdict.seek is not None:
-        await detector.app.consumer.seek(tp, verdict.seek)
+    await _follow(detector, tp, verdict)
     if not verdict.process:
         message.acked = True  # Faust then leaves its offset out of the commits
     return verdict.process
+
+
+async def _follow(detector: Detector, tp: TP, verdict: Verdict) -> None:
+    """Seek and probe as the offset guard says."""
+    if verdict.seek is not None:
+        await detector.app.consumer.seek(tp, verdict.seek)
+    if verdict.probe is not None:
+        task = asyncio.create_task(_probe(detector, tp, verdict.probe))
+        detector.probes.add(task)
+        task.add_done_callback(detector.probes.discard)
+
+
+async def _probe(detector: Detector, tp: TP, offset: int) -> None:
+    """Ask the broker where the records of `tp` resume from `offset` (a plain consumer of
+    its own: Faust's is the one that skipped them)."""
+    consumer = AIOKafkaConsumer(**client_options(detector.settings), group_id=None,
+                                enable_auto_commit=False)
+    partition = KafkaPartition(tp.topic, tp.partition)
+    try:
+        await consumer.start()
+        consumer.assign([partition])
+        consumer.seek(partition, offset)
+        batches = await consumer.getmany(partition, timeout_ms=5000, max_records=1)
+    except Exception:
+        log.warning("probing %s at offset %d failed; trying again", tp, offset, exc_info=True)
+        return
+    finally:
+        await consumer.stop()
+    records = batches.get(partition, [])
+    detector.guard.probed(tp, offset, records[0].offset if records else None)
 
 
 def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

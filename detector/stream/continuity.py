@@ -10,10 +10,11 @@ recovery in thirty (tests/integration/test_worker_scaling.py).
 So the agents check that the offsets of each partition come without holes. On a hole they
 seek the partition back to the first missing offset and drop what was delivered after the
 hole until the re-read comes: re-read messages are at most the offset that revealed the
-hole, left-overs of the old fetch are after it. When the re-read starts after the missing
-offset, the missing offsets do not exist (compaction, transaction markers) and that is
-accepted. If the re-read does not come within `retry` seconds (the old fetch was still being
-delivered and Faust dropped the re-read as already read), the seek is made again.
+hole, left-overs of the old fetch are after it. A re-read that starts after the missing
+offset is ambiguous (Faust may drop the re-read too while the old fetch is still being
+delivered, or the offsets may not exist: compaction, transaction markers), so a probe asks
+the broker for the first record at or after the missing offset; until the re-read starts
+there, the partition is sought again every `retry` seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Verdict:
 
     process: bool
     seek: int | None = None
+    probe: int | None = None  # a new hole: ask the broker for its first record from here
 
 
 @dataclass
@@ -41,12 +43,13 @@ class _Hole:
     missing: int  # the first offset not processed
     revealed_by: int  # the offset delivered after the hole
     sought_at: float
+    first_record: int | None = None  # the probe's answer: the first offset from `missing`
 
 
 class OffsetGuard(Generic[K]):
     """Per partition, the next offset due and the hole being re-read."""
 
-    def __init__(self, retry: float = 2.0, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, retry: float = 1.0, now: Callable[[], float] = time.monotonic) -> None:
         self.retry = retry
         self.now = now
         self._next: dict[K, int] = {}
@@ -59,6 +62,8 @@ class OffsetGuard(Generic[K]):
         if hole is not None:
             if offset > hole.revealed_by:  # left over from the fetch before the seek
                 return Verdict(process=False)
+            if offset > hole.missing and offset != hole.first_record:
+                return self._again(hole)  # not (yet) known to be where the records resume
             del self._holes[tp]
             if offset > hole.missing:
                 log.info("offsets %d-%d of %s do not exist (compaction or transaction "
@@ -69,19 +74,29 @@ class OffsetGuard(Generic[K]):
                 log.warning("offsets %d-%d of %s were skipped by the consumer; reading them "
                             "again", expected, offset - 1, tp)
                 self._holes[tp] = _Hole(expected, offset, self.now())
-                return Verdict(process=False, seek=expected)
+                return Verdict(process=False, seek=expected, probe=expected)
         self._next[tp] = offset + 1
         return Verdict(process=True)
 
-    def overdue(self) -> list[tuple[K, int]]:
-        """Holes whose re-read has not come within `retry`: seek these again."""
+    def probed(self, tp: K, missing: int, first_record: int | None) -> None:
+        """The broker's answer for the hole at `missing`: where its records resume."""
+        hole = self._holes.get(tp)
+        if hole is not None and hole.missing == missing:
+            hole.first_record = first_record
+
+    def overdue(self) -> list[tuple[K, Verdict]]:
+        """Holes whose re-read has not come within `retry`: seek (and probe) these again."""
+        due = [(tp, self._again(hole)) for tp, hole in self._holes.items()]
+        return [(tp, verdict) for tp, verdict in due if verdict.seek is not None]
+
+    def _again(self, hole: _Hole) -> Verdict:
+        """Seek again, at most every `retry` seconds; probe again while unanswered."""
         now = self.now()
-        again = []
-        for tp, hole in self._holes.items():
-            if now - hole.sought_at >= self.retry:
-                hole.sought_at = now
-                again.append((tp, hole.missing))
-        return again
+        if now - hole.sought_at < self.retry:
+            return Verdict(process=False)
+        hole.sought_at = now
+        return Verdict(process=False, seek=hole.missing,
+                       probe=hole.missing if hole.first_record is None else None)
 
     def reset(self) -> None:
         """After a rebalance: every partition starts again from its committed offset."""

@@ -17,60 +17,92 @@ class Wall:
         return self.now
 
 
+def guard(wall: Wall | None = None) -> OffsetGuard[tuple[str, int]]:
+    return OffsetGuard(retry=1.0, now=wall or Wall())
+
+
 def test_offsets_in_order_are_processed_from_the_committed_one() -> None:
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard()
-    assert [guard.check(TP, offset, 30) for offset in (30, 31, 32)] == [PROCESS] * 3
+    g = guard()
+    assert [g.check(TP, offset, 30) for offset in (30, 31, 32)] == [PROCESS] * 3
 
 
 def test_offsets_read_again_are_processed_again() -> None:
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard()
+    g = guard()
     for offset in (30, 31, 32, 30, 31, 32, 33):
-        assert guard.check(TP, offset, 30) == PROCESS
+        assert g.check(TP, offset, 30) == PROCESS
 
 
 def test_a_hole_is_read_again_and_the_left_overs_before_the_re_read_are_dropped() -> None:
     """What a restarted worker was given (test_worker_scaling, one run in thirty): 36, then
     40 to 46 left over from a fetch made before Faust sought back, then the re-read."""
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard()
-    assert [guard.check(TP, offset, 29) for offset in range(29, 37)] == [PROCESS] * 8
-    assert guard.check(TP, 40, 29) == Verdict(process=False, seek=37)
-    assert [guard.check(TP, offset, 37) for offset in range(41, 47)] == [DROP] * 6
-    assert [guard.check(TP, offset, 37) for offset in range(37, 47)] == [PROCESS] * 10
-    assert guard.check(TP, 47, 37) == PROCESS
+    g = guard()
+    assert [g.check(TP, offset, 29) for offset in range(29, 37)] == [PROCESS] * 8
+    assert g.check(TP, 40, 29) == Verdict(process=False, seek=37, probe=37)
+    assert [g.check(TP, offset, 37) for offset in range(41, 47)] == [DROP] * 6
+    assert [g.check(TP, offset, 37) for offset in range(37, 47)] == [PROCESS] * 10
+    assert g.check(TP, 47, 37) == PROCESS
 
 
 def test_a_hole_right_after_the_committed_offset_is_read_again() -> None:
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard()
-    assert guard.check(TP, 33, 32) == Verdict(process=False, seek=32)  # the first message
-    assert guard.check(TP, 32, 32) == PROCESS
+    g = guard()
+    assert g.check(TP, 33, 32) == Verdict(process=False, seek=32, probe=32)  # the first
+    assert g.check(TP, 32, 32) == PROCESS
 
 
-def test_offsets_that_do_not_exist_are_accepted_once_the_re_read_skips_them() -> None:
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard()
-    assert guard.check(TP, 10, None) == PROCESS
-    assert guard.check(TP, 12, None) == Verdict(process=False, seek=11)  # 11: a marker
-    assert guard.check(TP, 12, None) == PROCESS  # the re-read starts at 12
-    assert guard.check(TP, 13, None) == PROCESS
+def test_a_re_read_that_skips_the_hole_again_is_sought_again_while_the_records_exist() -> None:
+    """Faust may drop the re-read as well while the old fetch is still being delivered."""
+    wall = Wall()
+    g = guard(wall)
+    g.check(TP, 47, 48)
+    assert g.check(TP, 49, 48) == Verdict(process=False, seek=48, probe=48)
+    g.probed(TP, 48, 48)  # the broker has a record at 48
+    assert g.check(TP, 49, 48) == DROP  # the re-read started at 49: not to be trusted
+    wall.now = 1.5
+    assert g.check(TP, 49, 48) == Verdict(process=False, seek=48)
+    assert g.check(TP, 48, 48) == PROCESS
+    assert g.check(TP, 49, 48) == PROCESS
+
+
+def test_offsets_that_do_not_exist_are_accepted_where_the_broker_says_records_resume() -> None:
+    g = guard()
+    assert g.check(TP, 10, None) == PROCESS
+    assert g.check(TP, 12, None) == Verdict(process=False, seek=11, probe=11)  # 11: a marker
+    assert g.check(TP, 12, None) == DROP  # the broker has not answered yet
+    g.probed(TP, 11, 12)
+    assert g.check(TP, 12, None) == PROCESS
+    assert g.check(TP, 13, None) == PROCESS
 
 
 def test_a_re_read_that_does_not_come_is_asked_for_again() -> None:
     wall = Wall()
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard(retry=2.0, now=wall)
-    guard.check(TP, 5, None)
-    guard.check(TP, 9, None)
-    assert guard.overdue() == []
-    wall.now = 2.5
-    assert guard.overdue() == [(TP, 6)]
-    assert guard.overdue() == []  # not again before another `retry`
-    assert guard.check(TP, 6, None) == PROCESS
+    g = guard(wall)
+    g.check(TP, 5, None)
+    g.check(TP, 9, None)
+    assert g.overdue() == []
+    wall.now = 1.5
+    assert g.overdue() == [(TP, Verdict(process=False, seek=6, probe=6))]  # unanswered
+    assert g.overdue() == []  # not again before another `retry`
+    g.probed(TP, 6, 6)
+    wall.now = 3.0
+    assert g.overdue() == [(TP, Verdict(process=False, seek=6))]
+    assert g.check(TP, 6, None) == PROCESS
     wall.now = 10.0
-    assert guard.overdue() == []
+    assert g.overdue() == []
+
+
+def test_an_answer_for_a_closed_or_other_hole_changes_nothing() -> None:
+    g = guard()
+    g.probed(TP, 3, 4)  # no hole
+    g.check(TP, 5, 5)
+    g.check(TP, 8, 5)
+    g.probed(TP, 2, 8)  # an older hole's answer
+    assert g.check(TP, 8, 5) == DROP
 
 
 def test_partitions_are_independent_and_a_rebalance_starts_from_the_commits() -> None:
-    guard: OffsetGuard[tuple[str, int]] = OffsetGuard()
+    g = guard()
     other = ("in", 2)
-    assert guard.check(TP, 5, 5) == PROCESS
-    assert guard.check(other, 100, None) == PROCESS
-    guard.reset()
-    assert guard.check(TP, 3, 3) == PROCESS  # the new owner's commit, not what was seen
+    assert g.check(TP, 5, 5) == PROCESS
+    assert g.check(other, 100, None) == PROCESS
+    g.reset()
+    assert g.check(TP, 3, 3) == PROCESS  # the new owner's commit, not what was seen
