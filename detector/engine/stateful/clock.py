@@ -4,6 +4,8 @@ that keeps a redelivered CloudTrail event from counting or alerting twice."""
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from typing import Any
 
 
 class Clock:
@@ -37,12 +39,15 @@ class RecentIds:
     later than that is treated as a new event; being older than the watermark it is then late,
     so stateful rules still ignore it and only single-event rules can alert on it again, with
     the same alert id as the first time.
+
+    An OrderedDict, not a dict: a dict whose first entries were deleted scans their empty
+    slots to find the oldest remaining one, an OrderedDict reaches it at once.
     """
 
     def __init__(self, horizon: float, capacity: int) -> None:
         self.horizon = horizon
         self.capacity = capacity
-        self.ids: dict[str, float] = {}
+        self.ids: OrderedDict[str, float] = OrderedDict()
 
     def seen(self, event_id: str, event_time: float, watermark: float) -> bool:
         """True when `event_id` was seen before; remembers it otherwise."""
@@ -57,6 +62,10 @@ class RecentIds:
                 break
             del ids[first]
         return False
+
+    def restore(self, items: list[list[Any]]) -> None:
+        """Take back the `[id, eventTime]` pairs of a saved state, oldest remembered first."""
+        self.ids = OrderedDict((str(ident), float(when)) for ident, when in items)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -1,8 +1,10 @@
 """Sigma correlations (event_count, value_count, temporal, temporal_ordered) over event time.
 
 Entry per rule and group key: `{"e": [[eventTime, event key, rule mask, value, record], ...],
-"f": [fired window starts], "o": [open window starts]}`, events sorted by (time, key); the
-positions in an event item are named by the `TIME` ... `RECORD` constants below.
+"f": [fired window starts], "o": [open window starts], "b": [window end, bound]}`, events
+sorted by (time, key); the positions in an event item are named by the `TIME` ... `RECORD`
+constants below. "b" (sliding windows only, optional) saves measuring windows that cannot
+hold yet, see `CorrelationUnit._slide`.
 
 Two window semantics, both giving the same alerts whatever the arrival order:
 
@@ -23,6 +25,7 @@ Two window semantics, both giving the same alerts whatever the arrival order:
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -33,30 +36,54 @@ from detector.engine.rule import Correlation
 from detector.engine.state import JSON, State
 from detector.engine.stateful.keys import (
     CORRELATION,
-    Fields,
-    Slim,
     bucket_start,
     parse_state_key,
     record_of,
+    shared_fields,
+    slim_for,
     state_key,
     window_alert_id,
 )
 from detector.events import Record
 
 MAX_ALERT_EVENTS = 50  # the latest events of a window an alert carries
-# Positions in an event item of an entry's "e" list.
+# Positions in an event item of an entry's "e" list, and in its bound "b".
 TIME, IDENT, RULES, VALUE, RECORD = range(5)
+BOUND_END, BOUND = range(2)
 
 
 @dataclass(frozen=True, slots=True)
 class Fire:
-    """A window that holds: what the alert is made of."""
+    """A window that holds: what the alert is made of. Records and details are rebuilt from
+    the window's items only when the alert goes out (not when suppression folds it)."""
 
-    records: list[Record]
+    window: list[list[Any]]  # event items, oldest first
     group_key: dict[str, str | None]
     alert_id: str
     start: float  # of the bucket (or tumbling window) the alert is for
-    details: dict[str, Any]
+    kind: str
+    count: int
+    span: float
+
+    def trigger(self) -> Record:
+        item = self.window[-1]
+        return record_of(item[TIME], item[RECORD])
+
+    def records(self) -> list[Record]:
+        return [record_of(item[TIME], item[RECORD]) for item in self.window[-MAX_ALERT_EVENTS:]]
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "correlation": {
+                "type": self.kind,
+                "count": self.count,
+                "events": len(self.window),
+                "first_event": format_time(self.window[0][TIME]),
+                "last_event": format_time(self.window[-1][TIME]),
+                "bucket_start": format_time(self.start),
+                "timespan_seconds": self.span,
+            },
+        }
 
 
 class CorrelationUnit:
@@ -65,9 +92,10 @@ class CorrelationUnit:
     def __init__(self, correlation: Correlation, state: State) -> None:
         self.correlation = correlation
         self.state = state
-        self.group = Fields(correlation.group_by)
-        self.value = Fields((correlation.condition.field,)) if correlation.condition.field else None
-        self.slim = Slim(self.fields_read)
+        self.group = shared_fields(correlation.group_by)
+        field = correlation.condition.field
+        self.value = shared_fields((field,)) if field else None
+        self.slim = slim_for(self.fields_read)
         self.masks = {rule_id: 1 << position for position, rule_id in enumerate(correlation.rules)}
         condition = correlation.condition
         self.monotone = all(bound is None for bound in (
@@ -76,6 +104,13 @@ class CorrelationUnit:
         self.all_rules = correlation.type in ("temporal", "temporal_ordered") and all(
             bound is None for bound in (condition.gt, condition.gte, condition.lt,
                                         condition.lte, condition.eq, condition.neq))
+        # The fewest events a window needs before its measure can satisfy the condition:
+        # each measure counts at most one per event.
+        self.least = len(correlation.rules) if self.all_rules else max(
+            0 if condition.gt is None else math.floor(condition.gt) + 1,
+            0 if condition.gte is None else math.ceil(condition.gte))
+        # Whether adding one event raises a window's measure by at most one (see `_slide`).
+        self.bounded = correlation.type != "temporal_ordered"
         self.measure: Callable[[list[list[Any]]], int] = {
             "event_count": len,
             "value_count": _distinct_values,
@@ -107,30 +142,39 @@ class CorrelationUnit:
         data = record.data
         values = self.group.values(data)
         skey = state_key(CORRELATION, self.correlation.id, values)
-        entry: dict[str, Any] = self.state.get(skey) or {"e": [], "f": [], "o": []}
+        entry: dict[str, Any] | None = self.state.get(skey)
+        if entry is None:
+            entry = {"e": [], "f": [], "o": []}
         events: list[list[Any]] = entry["e"]
         ident = event_key(record)
-        at = (record.event_time, ident)
-        position = bisect.bisect_left(events, at, key=_TIME_AND_IDENT)
+        event_time = record.event_time
         mask = self.masks[rule_id]
+        if events and (events[-1][TIME] < event_time or (
+                events[-1][TIME] == event_time and events[-1][IDENT] < ident)):
+            position = len(events)  # in order, the common case
+        else:
+            position = bisect.bisect_left(events, (event_time, ident), key=_TIME_AND_IDENT)
         if position < len(events) and events[position][IDENT] == ident:
             if events[position][RULES] & mask:
                 return [], skey, None
             events[position][RULES] |= mask
         else:
             value = self.value.values(data)[0] if self.value else None
-            events.insert(position, [record.event_time, ident, mask, value, self.slim(data)])
-        group_key = self.group.mapping(values)
+            events.insert(position, [event_time, ident, mask, value, self.slim(data)])
         fires: list[Fire] = []
         due: float | None = None
         if self.monotone:
-            fires = self._slide(entry, record.event_time, group_key)
+            bound = entry.get("b")
+            if bound is not None and event_time >= bound[BOUND_END] - self.span:
+                bound[BOUND] += 1
+            fires = self._slide(entry, position, values)
+            if events[0][TIME] < horizon - 2 * self.span:
+                self._prune(entry, horizon)
         else:
-            start = bucket_start(record.event_time, self.span)
+            start = bucket_start(event_time, self.span)
             if start not in entry["o"]:
                 entry["o"].append(start)
                 due = start + self.span
-        self._prune(entry, horizon)
         self.state.put(skey, entry)
         return fires, skey, due
 
@@ -165,26 +209,45 @@ class CorrelationUnit:
             self._prune(entry, horizon)
             self._store(skey, entry)
 
-    def _slide(self, entry: dict[str, Any], event_time: float,
-               group_key: dict[str, str | None]) -> list[Fire]:
-        """Test every window ending at an event the new one can reach: [t, t + timespan]."""
+    def _slide(self, entry: dict[str, Any], position: int,
+               values: list[str | None]) -> list[Fire]:
+        """Test every window the event at `position` lies in: those ending at an event of
+        [t, t + timespan], once per distinct end time (events at one time end one window).
+
+        A window is measured only if it may hold: it has at least `least` events, and the
+        bound (`"b"`) does not rule it out. The bound is the measure of the window ending at
+        the latest event when it was last measured, plus one per event added since that
+        can lie in a window ending then or later; no window ending then or later measures
+        more, since (except for temporal_ordered) an event adds at most one to a measure.
+        """
         events: list[list[Any]] = entry["e"]
         fired: list[float] = entry["f"]
         fires: list[Fire] = []
-        first = bisect.bisect_left(events, event_time, key=_TIME_OF)
-        last = bisect.bisect_right(events, event_time + self.span, key=_TIME_OF)
-        for index in range(first, last):
+        span, least = self.span, self.least
+        bound: list[float] | None = entry.get("b") if self.bounded else None
+        index = position
+        while index and events[index - 1][TIME] == events[position][TIME]:
+            index -= 1
+        last = bisect.bisect_right(events, events[position][TIME] + span, lo=position,
+                                   key=_TIME_OF)
+        while index < last:
             end = events[index][TIME]
-            start = bucket_start(end, self.span)
-            if start in fired:
-                continue
-            upto = bisect.bisect_right(events, end, lo=index, key=_TIME_OF)
-            since = bisect.bisect_left(events, end - self.span, hi=index, key=_TIME_OF)
-            window = events[since:upto]
-            count = self.measure(window)
-            if self._holds(count):
-                fired.append(start)
-                fires.append(self._fire(window, group_key, start, count))
+            upto = bisect.bisect_right(events, end, lo=index, hi=last, key=_TIME_OF)
+            start = bucket_start(end, span)
+            if start not in fired and (bound is None or end < bound[BOUND_END]
+                                       or bound[BOUND] >= least):
+                since = bisect.bisect_left(events, end - span, hi=index, key=_TIME_OF)
+                count = upto - since
+                if count >= least:
+                    window = events[since:upto]
+                    count = self.measure(window)
+                    if self._holds(count):
+                        fired.append(start)
+                        fires.append(self._fire(window, self.group.mapping(values), start,
+                                                count))
+                if self.bounded and upto == len(events):
+                    entry["b"] = bound = [end, count]
+            index = upto
         return fires
 
     def _holds(self, count: int) -> bool:
@@ -195,31 +258,19 @@ class CorrelationUnit:
 
     def _fire(self, window: list[list[Any]], group_key: dict[str, str | None], start: float,
               count: int) -> Fire:
-        records = [record_of(item[TIME], item[RECORD]) for item in window[-MAX_ALERT_EVENTS:]]
-        details = {
-            "correlation": {
-                "type": self.correlation.type,
-                "count": count,
-                "events": len(window),
-                "first_event": format_time(window[0][TIME]),
-                "last_event": format_time(window[-1][TIME]),
-                "bucket_start": format_time(start),
-                "timespan_seconds": self.span,
-            },
-        }
-        return Fire(records, group_key,
+        return Fire(window, group_key,
                     window_alert_id(self.correlation.id, group_key, "window", start), start,
-                    details)
+                    self.correlation.type, count, self.span)
 
     def _prune(self, entry: dict[str, Any], horizon: float) -> None:
-        """Drop what no window a later event can open still needs."""
-        if not self.monotone:
-            return
+        """Drop what no window a later event can open still needs (sliding windows only).
+
+        `add` calls it once the oldest event is a timespan past that, not on every event:
+        what is left over a while never enters a window (they start after it).
+        """
         oldest = horizon - self.span
         events: list[list[Any]] = entry["e"]
-        keep = bisect.bisect_left(events, oldest, key=_TIME_OF)
-        if keep:
-            del events[:keep]
+        del events[:bisect.bisect_left(events, oldest, key=_TIME_OF)]
         entry["f"] = [start for start in entry["f"] if start + self.span > oldest]
 
     def _store(self, skey: str, entry: dict[str, Any]) -> None:
@@ -240,10 +291,13 @@ class CorrelationUnit:
 # C-level keys for bisect: these run for every comparison of every window lookup.
 _TIME_OF = itemgetter(TIME)
 _TIME_AND_IDENT = itemgetter(TIME, IDENT)
+_VALUE_OF = itemgetter(VALUE)
 
 
 def _distinct_values(window: list[list[Any]]) -> int:
-    return len({item[VALUE] for item in window if item[VALUE] is not None})
+    distinct = set(map(_VALUE_OF, window))
+    distinct.discard(None)
+    return len(distinct)
 
 
 def _rules_covered(window: list[list[Any]]) -> int:

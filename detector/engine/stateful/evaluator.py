@@ -2,18 +2,20 @@
 
 The engine hands it every record with the single-event rules that matched. It keeps the
 watermark (latest eventTime minus the allowed lateness), drops duplicate eventIDs, feeds
-first-seen rules (decided once the watermark passes an event), correlations (decided at
-once, see correlation.py) and suppression windows, and closes windows as the watermark
-moves. Same accepted events in any arrival order -> same alert ids; docs/stateful-rules.md
-has the full semantics.
+first-seen rules (an event that may alert is decided once the watermark passes it, see
+first_seen.py), correlations (decided at once, see correlation.py) and suppression windows,
+and closes windows as the watermark moves. Alerts that suppression folds are never built.
+Same accepted events in any arrival order -> same alert ids; docs/stateful-rules.md has the
+full semantics.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from detector.alerts import Alert, event_key
@@ -60,6 +62,15 @@ class _Schedule:
     def pop_due(self, limit: float) -> str | None:
         """Take out the earliest entry if it is due by `limit` (None when none is)."""
         return self.pop() if self.first() <= limit and self.heap else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a matched rule feeds: worked out once per rule, not per record."""
+
+    first_seen: FirstSeenUnit | None
+    suppressed: bool  # a single-event rule with suppression: its alerts go through a window
+    feeds: bool  # a base rule of correlations
 
 
 class Stateful:
@@ -110,6 +121,14 @@ class Stateful:
         self._folds = _Schedule()  # suppression entries with windows to close
         self._closed: list[SuppressionSummary] = []
         self._next_sweep = -math.inf
+        self._wake = -math.inf  # nothing is due before the watermark reaches this
+        self._routes = {
+            rule.id: _Route(self.first_seen.get(rule.id),
+                            rule.generates and rule.meta.suppression is not None,
+                            rule.id in self.feeds)
+            for rule in ruleset.rules if rule.meta.enabled and (
+                rule.first_seen is not None or rule.meta.suppression is not None
+                or rule.id in self.feeds)}
 
     def group_fields(self) -> dict[str, tuple[str, ...]]:
         """Per state-key prefix (`fs|<rule id>`, `co|<rule id>`, `su|<rule id>`), the fields
@@ -132,25 +151,39 @@ class Stateful:
         return True
 
     def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]:
-        late = self.clock.is_late(record.event_time)
+        clock = self.clock
+        event_time = record.event_time
+        late = clock.is_late(event_time)
         if late:
             self.late += 1
         alerts: list[Alert] = []
+        routes = self._routes
+        watermark = clock.watermark
+        horizon: float | None = None
         for rule in matched:
-            unit = self.first_seen.get(rule.id)
-            if unit is not None:
-                skey = None if late else unit.enqueue(record)
-                if skey is not None:
-                    self._pending.add(skey, record.event_time)
+            route = routes.get(rule.meta.id)
+            if route is None:
                 continue
-            if rule.generates and rule.meta.suppression is not None:
-                alert = build_alert(rule.meta, "match", [record])
-                alerts += [replace(alert, details={"late": True})] if late else self._send(
-                    alert, record)
-            if not late:
-                alerts += self._correlate(rule.id, record)
-        self.clock.advance(record.event_time)
-        alerts += self._release(self.clock.watermark)
+            if route.first_seen is not None:
+                held = None if late else route.first_seen.offer(record, watermark)
+                if held is not None:
+                    self._schedule(self._pending, *held)
+                continue
+            if route.suppressed:
+                if late:
+                    alert = build_alert(rule.meta, "match", [record])
+                    alerts.append(replace(alert, details={"late": True}))
+                else:
+                    alerts += self._send(rule.id, partial(build_alert, rule.meta, "match",
+                                                          [record]), record)
+            if route.feeds and not late:
+                if horizon is None:
+                    horizon = min(watermark, self._pending.first(), event_time)
+                alerts += self._correlate(rule.meta.id, record, horizon)
+        clock.advance(event_time)
+        watermark = clock.watermark
+        if watermark >= self._wake:
+            alerts += self._release(watermark)
         return alerts
 
     def flush(self, final: bool = True) -> list[Alert]:
@@ -195,7 +228,7 @@ class Stateful:
         max_seen = saved["max_event_time"]
         self.clock.max_seen = -math.inf if max_seen is None else float(max_seen)
         self.late, self.duplicates = int(saved["late"]), int(saved["duplicates"])
-        self.recent.ids = {str(ident): float(when) for ident, when in saved["recent_event_ids"]}
+        self.recent.restore(saved["recent_event_ids"])
         self.resume()
 
     def resume(self) -> None:
@@ -208,55 +241,62 @@ class Stateful:
         if kind == FIRST_SEEN and rule_id in self.first_seen:
             due = self.first_seen[rule_id].due(entry)
             if due is not None:
-                self._pending.add(skey, due)
+                self._schedule(self._pending, skey, due)
         elif kind == CORRELATION and rule_id in self.correlations:
             due = self.correlations[rule_id].due(entry)
             if due is not None:
-                self._windows.add(skey, due)
+                self._schedule(self._windows, skey, due)
         elif kind == SUPPRESSION:
             due = self.suppressor.due(skey, entry)
             if due is not None:
-                self._folds.add(skey, due)
+                self._schedule(self._folds, skey, due)
+
+    def _schedule(self, schedule: _Schedule, skey: str, due: float) -> None:
+        schedule.add(skey, due)
+        self._wake = min(self._wake, due)
 
     def _horizon(self) -> float:
         """The oldest eventTime a correlation can still be fed: watermark or a pending event."""
         return min(self.clock.watermark, self._pending.first())
 
-    def _send(self, alert: Alert, trigger: Record, when: float | None = None,
-              ident: str | None = None) -> list[Alert]:
-        """The alert, through its rule's suppression if it has one (nothing when folded)."""
-        if not self.suppressor.covers(alert.rule_id):
-            return [alert]
-        sent, skey, due = self.suppressor.offer(
-            alert, trigger, trigger.event_time if when is None else when,
+    def _send(self, rule_id: str, build: Callable[[], Alert], trigger: Record,
+              when: float | None = None, ident: str | None = None) -> list[Alert]:
+        """The alert `build` makes, through its rule's suppression if it has one (nothing when
+        folded: then it is not built at all)."""
+        if not self.suppressor.covers(rule_id):
+            return [build()]
+        opened, skey, due = self.suppressor.offer(
+            rule_id, trigger, trigger.event_time if when is None else when,
             event_key(trigger) if ident is None else ident)
         if due is not None:
-            self._folds.add(skey, due)
-        return [sent] if sent is not None else []
+            self._schedule(self._folds, skey, due)
+        return [] if opened is None else [opened.dress(build())]
 
-    def _correlate(self, rule_id: str, record: Record) -> list[Alert]:
+    def _correlate(self, rule_id: str, record: Record, horizon: float) -> list[Alert]:
         """Feed the correlations `rule_id` is a base rule of.
 
-        A first-seen event is fed when decided, which can be after the watermark passed it:
-        the windows ending at it still need the events before it, hence the horizon is never
-        later than the event itself.
+        `horizon`: the oldest eventTime a correlation can still be fed. A first-seen event is
+        fed when decided, which can be after the watermark passed it: the windows ending at it
+        still need the events before it, hence the horizon is never later than the event.
         """
         alerts: list[Alert] = []
-        horizon = min(self._horizon(), record.event_time)
-        for unit in self.feeds.get(rule_id, ()):
+        for unit in self.feeds[rule_id]:
             fires, skey, due = unit.add(record, rule_id, horizon)
             if due is not None:
-                self._windows.add(skey, due)
-            alerts += self._correlation_alerts(unit, fires)
+                self._schedule(self._windows, skey, due)
+            if fires:
+                alerts += self._correlation_alerts(unit, fires)
         return alerts
 
     def _correlation_alerts(self, unit: CorrelationUnit, fires: list[Fire]) -> list[Alert]:
         alerts: list[Alert] = []
         correlation = unit.correlation
         for fire in fires:
-            alert = build_alert(correlation.meta, correlation.type, fire.records,
-                                group_key=fire.group_key, details=fire.details)
-            alerts += self._send(replace(alert, id=fire.alert_id), fire.records[-1], fire.start,
+            def build(fire: Fire = fire) -> Alert:
+                alert = build_alert(correlation.meta, correlation.type, fire.records(),
+                                    group_key=fire.group_key, details=fire.details())
+                return replace(alert, id=fire.alert_id)
+            alerts += self._send(correlation.id, build, fire.trigger(), fire.start,
                                  fire.alert_id)
         return alerts
 
@@ -284,24 +324,28 @@ class Stateful:
             else:
                 break
         if watermark >= self._next_sweep and watermark != math.inf:
-            self._sweep(watermark)
+            alerts += self._sweep(watermark)
             self._next_sweep = watermark + SWEEP_EVERY
+        self._wake = min(self._pending.first(), self._windows.first(), self._folds.first(),
+                         self._next_sweep)
         return alerts
 
     def _decide(self, skey: str, watermark: float) -> list[Alert]:
         unit = self.first_seen[skey.split("|", 2)[1]]
         fired, due = unit.release(skey, watermark)
         if due is not None:
-            self._pending.add(skey, due)
+            self._schedule(self._pending, skey, due)
         alerts: list[Alert] = []
+        rule = unit.rule
         for record, details in fired:
-            if unit.rule.generates:
-                alert = build_alert(unit.rule.meta, "first_seen", [record],
-                                    group_key=unit.key_fields.mapping(
-                                        unit.key_fields.values(record.data)),
-                                    details=details)
-                alerts += self._send(alert, record)
-            alerts += self._correlate(unit.rule.id, record)
+            if rule.generates:
+                group_key = unit.key_fields.mapping(unit.key_fields.values(record.data))
+                alerts += self._send(rule.id, partial(
+                    build_alert, rule.meta, "first_seen", [record], group_key=group_key,
+                    details=details), record)
+            if rule.id in self.feeds:
+                alerts += self._correlate(rule.id, record, min(self._horizon(),
+                                                                record.event_time))
         return alerts
 
     def _close_windows(self, skey: str, until: float) -> list[Alert]:
@@ -309,7 +353,7 @@ class Stateful:
         unit = self.correlations[skey.split("|", 2)[1]]
         fires, due = unit.close(skey, until)
         if due is not None:
-            self._windows.add(skey, due)
+            self._schedule(self._windows, skey, due)
         return self._correlation_alerts(unit, fires)
 
     def _close_folds(self, skey: str, until: float) -> None:
@@ -317,13 +361,19 @@ class Stateful:
         summaries, due = self.suppressor.close(skey, until)
         self._closed += summaries
         if due is not None:
-            self._folds.add(skey, due)
+            self._schedule(self._folds, skey, due)
 
-    def _sweep(self, watermark: float) -> None:
-        """Forget what no later event can need: expired first-seen values, old windows."""
+    def _sweep(self, watermark: float) -> list[Alert]:
+        """Forget what no later event can need: expired first-seen values, old windows.
+
+        First-seen events held back to be applied in bulk enter their values first.
+        """
+        alerts: list[Alert] = []
         horizon = self._horizon()
         for skey in self.state.all_keys():
             kind, rule_id = skey.split("|", 2)[:2]
+            if kind == FIRST_SEEN and rule_id in self.first_seen:
+                alerts += self._decide(skey, watermark)
             entry = self.state.get(skey)
             if entry is None:
                 continue
@@ -331,3 +381,4 @@ class Stateful:
                 self.first_seen[rule_id].sweep(skey, entry, watermark)
             elif kind == CORRELATION and rule_id in self.correlations:
                 self.correlations[rule_id].sweep(skey, entry, horizon)
+        return alerts

@@ -10,17 +10,21 @@ watermark has passed an event (see docs/stateful-rules.md):
   forgotten with them and learns again.
 
 Entry per rule and key: `[learning_start, {value: last_seen_minute}]`, plus a third element,
-the pending events `[[eventTime, event key, value, record or null], ...]`, while some wait for
-the watermark. A pending event whose value was already in use within the retention period
-cannot alert whatever arrives later, so its record is not kept. Last-seen times are whole
-minutes (rounded up, so a value is kept at least `retention`) as shared ints: about 155 bytes
-per tracked value at 100,000 keys x 5 values.
+the held events `[[eventTime, event key, value, record or null, later use minute?], ...]`.
+An event that may alert is held with its record until the watermark passes it. Events that
+cannot alert whatever arrives later are decided at once (see `offer`): a value in use is
+refreshed in place, or by the held event of that value it follows (the optional last item);
+an event in the learning period is held without its record, to enter the values in
+event-time order `SETTLE` later or at the next sweep. Last-seen times are whole minutes
+(rounded up, so a value is kept at least `retention`) as shared ints: about 155 bytes per
+tracked value at 100,000 keys x 5 values.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -28,16 +32,21 @@ import orjson
 from detector.alerts import event_key, format_time
 from detector.engine.rule import FirstSeen, Rule
 from detector.engine.state import JSON, State
-from detector.engine.stateful.keys import FIRST_SEEN, Fields, Slim, record_of, state_key
+from detector.engine.stateful.keys import FIRST_SEEN, record_of, shared_fields, slim_for, state_key
 from detector.events import Record
 
 _MINUTE = 60
 _MINUTE_CACHE = 100_000
 
+# Seconds of event time an event that cannot alert is held before it enters its key's values:
+# one release then applies many such events.
+SETTLE = 3600.0
+
 Decision = tuple[Record, dict[str, Any]]  # an event that raised an alert, and the alert details
 # Positions in an entry, and in one of its pending events.
 LEARNING, VALUES, PENDING = range(3)
-TIME, IDENT = 0, 1
+TIME, IDENT, VALUE, RECORD, LATER = range(5)
+_TIME_OF, _VALUE_OF = itemgetter(TIME), itemgetter(VALUE)
 
 
 class FirstSeenUnit:
@@ -48,9 +57,9 @@ class FirstSeenUnit:
         self.rule = rule
         self.spec = spec
         self.state = state
-        self.key_fields = Fields(spec.key)
-        self.value_fields = Fields(spec.value)
-        self.slim = Slim((*spec.key, *spec.value, *fields_read_later,
+        self.key_fields = shared_fields(spec.key)
+        self.value_fields = shared_fields(spec.value)
+        self.slim = slim_for((*spec.key, *spec.value, *fields_read_later,
                           *(rule.meta.output.fields() if rule.meta.output else ())))
         self._minutes: dict[int, int] = {}
 
@@ -58,22 +67,63 @@ class FirstSeenUnit:
     def group_fields(self) -> tuple[str, ...]:
         return self.spec.key
 
-    def enqueue(self, record: Record) -> str | None:
-        """Hold the record until the watermark passes it; the entry's key, or None if ignored."""
+    def offer(self, record: Record, watermark: float) -> tuple[str, float] | None:
+        """Take a record the rule matched (not late: `watermark` is at most its time).
+
+        Returns the entry's key and when the entry needs the watermark, or None when the
+        record is ignored or decided at once. Only an event that may alert waits for the
+        watermark to pass it; events that cannot alert whatever arrives later are decided
+        at once (no alert), either fully or, when their value has to enter the baseline in
+        event-time order, held without their record and applied in bulk `SETTLE` later:
+
+        - a value the key used within the retention period before it (in its values, or an
+          earlier held event of the same value, which then carries the refresh): events
+          arriving later can only add earlier uses, so no order makes it new;
+        - an event before the end of the key's learning period: that period starts at the
+          key's recorded start, or after a reset at a held event or a later arrival, all at
+          least the earliest of these.
+        """
         data = record.data
         keys = self.key_fields.values(data)
         value = self._value(data)
         if None in keys or value is None:
             return None
         skey = state_key(FIRST_SEEN, self.rule.id, keys)
-        entry: list[Any] = self.state.get(skey) or [None, {}]
+        entry: list[Any] | None = self.state.get(skey)
+        if entry is None:
+            entry = [None, {}]
+        values: dict[str, int] = entry[VALUES]
+        last = values.get(value)
+        event_time = record.event_time
+        retention = self.spec.retention
+        if last is not None and last * _MINUTE + retention >= event_time:
+            minute = self._minute(event_time)
+            if minute > last:
+                values[value] = minute
+                self.state.put(skey, entry)
+            return None
         pending: list[list[Any]] = entry[PENDING] if len(entry) > PENDING else []
-        last = entry[VALUES].get(value)
-        known = last is not None and last * _MINUTE + self.spec.retention >= record.event_time
-        pending.append([record.event_time, event_key(record), value,
-                        None if known else self.slim(data)])
-        self.state.put(skey, [entry[LEARNING], entry[VALUES], pending])
-        return skey
+        ident = event_key(record)
+        if value in map(_VALUE_OF, pending):
+            for item in pending:
+                if (item[VALUE] == value and item[TIME] + retention >= event_time
+                        and (item[TIME], item[IDENT]) < (event_time, ident)):
+                    minute = self._minute(event_time)
+                    if len(item) <= LATER:
+                        item.append(minute)
+                    elif minute > item[LATER]:
+                        item[LATER] = minute
+                    else:
+                        return None
+                    self.state.put(skey, entry)
+                    return None
+        earliest = min(map(_TIME_OF, pending), default=watermark)
+        if entry[LEARNING] is not None:
+            earliest = min(earliest, entry[LEARNING])
+        learning = event_time < min(earliest, watermark) + self.spec.learning
+        pending.append([event_time, ident, value, None if learning else self.slim(data)])
+        self.state.put(skey, [entry[LEARNING], values, pending])
+        return skey, event_time + SETTLE if learning else event_time
 
     def release(self, skey: str, before: float) -> tuple[list[Decision], float | None]:
         """Decide every pending event older than `before`, in order; (alerts, next due time)."""
@@ -88,35 +138,35 @@ class FirstSeenUnit:
         retention, learning = self.spec.retention, self.spec.learning
         fired: list[Decision] = []
         previous = None
-        for event_time, ident, value, data in ready:
-            if ident == previous:
-                continue  # the same event delivered twice
-            previous = ident
-            if values and max(values.values()) * _MINUTE + retention < event_time:
-                start, values = None, {}  # every value forgotten: the key learns again
-            if start is None:
-                start = event_time
-            last = values.get(value)
-            known = last is not None and last * _MINUTE + retention >= event_time
-            if not known and event_time >= start + learning and data is not None:
-                fired.append((record_of(event_time, data), {
-                    "first_seen": {
-                        "value": self.value_fields.mapping(self.value_fields.values(data)),
-                        "known_values": len(values),
-                        "learning_ended": format_time(start + learning),
-                    },
-                }))
+        for item in ready:
+            event_time, ident, value, data = item[:LATER]
+            if ident != previous:  # else the same event delivered twice
+                previous = ident
+                if values and max(values.values()) * _MINUTE + retention < event_time:
+                    start, values = None, {}  # every value forgotten: the key learns again
+                if start is None:
+                    start = event_time
+                last = values.get(value)
+                known = last is not None and last * _MINUTE + retention >= event_time
+                if not known and event_time >= start + learning and data is not None:
+                    fired.append((record_of(event_time, data), {
+                        "first_seen": {
+                            "value": self.value_fields.mapping(self.value_fields.values(data)),
+                            "known_values": len(values),
+                            "learning_ended": format_time(start + learning),
+                        },
+                    }))
             minute = self._minute(event_time)
-            if last is None or minute > last:
+            if len(item) > LATER:
+                minute = max(minute, item[LATER])
+            if values.get(value, -1) < minute:
                 values[value] = minute
         self.state.put(skey, [start, values, rest] if rest else [start, values])
-        return fired, min((item[TIME] for item in rest), default=None)
+        return fired, _due(rest)
 
     def due(self, entry: JSON) -> float | None:
-        """When the entry next needs the watermark: its oldest pending event."""
-        if len(entry) <= PENDING:
-            return None
-        return min((item[TIME] for item in entry[PENDING]), default=None)
+        """When the entry next needs the watermark (None when nothing waits)."""
+        return _due(entry[PENDING]) if len(entry) > PENDING else None
 
     def sweep(self, skey: str, entry: JSON, watermark: float) -> None:
         """Forget values unused for the retention period as of the watermark."""
@@ -143,3 +193,10 @@ class FirstSeenUnit:
             cache.clear()
         return cache.setdefault(minute, minute)
 
+
+
+def _due(pending: list[list[Any]]) -> float | None:
+    """When held events need deciding: one that may alert (it has its record) once the
+    watermark passes it, the others `SETTLE` later."""
+    return min((item[TIME] if item[RECORD] is not None else item[TIME] + SETTLE
+                for item in pending), default=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 import orjson
@@ -23,17 +24,32 @@ _MAX_DEPTH = 64  # nesting kept when a value is too deep (or too odd) for plain 
 class Fields:
     """A tuple of dotted field paths read as text: the group-by of a stateful rule."""
 
-    __slots__ = ("_getters", "names")
+    __slots__ = ("_getters", "_last", "names")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
         self._getters = tuple(getter(name) for name in names)
+        self._last: tuple[dict[str, Any] | None, list[str | None]] = (None, [])
 
     def values(self, data: dict[str, Any]) -> list[str | None]:
-        return [text_of(read(data)) for read in self._getters]
+        """The fields' values in `data`. Several rules often group one record by the same
+        fields, so the last record's values are kept: the list is shared, never change it."""
+        last = self._last
+        if last[0] is data:
+            return last[1]
+        values = [value if type(value) is str else text_of(value)
+                  for value in [read(data) for read in self._getters]]
+        self._last = (data, values)
+        return values
 
     def mapping(self, values: list[str | None]) -> dict[str, str | None]:
         return dict(zip(self.names, values, strict=True))
+
+
+@cache
+def shared_fields(names: tuple[str, ...]) -> Fields:
+    """One `Fields` per tuple of names, so the rules grouping by them read a record once."""
+    return Fields(names)
 
 
 def text_of(value: Any) -> str | None:
@@ -110,15 +126,34 @@ class Slim:
     """The part of a record worth keeping in state: what alerts and the rule's text read.
 
     Sub-objects are shared with the record, not copied; the rest of the record is dropped.
+    The last record's slim copy is kept and handed to every rule keeping the same fields
+    (entries never change it).
     """
 
-    __slots__ = ("keep",)
+    __slots__ = ("_last", "keep")
 
-    def __init__(self, paths: Iterable[str]) -> None:
-        self.keep = tuple(dict.fromkeys((*_ALERT_FIELDS, *(path.split(".")[0] for path in paths))))
+    def __init__(self, keep: frozenset[str]) -> None:
+        self.keep = keep
+        self._last: tuple[dict[str, Any] | None, dict[str, Any]] = (None, {})
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {key: data[key] for key in self.keep if key in data}
+        last = self._last
+        if last[0] is data:
+            return last[1]
+        keep = self.keep
+        slim = {key: value for key, value in data.items() if key in keep}
+        self._last = (data, slim)
+        return slim
+
+
+def slim_for(paths: Iterable[str]) -> Slim:
+    """The `Slim` keeping the alert fields and the first segment of each of `paths`."""
+    return _shared_slim(frozenset((*_ALERT_FIELDS, *(path.split(".")[0] for path in paths))))
+
+
+@cache
+def _shared_slim(keep: frozenset[str]) -> Slim:
+    return Slim(keep)
 
 
 def record_of(event_time: float, data: dict[str, Any]) -> Record:

@@ -33,6 +33,7 @@ from detector.engine.stateful.keys import (
     Fields,
     bucket_start,
     parse_state_key,
+    shared_fields,
     state_key,
     window_alert_id,
 )
@@ -82,6 +83,19 @@ def format_suppressions(summaries: list[SuppressionSummary], limit: int = 20) ->
 
 
 @dataclass(frozen=True, slots=True)
+class Opened:
+    """A suppression window an alert opened: the alert goes out under the window's id."""
+
+    alert_id: str
+    group_key: dict[str, str | None]
+    details: dict[str, Any]
+
+    def dress(self, alert: Alert) -> Alert:
+        return replace(alert, id=self.alert_id, group_key=alert.group_key or self.group_key,
+                       details={**alert.details, "suppression": self.details})
+
+
+@dataclass(frozen=True, slots=True)
 class _Rule:
     meta: Meta
     spec: Suppression
@@ -106,7 +120,7 @@ class Suppressor:
 
     def add_rule(self, meta: Meta, spec: Suppression, bucket: float | None = None) -> None:
         """`bucket`: the timespan, when the rule is a correlation (see the module docstring)."""
-        self._rules[meta.id] = _Rule(meta, spec, Fields(spec.by), bucket)
+        self._rules[meta.id] = _Rule(meta, spec, shared_fields(spec.by), bucket)
 
     def covers(self, rule_id: str) -> bool:
         return rule_id in self._rules
@@ -115,15 +129,17 @@ class Suppressor:
         return {rule_id: rule.spec.by for rule_id, rule in self._rules.items()}
 
     def offer(
-        self, alert: Alert, trigger: Record, when: float, ident: str
-    ) -> tuple[Alert | None, str, float | None]:
-        """The alert to send (None when folded), the entry's key, and a new window's end.
+        self, rule_id: str, trigger: Record, when: float, ident: str
+    ) -> tuple[Opened | None, str, float | None]:
+        """Place one alert of `rule_id`: the window it opens (None when folded into an open
+        one), the entry's key, and that window's closing time. The caller builds the alert
+        only when it goes out.
 
         `when` places the alert in a window and `ident` names it in the sample: the event's
         time and id for single-event and first-seen rules; for a correlation, the start of its
         bucket and its alert id, which (unlike its last event) do not depend on arrival order.
         """
-        rule = self._rules[alert.rule_id]
+        rule = self._rules[rule_id]
         meta, spec, fields = rule.meta, rule.spec, rule.fields
         values = fields.values(trigger.data)
         skey = state_key(SUPPRESSION, meta.id, values)
@@ -143,14 +159,12 @@ class Suppressor:
         entry["w"].append([start, 1, when, when, [sample]])
         self.state.put(skey, entry)
         group_key = fields.mapping(values)
-        details = {**alert.details, "suppression": {
+        opened = Opened(window_alert_id(meta.id, group_key, "suppress", start), group_key, {
             "by": group_key,
             "window_start": format_time(start),
             "window_end": format_time(start + spec.window),
-        }}
-        sent = replace(alert, id=window_alert_id(meta.id, group_key, "suppress", start),
-                       group_key=alert.group_key or group_key, details=details)
-        return sent, skey, rule.closes(start)
+        })
+        return opened, skey, rule.closes(start)
 
     def close(self, skey: str, until: float) -> tuple[list[SuppressionSummary], float | None]:
         """Close the windows final by `until`; (summaries, next due time)."""
