@@ -69,9 +69,6 @@ def _wait_for_split(pair: list[WorkerProcess], topic: str, timeout: float = 60.0
     raise AssertionError(f"partitions never split between the workers: {owned}")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, issue 4 stays open: in about one run in four an alert expected from the "
-    "worker restarted after SIGKILL never reaches the alerts topic; cause not found yet"))
 def test_a_killed_worker_loses_no_alert_and_keeps_its_baselines(
     kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
