@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+import orjson
+
 
 class _Missing:
     __slots__ = ()
@@ -19,6 +21,7 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+_MAX_DEPTH = 64  # nesting kept when a value is too deep (or too odd) for plain JSON
 
 
 class Many(list[Any]):
@@ -113,3 +116,34 @@ def as_text(value: Any) -> str | None:
     if kind is int or kind is float:
         return str(value)
     return None
+
+
+def text_of(value: Any) -> str | None:
+    """A field's value as one string: scalars as Sigma sees them, lists and objects as JSON."""
+    if value is MISSING or value is None:
+        return None
+    text = as_text(value)
+    if text is not None:
+        return text
+    if isinstance(value, Many):
+        value = list(value)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # nested past orjson's limit, or an int beyond 64 bits
+        return orjson.dumps(_bounded(value, _MAX_DEPTH), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _bounded(value: Any, depth: int) -> Any:
+    """`value` with whatever orjson refuses made text: nesting past `depth` becomes "...",
+    huge integers their decimal digits; deterministic, so a group key stays stable."""
+    if isinstance(value, dict | list):
+        if depth <= 0:
+            return "..."
+        if isinstance(value, dict):
+            return {str(key): _bounded(item, depth - 1) for key, item in value.items()}
+        return [_bounded(item, depth - 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        return str(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)

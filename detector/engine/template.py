@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from detector.engine.fields import MISSING, Many, as_text, getter
+from detector.engine.fields import Many, getter, text_of
 
 _FIELD = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 
@@ -37,9 +37,13 @@ class Template:
 
 
 def _text(value: Any) -> str:
-    if value is MISSING or value is None:
-        return "-"
+    """A field as alert text: values reached through lists joined by commas, objects (and
+    lists inside them) as JSON, a missing field as `-`."""
     if isinstance(value, Many | list):
-        return ",".join(_text(item) for item in value)
-    text = as_text(value)
-    return text if text is not None else str(value)
+        return ",".join(_one(item) for item in value)
+    return _one(value)
+
+
+def _one(value: Any) -> str:
+    text = text_of(value)
+    return "-" if text is None else text

@@ -11,9 +11,10 @@ from engine.stateful_support import ADMIN, engine, event, fired, ruleset, run
 
 from detector.cli import main
 from detector.engine.factory import StateFileError, load_state, make_engine, save_state
+from detector.engine.fields import text_of
 from detector.engine.state import MemoryState
 from detector.engine.stateful.clock import RecentIds
-from detector.engine.stateful.keys import bucket_start, text_of
+from detector.engine.stateful.keys import bucket_start
 from detector.events import Record
 
 DAY = 86400

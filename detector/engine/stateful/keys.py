@@ -14,11 +14,10 @@ from typing import Any
 import orjson
 
 from detector.alerts import alert_id, format_time
-from detector.engine.fields import MISSING, Many, as_text, getter
+from detector.engine.fields import getter, text_of
 from detector.events import Record
 
 FIRST_SEEN, CORRELATION, SUPPRESSION = "fs", "co", "su"
-_MAX_DEPTH = 64  # nesting kept when a value is too deep (or too odd) for plain JSON
 
 
 class Fields:
@@ -50,37 +49,6 @@ class Fields:
 def shared_fields(names: tuple[str, ...]) -> Fields:
     """One `Fields` per tuple of names, so the rules grouping by them read a record once."""
     return Fields(names)
-
-
-def text_of(value: Any) -> str | None:
-    """A field's value as one string: scalars as Sigma sees them, lists and objects as JSON."""
-    if value is MISSING or value is None:
-        return None
-    text = as_text(value)
-    if text is not None:
-        return text
-    if isinstance(value, Many):
-        value = list(value)
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONEncodeError:  # nested past orjson's limit, or an int beyond 64 bits
-        return orjson.dumps(_bounded(value, _MAX_DEPTH), option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _bounded(value: Any, depth: int) -> Any:
-    """`value` with whatever orjson refuses made text: nesting past `depth` becomes "...",
-    huge integers their decimal digits; deterministic, so a group key stays stable."""
-    if isinstance(value, dict | list):
-        if depth <= 0:
-            return "..."
-        if isinstance(value, dict):
-            return {str(key): _bounded(item, depth - 1) for key, item in value.items()}
-        return [_bounded(item, depth - 1) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
-        return str(value)
-    if value is None or isinstance(value, str | int | float):
-        return value
-    return str(value)
 
 
 def state_key(kind: str, rule_id: str, values: list[str | None]) -> str:
