@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kafka"
 MISSING_TOOL_EXIT = 2
@@ -92,21 +93,39 @@ class KafkaBroker:
     def is_running(self) -> bool:
         return self._run("status", timeout=30).returncode == 0
 
-    def create_topic(self, name: str, partitions: int = 1, timeout: float = 30.0) -> None:
-        """Create `name` and wait until every partition has a leader.
+    def create_topic(self, name: str, partitions: int = 1, timeout: float = 30.0,
+                     config: dict[str, str] | None = None) -> None:
+        """Create `name` (with topic `config`) and wait until every partition has a leader.
 
         Synchronous so that it works from sync and async tests alike: the admin client runs
         on its own event loop in a worker thread.
         """
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, self._create_topic(name, partitions, timeout)).result()
+            pool.submit(asyncio.run,
+                        self._create_topic(name, partitions, timeout, config or {})).result()
 
-    async def _create_topic(self, name: str, partitions: int, timeout: float) -> None:
+    def set_topic_config(self, name: str, config: dict[str, str]) -> None:
+        """Change settings of an existing topic (as `kafka-configs --alter` would)."""
+        async def alter() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            await admin.start()
+            try:
+                await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                          configs=config)])
+            finally:
+                await admin.close()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, alter()).result()
+
+    async def _create_topic(self, name: str, partitions: int, timeout: float,
+                            config: dict[str, str]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             response = await admin.create_topics(
-                [NewTopic(name, num_partitions=partitions, replication_factor=1)],
+                [NewTopic(name, num_partitions=partitions, replication_factor=1,
+                          topic_configs=config)],
                 timeout_ms=int(timeout * 1000),
             )
             for topic, error_code, *detail in response.topic_errors:

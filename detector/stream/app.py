@@ -15,15 +15,17 @@ Every send happens inside the agent's event, so Faust attaches it to the input o
 messages are flushed before that offset is committed (at-least-once, `concurrency=1` as the
 design requires, faust-streaming issue 606). Both agents pass every message through an offset
 guard first (`detector.stream.continuity`): after a table recovery Faust can skip messages,
-and the guard reads them again. Known gap: Faust only logs a send that fails at flush time
-and commits the offset anyway (the output topics are sized for the largest message the
-worker produces, so a too-large message is not the cause).
+and the guard reads them again. Faust only logs a send that fails (after the producer's own
+retries) and commits the offset anyway, so the worker stops at once when one fails
+(`SendFailureStop`, exit code 75): the offsets whose output did not leave stay uncommitted
+and are processed again after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from signal import SIGHUP
@@ -56,6 +58,7 @@ from detector.stream.topics import (
 from detector.stream.web import install_pages
 
 log = logging.getLogger(__name__)
+EXIT_SEND_FAILED = 75  # EX_TEMPFAIL: a message could not be sent; restart to send it again
 TICK_SECONDS = 1.0
 BEAT_SECONDS = 1.0  # how often the input partitions' committed progress is told
 SINK_DRAIN_SECONDS = 5.0
@@ -76,6 +79,22 @@ class Detector:
     runners: dict[str, GroupRunner]
     guard: OffsetGuard[TP] = field(default_factory=OffsetGuard)
     probes: set[asyncio.Task[None]] = field(default_factory=set)  # keeps the tasks alive
+
+
+class SendFailureStop(faust.Sensor):
+    """Stops the worker the moment Faust reports a message it could not send.
+
+    Faust reports the failure, then commits the input offset the message belonged to, which
+    would lose an alert (or a state change) for good. Exiting before that commit keeps the
+    offset uncommitted: the restarted worker processes the message again (at-least-once).
+    """
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        log.critical("a message could not be sent (%s: %s); stopping before its offset is "
+                     "committed, it is processed again after the restart",
+                     type(exc).__name__, exc)
+        logging.shutdown()
+        os._exit(EXIT_SEND_FAILED)
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -119,6 +138,7 @@ def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
     processor = Processor(loaded.ruleset, metrics, limits, settings.state_partitions)
     _record_reload(metrics, ok=not loaded.errors, initial=True)
     app = faust.App(settings.group_id, **faust_settings(settings))
+    app.sensors.add(SendFailureStop())
     status = WorkerStatus(
         rules=rules,
         lag=LagTracker(metrics.consumer_lag, settings.stall_timeout),

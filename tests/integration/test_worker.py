@@ -272,6 +272,31 @@ def test_sigterm_commits_what_was_processed_and_leaves_the_group(
     assert successor.terminate() == 0
 
 
+def test_an_alert_the_broker_refuses_stops_the_worker_before_its_offset_is_committed(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
+) -> None:
+    topic = unique("refused-in")
+    kafka_broker.create_topic(topic)
+    group = unique("refused")
+    alerts_topic = f"{group}-alerts"
+    kafka_broker.create_topic(alerts_topic, config={"max.message.bytes": "200"})  # too small
+    worker = workers(kafka_broker, group=group, input_topic=topic)
+    worker.wait_ready()
+    deletion = next(e for e in scenario_events() if e["eventName"] == "DeleteStream")
+    produce(kafka_broker, topic, [orjson.dumps(deletion)])
+    assert worker.process is not None
+    assert worker.process.wait(60) == 75, worker.tail()
+    assert "could not be sent" in worker.tail()
+
+    kafka_broker.set_topic_config(alerts_topic, {"max.message.bytes": "1048576"})
+    successor = workers(kafka_broker, group=group, input_topic=topic)
+    successor.wait_ready()
+    alerts = read_topic(kafka_broker, alerts_topic, lambda found: len(found) >= 1)
+    assert [orjson.loads(m.value)["rule"]["id"] for m in alerts] == [DELETE_RULE]
+    assert successor.metric("detector_records_evaluated_total") == 1  # read again
+    assert successor.terminate() == 0
+
+
 def test_a_worker_with_broken_rules_refuses_to_start(tmp_path: Path) -> None:
     broken = tmp_path / "rules"
     broken.mkdir()
