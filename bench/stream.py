@@ -407,11 +407,10 @@ def stream_single(ctx: Context) -> Result:
     count = ctx.sizes.single_messages
     profile = ctx.work / "worker.prof"
     lists = write_sigma_lists(ctx.work / "breakdown-lists")
-    breakdown = {"worker, faust sensors off (1 run)": {"DETECTOR_FAUST_METRICS": "false"}}
+    breakdown = {"worker, faust's sensors on (1 run)": {"DETECTOR_FAUST_METRICS": "true"}}
     if SIGMA_DIR.is_dir():
-        breakdown["worker, sensors off, SigmaHQ rules only: no stateful rule (1 run)"] = {
-            "DETECTOR_FAUST_METRICS": "false", "DETECTOR_RULES_DIR": str(SIGMA_DIR),
-            "DETECTOR_LISTS_DIR": str(lists)}
+        breakdown["worker, SigmaHQ rules only: no stateful rule (1 run)"] = {
+            "DETECTOR_RULES_DIR": str(SIGMA_DIR), "DETECTOR_LISTS_DIR": str(lists)}
     rates, notes = asyncio.run(_throughput(
         ctx, f"bench-{ctx.run_id}-single", _single_payloads(count),
         ["worker", "noop", "loop"], profile=profile, breakdown=breakdown))
@@ -428,7 +427,7 @@ def stream_single(ctx: Context) -> Result:
         f"{count:,} single-record messages pre-produced to a 1-partition topic; each contender "
         f"a fresh process and consumer group, {ctx.sizes.repetitions} alternating repetitions, "
         f"commit interval {COMMIT_INTERVAL} s for all; the worker runs the shipped packs + "
-        f"SigmaHQ with its default settings (faust Prometheus sensors on)")
+        f"SigmaHQ with its default settings (faust's Prometheus sensors off)")
     if profile.exists():
         result.profile = profile_file(profile)
         result.profile["subject"] = f"the worker draining {count:,} single-record messages"
