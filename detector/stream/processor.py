@@ -18,7 +18,8 @@ from detector.engine import Engine, Rule, RuleSet
 from detector.events import DecodeError, Limits, Record, decode
 from detector.metrics import Metrics
 from detector.stream.deadletter import DeadLetter, Source, dead_letter, dead_letters
-from detector.stream.partitioned import Forward, Group, Progress, Router, plan_groups
+from detector.stream.partitioned import Forward, Group, Router, plan_groups
+from detector.stream.watermark import Progress
 
 log = logging.getLogger(__name__)
 PROCESSING_ERROR = "processing_error"  # dead-letter reason when the engine raised

@@ -1,4 +1,5 @@
-"""Event time of a state partition fed by several input partitions.
+"""Event time of a state partition fed by several input partitions, and the input side's
+record of how far each input partition has got (what the beats tell).
 
 A state partition receives the records of every input partition, and each input partition is
 consumed at its own pace: after a restart one may replay an hour of backlog while another is
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -85,3 +87,56 @@ class SourceClock(Clock):
         for name, latest in (saved.get("sources") or {}).items():
             self.sources[int(name)] = max(float(latest), self.sources.get(int(name), -math.inf))
         self.heard = dict.fromkeys(self.sources, self.now())
+
+
+class Progress:
+    """How far each input partition has got in event time, by input offset.
+
+    A beat may say an input partition reached eventTime T only once every record before T
+    is in the repartition topics, which is when the input offsets holding them are
+    committed (Faust publishes a message's output before committing its offset). So the
+    worker notes the newest eventTime per input offset and beats what is committed.
+    """
+
+    def __init__(self) -> None:
+        self._marks: dict[int, deque[tuple[int, float]]] = {}  # rising (offset, eventTime)
+        self._settled: dict[int, float] = {}  # committed progress per input partition
+        self._told: dict[int, float] = {}  # what the last beat said
+        self._quiet: set[int] = set()  # input partitions last told read to their end
+
+    def note(self, source: int, offset: int, latest: float | None) -> None:
+        """Input partition `source` had records up to eventTime `latest` at `offset`."""
+        if latest is None:
+            return
+        marks = self._marks.setdefault(source, deque())
+        if latest > (marks[-1][1] if marks else self._settled.get(source, -math.inf)):
+            marks.append((offset, latest))
+
+    def to_tell(self, source: int, committed: int) -> float | None:
+        """The eventTime to beat for `source` with offsets before `committed` committed;
+        None when it has not moved since the last beat."""
+        marks = self._marks.get(source)
+        while marks and marks[0][0] < committed:
+            self._settled[source] = marks.popleft()[1]
+        settled = self._settled.get(source)
+        if settled is None or settled <= self._told.get(source, -math.inf):
+            return None
+        self._told[source] = settled
+        return settled
+
+    def quiet(self, source: int, caught_up: bool) -> bool:
+        """True when `source` has just been read to its end (tell it once)."""
+        if not caught_up:
+            self._quiet.discard(source)
+            return False
+        if source in self._quiet:
+            return False
+        self._quiet.add(source)
+        return True
+
+    def forget(self) -> None:
+        """After a rebalance the input partitions are read again from their commits."""
+        self._marks.clear()
+        self._settled.clear()
+        self._told.clear()
+        self._quiet.clear()
