@@ -19,7 +19,11 @@ from detector.engine.stateful import Stateful, SuppressionSummary
 from detector.events import Record
 
 STATE_FORMAT = "detector-state"
-STATE_VERSION = 1
+# Version 2 entries may carry optional fields version 1 did not know (a held first-seen
+# event's later use, a correlation window's bound): a detector that reads only version 1
+# refuses such a file instead of failing on it; version 1 files load as they are.
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class StateFileError(Exception):
@@ -120,10 +124,11 @@ def _check(document: object, path: Path) -> None:
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise StateFileError(f"{path}: not a detector state file (no "
                              f"\"format\": \"{STATE_FORMAT}\"); refusing to overwrite it")
-    if document.get("version") != STATE_VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise StateFileError(f"{path}: state file version {document.get('version')!r} is not "
-                             f"supported (this detector reads version {STATE_VERSION}); "
-                             "move it away to start from an empty state")
+                             f"supported (this detector reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}); move it away to "
+                             "start from an empty state")
     if not isinstance(document.get("entries"), dict) or not isinstance(
         document.get("engine"), dict
     ):

@@ -112,6 +112,22 @@ def test_a_saved_state_continues_where_the_first_run_stopped(tmp_path: Path) -> 
     assert run(second, records[3:4]) == []  # a redelivery across runs is still a duplicate
 
 
+def test_a_state_file_of_the_previous_version_still_loads(tmp_path: Path) -> None:
+    """Version 2 only added optional fields to entries, so version 1 files are read as they
+    are; a detector that reads version 1 only refuses a version 2 file."""
+    records = history()
+    first = engine(tmp_path, RULES)
+    run(first, records[:3])
+    path = tmp_path / "state.json"
+    save_state(first, path)
+    document = orjson.loads(path.read_bytes())
+    assert document["version"] == 2
+    path.write_bytes(orjson.dumps(dict(document, version=1)))
+    second = engine(tmp_path, RULES)
+    assert load_state(second, path) is True
+    assert len(second.stateful.state) == len(first.stateful.state)
+
+
 def test_a_missing_state_file_means_a_first_run(tmp_path: Path) -> None:
     assert load_state(engine(tmp_path, RULES), tmp_path / "absent.json") is False
 
