@@ -179,6 +179,18 @@ def test_temporal_needs_every_rule_within_the_timespan_in_any_order(tmp_path: Pa
     assert fired(run(engine(tmp_path, rules), too_far), SEQUENCE_ID) == []
 
 
+def test_one_event_matching_several_base_rules_covers_them_all(tmp_path: Path) -> None:
+    """A media read of Kinesis Video matches both "media read" and "any Kinesis Video call"."""
+    rules = TEMPORAL.replace("TYPE", "temporal").replace(
+        "selection: {eventName: UpdateDataRetention}",
+        "selection: {eventSource: kinesisvideo.amazonaws.com}")
+    [alert] = fired(run(engine(tmp_path, rules), [event(0, "GetDataEndpoint")]), SEQUENCE_ID)
+    assert len(alert.event_ids) == 1
+    with_threshold = rules.replace("  timespan: 1h", "  timespan: 1h\n  condition: {gte: 2}")
+    assert len(fired(run(engine(tmp_path, with_threshold), [event(0, "GetDataEndpoint")]),
+                     SEQUENCE_ID)) == 1
+
+
 def test_temporal_ordered_needs_the_rules_in_their_order(tmp_path: Path) -> None:
     rules = TEMPORAL.replace("TYPE", "temporal_ordered")
     cut_then_read = [event(0, "UpdateDataRetention"), event(600, "GetDataEndpoint")]

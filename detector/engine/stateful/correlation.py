@@ -104,13 +104,13 @@ class CorrelationUnit:
         self.all_rules = correlation.type in ("temporal", "temporal_ordered") and all(
             bound is None for bound in (condition.gt, condition.gte, condition.lt,
                                         condition.lte, condition.eq, condition.neq))
-        # The fewest events a window needs before its measure can satisfy the condition:
-        # each measure counts at most one per event.
-        self.least = len(correlation.rules) if self.all_rules else max(
+        # Whether adding one event raises a window's measure by at most one (see `_slide`):
+        # true of counts; one event of a temporal correlation can match several base rules.
+        self.bounded = correlation.type in ("event_count", "value_count")
+        # The fewest events a window needs before its measure can satisfy the condition.
+        self.least = max(
             0 if condition.gt is None else math.floor(condition.gt) + 1,
-            0 if condition.gte is None else math.ceil(condition.gte))
-        # Whether adding one event raises a window's measure by at most one (see `_slide`).
-        self.bounded = correlation.type != "temporal_ordered"
+            0 if condition.gte is None else math.ceil(condition.gte)) if self.bounded else 1
         self.measure: Callable[[list[list[Any]]], int] = {
             "event_count": len,
             "value_count": _distinct_values,
@@ -218,7 +218,8 @@ class CorrelationUnit:
         bound (`"b"`) does not rule it out. The bound is the measure of the window ending at
         the latest event when it was last measured, plus one per event added since that
         can lie in a window ending then or later; no window ending then or later measures
-        more, since (except for temporal_ordered) an event adds at most one to a measure.
+        more, since an event adds at most one to a count (`bounded`; temporal types are
+        always measured).
         """
         events: list[list[Any]] = entry["e"]
         fired: list[float] = entry["f"]
