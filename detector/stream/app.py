@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from signal import SIGHUP
@@ -329,11 +330,21 @@ async def _admit(detector: Detector, event: faust.EventT[bytes]) -> bool:
     `detector.stream.continuity`), which must then not count as processed either."""
     message = event.message
     tp = message.tp
-    verdict = detector.guard.check(tp, message.offset, _committed(detector.app).get(tp))
+    guard = detector.guard
+    verdict = guard.check(tp, message.offset, _committed(detector.app).get(tp))
     await _follow(detector, tp, verdict)
     if not verdict.process:
         message.acked = True  # Faust then leaves its offset out of the commits
+        _forget_gaps(detector.app, tp, guard.hole(tp))
     return verdict.process
+
+
+def _forget_gaps(app: faust.App, tp: TP, start: int | None) -> None:
+    """Faust takes offsets it saw jumped over for done (its gap bookkeeping, for compacted
+    topics) and would commit over them; those of a hole being read again are not done."""
+    gaps = getattr(app.consumer, "_gap", {})
+    if start is not None and tp in gaps:
+        gaps[tp].chop(start, sys.maxsize)
 
 
 async def _follow(detector: Detector, tp: TP, verdict: Verdict) -> None:
@@ -350,20 +361,27 @@ async def _probe(detector: Detector, tp: TP, offset: int) -> None:
     """Ask the broker where the records of `tp` resume from `offset` (a plain consumer of
     its own: Faust's is the one that skipped them)."""
     consumer = AIOKafkaConsumer(**client_options(detector.settings), group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     partition = KafkaPartition(tp.topic, tp.partition)
+    first: int | None = None
     try:
         await consumer.start()
         consumer.assign([partition])
-        consumer.seek(partition, offset)
-        batches = await consumer.getmany(partition, timeout_ms=5000, max_records=1)
+        start = (await consumer.beginning_offsets([partition]))[partition]
+        if offset < start:
+            log.error("offsets %d-%d of %s were deleted (retention) before they were "
+                      "processed", offset, start - 1, tp)
+            first = start
+        else:
+            consumer.seek(partition, offset)
+            batches = await consumer.getmany(partition, timeout_ms=5000, max_records=1)
+            records = batches.get(partition, [])
+            first = records[0].offset if records else None
     except Exception:
         log.warning("probing %s at offset %d failed; trying again", tp, offset, exc_info=True)
-        return
     finally:
         await consumer.stop()
-    records = batches.get(partition, [])
-    detector.guard.probed(tp, offset, records[0].offset if records else None)
+        detector.guard.probed(tp, offset, first)
 
 
 def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:

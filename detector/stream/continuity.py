@@ -12,9 +12,11 @@ seek the partition back to the first missing offset and drop what was delivered 
 hole until the re-read comes: re-read messages are at most the offset that revealed the
 hole, left-overs of the old fetch are after it. A re-read that starts after the missing
 offset is ambiguous (Faust may drop the re-read too while the old fetch is still being
-delivered, or the offsets may not exist: compaction, transaction markers), so a probe asks
-the broker for the first record at or after the missing offset; until the re-read starts
-there, the partition is sought again every `retry` seconds.
+delivered, or the offsets may not exist: compaction, transaction markers, retention), so a
+probe asks the broker for the first record at or after the missing offset (the log start when
+retention deleted it); until the re-read starts there, the partition is sought again every
+`retry` seconds. While a hole is open, Faust's own gap bookkeeping (offsets it saw jumped
+over count as done) is cleared from the hole on, or Faust would commit over the re-read.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class _Hole:
     revealed_by: int  # the offset delivered after the hole
     sought_at: float
     first_record: int | None = None  # the probe's answer: the first offset from `missing`
+    probing: bool = True  # a probe is on its way (one at a time)
 
 
 class OffsetGuard(Generic[K]):
@@ -66,8 +69,8 @@ class OffsetGuard(Generic[K]):
                 return self._again(hole)  # not (yet) known to be where the records resume
             del self._holes[tp]
             if offset > hole.missing:
-                log.info("offsets %d-%d of %s do not exist (compaction or transaction "
-                         "markers)", hole.missing, offset - 1, tp)
+                log.info("offsets %d-%d of %s are not in the topic (compaction, transaction "
+                         "markers or retention)", hole.missing, offset - 1, tp)
         else:
             expected = self._next.get(tp, committed)
             if expected is not None and offset > expected:
@@ -79,10 +82,17 @@ class OffsetGuard(Generic[K]):
         return Verdict(process=True)
 
     def probed(self, tp: K, missing: int, first_record: int | None) -> None:
-        """The broker's answer for the hole at `missing`: where its records resume."""
+        """The broker's answer for the hole at `missing`: where its records resume (None:
+        no answer, the probe failed or found nothing; it is asked again)."""
         hole = self._holes.get(tp)
         if hole is not None and hole.missing == missing:
             hole.first_record = first_record
+            hole.probing = False
+
+    def hole(self, tp: K) -> int | None:
+        """The first missing offset of the hole `tp` is being re-read for, if any."""
+        hole = self._holes.get(tp)
+        return None if hole is None else hole.missing
 
     def overdue(self) -> list[tuple[K, Verdict]]:
         """Holes whose re-read has not come within `retry`: seek (and probe) these again."""
@@ -95,8 +105,9 @@ class OffsetGuard(Generic[K]):
         if now - hole.sought_at < self.retry:
             return Verdict(process=False)
         hole.sought_at = now
-        return Verdict(process=False, seek=hole.missing,
-                       probe=hole.missing if hole.first_record is None else None)
+        probe = hole.first_record is None and not hole.probing
+        hole.probing = hole.probing or probe
+        return Verdict(process=False, seek=hole.missing, probe=hole.missing if probe else None)
 
     def reset(self) -> None:
         """After a rebalance: every partition starts again from its committed offset."""

@@ -107,7 +107,7 @@ class Processor:
         latest = None if committed is None else self.progress.to_tell(source, committed)
         beats = [] if latest is None else self.router.beats(source, latest)
         caught_up = committed is not None and end is not None and committed >= end
-        if self.progress.quiet(source, caught_up):
+        if self.progress.quiet(source, committed if caught_up else None):
             beats += self.router.beats(source, None)
         return beats
 

@@ -102,7 +102,7 @@ class Progress:
         self._marks: dict[int, deque[tuple[int, float]]] = {}  # rising (offset, eventTime)
         self._settled: dict[int, float] = {}  # committed progress per input partition
         self._told: dict[int, float] = {}  # what the last beat said
-        self._quiet: set[int] = set()  # input partitions last told read to their end
+        self._quiet: dict[int, int] = {}  # input partition -> end it was last told read to
 
     def note(self, source: int, offset: int, latest: float | None) -> None:
         """Input partition `source` had records up to eventTime `latest` at `offset`."""
@@ -124,14 +124,15 @@ class Progress:
         self._told[source] = settled
         return settled
 
-    def quiet(self, source: int, caught_up: bool) -> bool:
-        """True when `source` has just been read to its end (tell it once)."""
-        if not caught_up:
-            self._quiet.discard(source)
+    def quiet(self, source: int, end: int | None) -> bool:
+        """True when `source` has just been read to its `end` (None: not read to its end):
+        told once per end, so a partition that had records since is told again."""
+        if end is None:
+            self._quiet.pop(source, None)
             return False
-        if source in self._quiet:
+        if self._quiet.get(source) == end:
             return False
-        self._quiet.add(source)
+        self._quiet[source] = end
         return True
 
     def forget(self) -> None:

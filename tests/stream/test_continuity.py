@@ -77,15 +77,20 @@ def test_a_re_read_that_does_not_come_is_asked_for_again() -> None:
     wall = Wall()
     g = guard(wall)
     g.check(TP, 5, None)
-    g.check(TP, 9, None)
+    assert g.check(TP, 9, None) == Verdict(process=False, seek=6, probe=6)
     assert g.overdue() == []
     wall.now = 1.5
-    assert g.overdue() == [(TP, Verdict(process=False, seek=6, probe=6))]  # unanswered
+    assert g.overdue() == [(TP, Verdict(process=False, seek=6))]  # the probe is still out
     assert g.overdue() == []  # not again before another `retry`
-    g.probed(TP, 6, 6)
+    g.probed(TP, 6, None)  # it failed
     wall.now = 3.0
+    assert g.overdue() == [(TP, Verdict(process=False, seek=6, probe=6))]
+    g.probed(TP, 6, 6)
+    wall.now = 4.5
     assert g.overdue() == [(TP, Verdict(process=False, seek=6))]
+    assert g.hole(TP) == 6
     assert g.check(TP, 6, None) == PROCESS
+    assert g.hole(TP) is None
     wall.now = 10.0
     assert g.overdue() == []
 

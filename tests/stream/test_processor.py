@@ -86,6 +86,10 @@ def test_every_state_partition_hears_how_far_each_input_partition_has_got(
         orjson.dumps({"s": 2, "w": 1772438820.0})] * 3 + [  # 08:07:00Z, of offset 11
         orjson.dumps({"s": 2, "quiet": True})] * 3  # and read to its end: not waited for
     assert processor.beats(2, 12, 12) == []  # told once
+    processor.on_message(orjson.dumps(scenario[5]), Source("in", 2, 12, None, []))
+    assert [beat.value for beat in processor.beats(2, 13, 13)] == [
+        orjson.dumps({"s": 2, "w": 1772439180.0})] * 3 + [  # 08:13:00Z, of offset 12
+        orjson.dumps({"s": 2, "quiet": True})] * 3  # read to its new end: told again
 
 
 def test_an_empty_input_partition_is_not_waited_for(
