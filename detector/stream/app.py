@@ -199,7 +199,7 @@ def _wire(detector: Detector) -> None:
 
     async def beat_sources() -> None:
         consumer = app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
+        committed = _committed(app)
         for tp in consumer.assignment():
             if tp.topic != settings.input_topic:
                 continue
@@ -423,7 +423,7 @@ async def _update_lag(detector: Detector, consumed: set[str]) -> None:
         detector.status.lag.update({})
         return
     ends = await consumer.highwaters(*assigned)
-    committed_offsets = getattr(consumer, "_committed_offset", {})
+    committed_offsets = _committed(detector.app)
     offsets: dict[TopicPartition, tuple[int | None, int]] = {}
     for tp in assigned:
         committed = committed_offsets.get(tp)

@@ -295,20 +295,20 @@ class GroupRunner:
     def __init__(self, group: Group, table: MutableMapping[str, JSON], metrics: Metrics, *,
                  partitions: int, lateness: float, idle_timeout: float,
                  input_partitions: Callable[[], int]) -> None:
-        self.group = group
         self.input_partitions = input_partitions  # asked when a partition's evaluator is built
         self.table = table
         self.partitions = partitions
         self.lateness = lateness
         self.idle_timeout = idle_timeout
         self.metrics = metrics
-        self._rules = {rule.id: rule for rule in group.ruleset.rules}
         self._evaluators: dict[int, _Partition] = {}
+        self.swap(group)
 
     def swap(self, group: Group) -> None:
         """New rules: evaluators are rebuilt from the table on their next event."""
         self.group = group
         self._rules = {rule.id: rule for rule in group.ruleset.rules}
+        self._definitions = group.definitions()
         self.reset()
 
     def reset(self) -> None:
@@ -442,8 +442,7 @@ class GroupRunner:
         saved = self.table.get(own_key("clock", partition)) or {}
         clock.restore(saved)
         stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock)
-        stateful.restore({"max_event_time": saved.get("max_event_time"), "late": 0,
-                          "duplicates": 0, "recent_event_ids": []})
+        stateful.resume()  # the clock came back above, the entries are in the table
         ledger = dict(sorted(((key, float(self.table.get(key, {}).get("t", 0.0)))
                               for key in state.own_keys("sent")), key=lambda item: item[1]))
         evaluator = _Partition(stateful, clock, ledger, (clock.max_seen, clock.floor))
@@ -455,7 +454,7 @@ class GroupRunner:
         written (a reload changed a first-seen value, a window, a threshold): a baseline of
         source addresses says nothing about user agents. Called inside an event of the
         partition, so the deletions reach its changelog."""
-        definitions = self.group.definitions()
+        definitions = self._definitions
         key = own_key("definitions", state.partition)
         written: dict[str, str] = self.table.get(key) or {}
         changed = {prefix for prefix, meaning in written.items()
