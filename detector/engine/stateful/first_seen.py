@@ -32,7 +32,13 @@ import orjson
 from detector.alerts import event_key, format_time
 from detector.engine.rule import FirstSeen, Rule
 from detector.engine.state import JSON, State
-from detector.engine.stateful.keys import FIRST_SEEN, record_of, shared_fields, slim_for, state_key
+from detector.engine.stateful.keys import (
+    FIRST_SEEN,
+    key_prefix,
+    record_of,
+    shared_fields,
+    slim_for,
+)
 from detector.events import Record
 
 _MINUTE = 60
@@ -58,6 +64,7 @@ class FirstSeenUnit:
         self.spec = spec
         self.state = state
         self.key_fields = shared_fields(spec.key)
+        self.prefix = key_prefix(FIRST_SEEN, rule.id)
         self.value_fields = shared_fields(spec.value)
         self.slim = slim_for((*spec.key, *spec.value, *fields_read_later,
                           *(rule.meta.output.fields() if rule.meta.output else ())))
@@ -84,11 +91,12 @@ class FirstSeenUnit:
           least the earliest of these.
         """
         data = record.data
-        keys = self.key_fields.values(data)
-        value = self._value(data)
-        if None in keys or value is None:
+        if None in self.key_fields.values(data):
             return None
-        skey = state_key(FIRST_SEEN, self.rule.id, keys)
+        value = self._value(data)
+        if value is None:
+            return None
+        skey = self.prefix + self.key_fields.key(data)
         entry: list[Any] | None = self.state.get(skey)
         if entry is None:
             entry = [None, {}]

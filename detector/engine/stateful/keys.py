@@ -23,12 +23,13 @@ FIRST_SEEN, CORRELATION, SUPPRESSION = "fs", "co", "su"
 class Fields:
     """A tuple of dotted field paths read as text: the group-by of a stateful rule."""
 
-    __slots__ = ("_getters", "_last", "names")
+    __slots__ = ("_getters", "_last", "_last_key", "names")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
         self._getters = tuple(getter(name) for name in names)
         self._last: tuple[dict[str, Any] | None, list[str | None]] = (None, [])
+        self._last_key: tuple[dict[str, Any] | None, str] = (None, "")
 
     def values(self, data: dict[str, Any]) -> list[str | None]:
         """The fields' values in `data`. Several rules often group one record by the same
@@ -41,6 +42,15 @@ class Fields:
         self._last = (data, values)
         return values
 
+    def key(self, data: dict[str, Any]) -> str:
+        """The values as the JSON that ends a state key (kept for the last record too)."""
+        last = self._last_key
+        if last[0] is data:
+            return last[1]
+        key = orjson.dumps(self.values(data)).decode()
+        self._last_key = (data, key)
+        return key
+
     def mapping(self, values: list[str | None]) -> dict[str, str | None]:
         return dict(zip(self.names, values, strict=True))
 
@@ -51,8 +61,9 @@ def shared_fields(names: tuple[str, ...]) -> Fields:
     return Fields(names)
 
 
-def state_key(kind: str, rule_id: str, values: list[str | None]) -> str:
-    return f"{kind}|{rule_id}|{orjson.dumps(values).decode()}"
+def key_prefix(kind: str, rule_id: str) -> str:
+    """What every state key of one rule starts with; `Fields.key` gives the rest."""
+    return f"{kind}|{rule_id}|"
 
 
 def parse_state_key(key: str) -> tuple[str, str, list[str | None]]:

@@ -32,9 +32,9 @@ from detector.engine.stateful.keys import (
     SUPPRESSION,
     Fields,
     bucket_start,
+    key_prefix,
     parse_state_key,
     shared_fields,
-    state_key,
     window_alert_id,
 )
 from detector.events import Record
@@ -101,6 +101,7 @@ class _Rule:
     spec: Suppression
     fields: Fields
     bucket: float | None  # a correlation's timespan: its alerts are placed by bucket start
+    prefix: str  # of its state keys
 
     def closes(self, start: float) -> float:
         """When the window starting at `start` is final: its end, or for a correlation the end
@@ -120,7 +121,8 @@ class Suppressor:
 
     def add_rule(self, meta: Meta, spec: Suppression, bucket: float | None = None) -> None:
         """`bucket`: the timespan, when the rule is a correlation (see the module docstring)."""
-        self._rules[meta.id] = _Rule(meta, spec, shared_fields(spec.by), bucket)
+        self._rules[meta.id] = _Rule(meta, spec, shared_fields(spec.by), bucket,
+                                     key_prefix(SUPPRESSION, meta.id))
 
     def covers(self, rule_id: str) -> bool:
         return rule_id in self._rules
@@ -142,7 +144,7 @@ class Suppressor:
         rule = self._rules[rule_id]
         meta, spec, fields = rule.meta, rule.spec, rule.fields
         values = fields.values(trigger.data)
-        skey = state_key(SUPPRESSION, meta.id, values)
+        skey = rule.prefix + fields.key(trigger.data)
         entry: dict[str, Any] = self.state.get(skey) or {"w": []}
         start = bucket_start(when, spec.window)
         sample = [when, ident]
