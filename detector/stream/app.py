@@ -434,7 +434,8 @@ async def _update_lag(detector: Detector, consumed: set[str]) -> None:
 
 
 _ENTRY_KINDS = {"fs": "first_seen", "co": "correlation", "su": "suppression",
-                "@sent": "alert_ledger", "@clock": "clock", "@definitions": "definitions"}
+                "@sent": "alert_ledger", "@clock": "clock", "@definitions": "definitions",
+                "@keyed": "definitions"}
 
 
 def _update_state_entries(detector: Detector) -> None:

@@ -35,7 +35,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -82,6 +82,7 @@ class Group:
     key_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)  # state key prefix
     # (`<kind>|<rule id>`) -> the fields its entries are keyed by
     top_level: frozenset[str] = frozenset()  # the record keys the group's rules read
+    dormant: frozenset[str] = frozenset()  # ids of disabled rules: their entries are kept
 
     def definitions(self) -> dict[str, str]:
         """Per state key prefix of the group's rules, what their entries mean (the rule's
@@ -97,10 +98,13 @@ class Group:
             meaning[f"{SUPPRESSION}|{correlation.id}"] = repr(correlation.meta.suppression)
         return {prefix: meaning[prefix] for prefix in self.key_fields}
 
-    def partition_of(self, state_key: str, partitions: int) -> int | None:
-        """The partition of an engine state key of this group's rules."""
+    def partition_of(self, state_key: str, partitions: int,
+                     key_fields: Mapping[str, Sequence[str]] | None = None) -> int | None:
+        """The partition of an engine state key of this group's rules (or of the rules whose
+        `key_fields` are given: those the group had before a reload)."""
         parts = state_key.split("|", 2)
-        names = self.key_fields.get(f"{parts[0]}|{parts[1]}") if len(parts) == 3 else None
+        known = self.key_fields if key_fields is None else key_fields
+        names = known.get(f"{parts[0]}|{parts[1]}") if len(parts) == 3 else None
         if names is None or not set(self.fields) <= set(names):
             return None
         try:
@@ -128,6 +132,8 @@ def plan_groups(ruleset: RuleSet) -> list[Group]:
     first_seen = {rule.id: rule.first_seen.key for rule in ruleset.rules
                   if rule.meta.enabled and rule.first_seen is not None}
     partition_by = _partition_fields(set(fields_of.values()))
+    dormant = frozenset({rule.id for rule in ruleset.rules if not rule.meta.enabled}
+                        | {item.id for item in ruleset.correlations if not item.meta.enabled})
     needs: dict[tuple[str, ...], set[str]] = {}
     for rule_id, fields in fields_of.items():
         group = partition_by[fields]
@@ -148,7 +154,7 @@ def plan_groups(ruleset: RuleSet) -> list[Group]:
         key_fields = {prefix: fields for prefix, fields in prefix_fields.items()
                       if partition_by[fields_of[prefix.split("|", 1)[1]]] == group}
         groups.append(Group(group, frozenset(rule_ids), group_rules, key_fields,
-                            _read_fields(group_rules, key_fields)))
+                            _read_fields(group_rules, key_fields), dormant))
     return groups
 
 
@@ -437,7 +443,7 @@ class GroupRunner:
         group, partitions = self.group, self.partitions
         state = TableState(self.table, partition,
                            lambda key: group.partition_of(key, partitions))
-        self._forget_redefined(state)
+        self._forget_stale(state)
         clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions())
         saved = self.table.get(own_key("clock", partition)) or {}
         clock.restore(saved)
@@ -449,21 +455,41 @@ class GroupRunner:
         self._evaluators[partition] = evaluator
         return evaluator
 
-    def _forget_redefined(self, state: TableState) -> None:
-        """Drop the entries of rules whose stateful definition changed since they were
-        written (a reload changed a first-seen value, a window, a threshold): a baseline of
-        source addresses says nothing about user agents. Called inside an event of the
-        partition, so the deletions reach its changelog."""
-        definitions = self._definitions
-        key = own_key("definitions", state.partition)
-        written: dict[str, str] = self.table.get(key) or {}
-        changed = {prefix for prefix, meaning in written.items()
-                   if prefix in definitions and definitions[prefix] != meaning}
-        for state_key in state.all_keys():
-            if "|".join(state_key.split("|", 2)[:2]) in changed:
-                state.delete(state_key)
-        if written != definitions:
-            self.table[key] = definitions
+    def _forget_stale(self, state: TableState) -> None:
+        """Drop the entries no rule of the group can use any more. Those of a rule whose
+        stateful definition changed since they were written (a reload changed a first-seen
+        value, a window, a threshold): a baseline of source addresses says nothing about
+        user agents. And those of a rule gone from the group (deleted, its stateful part
+        removed, or now partitioned by other fields), which nothing would read or expire
+        again. A disabled rule keeps its entries (and what they mean) for when it is enabled
+        again. Called inside an event of the partition, so the deletions reach its changelog.
+        """
+        definitions, partition, dormant = self._definitions, state.partition, self.group.dormant
+
+        def kept(prefix: str) -> bool:
+            return prefix in definitions or prefix.split("|", 1)[-1] in dormant
+
+        meant_key, keyed_key = own_key("definitions", partition), own_key("keyed", partition)
+        written: dict[str, str] = self.table.get(meant_key) or {}
+        keyed: dict[str, list[str]] = self.table.get(keyed_key) or {}
+        # The fields each stale rule's entries were keyed by when they were written.
+        stale = {prefix: keyed.get(prefix, self.group.key_fields[prefix])
+                 for prefix, meaning in written.items()
+                 if prefix in definitions and definitions[prefix] != meaning}
+        stale.update((prefix, names) for prefix, names in keyed.items() if not kept(prefix))
+        if stale:
+            for state_key in list(self.table.keys()):
+                if _prefix(state_key) in stale and self.group.partition_of(
+                        state_key, self.partitions, stale) == partition:
+                    del self.table[state_key]
+        meanings = {**{prefix: meaning for prefix, meaning in written.items() if kept(prefix)},
+                    **definitions}
+        names = {**{prefix: fields for prefix, fields in keyed.items() if kept(prefix)},
+                 **{prefix: list(fields) for prefix, fields in self.group.key_fields.items()}}
+        if written != meanings:
+            self.table[meant_key] = meanings
+        if keyed != names:
+            self.table[keyed_key] = names
 
     def entries(self) -> dict[str, int]:
         """State entries on this worker by kind (first seen, correlation, suppression)."""
@@ -472,6 +498,11 @@ class GroupRunner:
             kind = key.split("|", 1)[0]
             counts[kind] = counts.get(kind, 0) + 1
         return counts
+
+
+def _prefix(state_key: str) -> str:
+    """`<kind>|<rule id>` of a state key: what its rule's entries share."""
+    return "|".join(state_key.split("|", 2)[:2])
 
 
 def _headers(pairs: list[list[str]]) -> list[tuple[str, bytes]]:

@@ -265,3 +265,63 @@ def test_a_reloaded_rule_with_another_stateful_definition_starts_afresh(
 
     assert first_seen(table) == first_seen(fresh)  # as if nothing had been learned
     assert first_seen(table) != learned
+
+
+USER_AGENT_RULE = "5f0e9a57-3b0c-4d9e-9a43-0d3c1f6b2a11"
+USER_AGENT = """title: Kinesis Video API called with a new user agent (stream test rule)
+id: 5f0e9a57-3b0c-4d9e-9a43-0d3c1f6b2a11
+status: test
+logsource:
+  product: aws
+  service: cloudtrail
+detection:
+  selection:
+    eventSource: kinesisvideo.amazonaws.com
+  condition: selection
+level: low
+detector:
+  enabled: {enabled}
+  first_seen:
+    key: [userIdentity.arn]
+    value: [userAgent]
+    learning: 1h
+    retention: 30d
+"""
+
+
+def test_a_deleted_rule_loses_its_entries_and_a_disabled_one_keeps_them(
+    metrics: Metrics, scenario: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    def rules(name: str, extra: str | None) -> RuleSet:
+        directory = tmp_path / name
+        directory.mkdir()
+        for path in (FIXTURES / "rules").glob("*.yml"):
+            (directory / path.name).write_text(path.read_text())
+        if extra is not None:
+            (directory / "user_agent.yml").write_text(extra)
+        loaded = load_rules([directory])
+        assert not loaded.errors
+        return loaded.ruleset
+
+    def tick_every_partition(ruleset: RuleSet) -> None:
+        [group] = Processor(ruleset, metrics, Limits(), PARTITIONS).groups
+        runner = GroupRunner(group, table, metrics, partitions=PARTITIONS, lateness=60.0,
+                             idle_timeout=3600.0, input_partitions=lambda: 1)
+        for partition in range(PARTITIONS):
+            runner.process(partition, 10_000 + partition, TICK)
+
+    def entries(prefix: str) -> dict[str, Any]:
+        return {key: value for key, value in table.items() if key.startswith(prefix)}
+
+    table: dict[str, Any] = {}
+    run(rules("both", USER_AGENT.format(enabled="true")), metrics, table, scenario)
+    agents, addresses = entries(f"fs|{USER_AGENT_RULE}|"), entries(f"fs|{NEW_IP_RULE}|")
+    assert len({partition_for(group_key(orjson.loads(key.split("|", 2)[2])), PARTITIONS)
+                for key in agents}) > 1  # the deletion has to reach several partitions
+
+    tick_every_partition(rules("disabled", USER_AGENT.format(enabled="false")))
+    assert entries(f"fs|{USER_AGENT_RULE}|") == agents  # kept for when it is enabled again
+
+    tick_every_partition(rules("deleted", None))
+    assert entries(f"fs|{USER_AGENT_RULE}|") == {}
+    assert entries(f"fs|{NEW_IP_RULE}|") == addresses
