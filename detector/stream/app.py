@@ -56,6 +56,7 @@ from detector.stream.topics import (
     repartition_topic,
     table_name,
 )
+from detector.stream.transport import DetectorApp
 from detector.stream.web import install_pages
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
     limits = Limits(settings.max_message_bytes, settings.max_decompressed_bytes)
     processor = Processor(loaded.ruleset, metrics, limits, settings.state_partitions)
     _record_reload(metrics, ok=not loaded.errors, initial=True)
-    app = faust.App(settings.group_id, **faust_settings(settings))
+    app = DetectorApp(settings.group_id, **faust_settings(settings))
     app.sensors.add(SendFailureStop())
     status = WorkerStatus(
         rules=rules,
