@@ -139,7 +139,8 @@ def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
     limits = Limits(settings.max_message_bytes, settings.max_decompressed_bytes)
     processor = Processor(loaded.ruleset, metrics, limits, settings.state_partitions)
     _record_reload(metrics, ok=not loaded.errors, initial=True)
-    app = DetectorApp(settings.group_id, **faust_settings(settings))
+    app = DetectorApp(settings.group_id, fetch_max_wait=settings.fetch_max_wait,
+                      **faust_settings(settings))
     app.sensors.add(SendFailureStop())
     status = WorkerStatus(
         rules=rules,

@@ -49,6 +49,7 @@ class Settings:
     replication_factor: int = 1
     auto_offset_reset: str = "earliest"
     commit_interval: float = 1.0
+    fetch_max_wait: float = 0.1
     session_timeout: float = 10.0
     heartbeat_interval: float = 3.0
     lag_interval: float = 5.0
@@ -163,6 +164,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("commit_interval", "--commit-interval", "DETECTOR_COMMIT_INTERVAL",
            "seconds (or 500ms, 2s) between offset commits; alerts leave at commit",
            _seconds),
+    Option("fetch_max_wait", "--fetch-max-wait", "DETECTOR_FETCH_MAX_WAIT",
+           "longest a fetch waits at the broker for records (Faust's own: 1.5 s)", _seconds),
     Option("session_timeout", "--session-timeout", "DETECTOR_SESSION_TIMEOUT",
            "consumer session timeout: how soon a dead worker's partitions move", _seconds),
     Option("heartbeat_interval", "--heartbeat-interval", "DETECTOR_HEARTBEAT_INTERVAL",

@@ -5,28 +5,25 @@ aiokafka keeps one fetch in flight per broker, and leaves a partition out of the
 while records of it are still buffered. So once the worker has buffered input, its next fetch
 asks only for the repartition partitions, which stay empty until the next commit (Faust
 publishes what an event sends when its offset is committed); the broker holds that fetch for
-up to `fetch_max_wait_ms`, and the input buffer runs dry meanwhile. Measured on benchmark 5's
-input: the worker idled about 40 % of the time at 1,262 records/s, and did 1,753 records/s at
-90 % of a core with 100 ms (docs/BENCHMARKS.md, 5). A fetch still returns as soon as any of
-its partitions has data, so a shorter wait costs only empty fetches while a worker is idle:
-ten a second at 100 ms.
+up to the wait, and the input buffer runs dry meanwhile: the worker idled about 40 % of the
+time (docs/BENCHMARKS.md, 5). A fetch still returns as soon as any of its partitions has data,
+so a shorter wait (`DETECTOR_FETCH_MAX_WAIT`, 100 ms by default) only adds empty fetches
+while a worker has nothing to do: ten a second at 100 ms.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka
-
-FETCH_MAX_WAIT_MS = 100
 
 
 class _ConsumerThread(aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: aiokafka.Transport) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads this when the consumer starts (its fetcher is built then).
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._fetch_max_wait_ms = round(cast(DetectorApp, self.app).fetch_max_wait * 1000)
         return consumer
 
 
@@ -40,7 +37,11 @@ class Transport(aiokafka.Transport):
 
 
 class DetectorApp(faust.App):
-    """A faust App whose consumer fetches with `FETCH_MAX_WAIT_MS`."""
+    """A faust App whose consumer waits at most `fetch_max_wait` seconds for a fetch."""
+
+    def __init__(self, *args: Any, fetch_max_wait: float, **kwargs: Any) -> None:
+        self.fetch_max_wait = fetch_max_wait
+        super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
