@@ -443,7 +443,7 @@ class GroupRunner:
         group, partitions = self.group, self.partitions
         state = TableState(self.table, partition,
                            lambda key: group.partition_of(key, partitions))
-        self._forget_stale(state)
+        self._forget_stale(partition)
         clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions())
         saved = self.table.get(own_key("clock", partition)) or {}
         clock.restore(saved)
@@ -455,7 +455,7 @@ class GroupRunner:
         self._evaluators[partition] = evaluator
         return evaluator
 
-    def _forget_stale(self, state: TableState) -> None:
+    def _forget_stale(self, partition: int) -> None:
         """Drop the entries no rule of the group can use any more. Those of a rule whose
         stateful definition changed since they were written (a reload changed a first-seen
         value, a window, a threshold): a baseline of source addresses says nothing about
@@ -464,7 +464,7 @@ class GroupRunner:
         again. A disabled rule keeps its entries (and what they mean) for when it is enabled
         again. Called inside an event of the partition, so the deletions reach its changelog.
         """
-        definitions, partition, dormant = self._definitions, state.partition, self.group.dormant
+        definitions, dormant = self._definitions, self.group.dormant
 
         def kept(prefix: str) -> bool:
             return prefix in definitions or prefix.split("|", 1)[-1] in dormant
