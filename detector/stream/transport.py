@@ -23,7 +23,8 @@ class _ConsumerThread(aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: aiokafka.Transport) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads this when the consumer starts (its fetcher is built then).
-        consumer._fetch_max_wait_ms = round(cast(DetectorApp, self.app).fetch_max_wait * 1000)
+        wait = cast(DetectorApp, self.app).fetch_max_wait
+        consumer._fetch_max_wait_ms = max(1, round(wait * 1000))  # 0 would spin
         return consumer
 
 
