@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from detector.stream.app import (
-    Detector,
     _guarded,
     create_app,
     faust_settings,
@@ -17,12 +16,7 @@ from detector.stream.app import (
 from detector.stream.config import Settings
 from detector.stream.rules import RuleSource
 from detector.stream.topics import internal_topics
-from stream.support import DELETE_RULE, FIXTURES
-
-
-def build(settings: Settings, environ: dict[str, str] | None = None) -> Detector:
-    rules = RuleSource([str(FIXTURES / "rules")])
-    return create_app(settings, rules, rules.load(), environ=environ or {})
+from stream.support import DELETE_RULE, FIXTURES, build
 
 
 def test_settings_reach_faust(tmp_path: Path) -> None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detector.stream.app import create_app
 from detector.stream.config import Settings
-from detector.stream.rules import RuleSource
-from stream.support import FIXTURES
+from stream.support import build
 
 
 async def test_the_worker_consumer_parks_a_fetch_for_at_most_the_short_wait(
     tmp_path: Path,
 ) -> None:
-    rules = RuleSource([str(FIXTURES / "rules")])
     for settings, waits_ms in ((Settings(data_dir=str(tmp_path)), 100),
                                (Settings(data_dir=str(tmp_path), fetch_max_wait=1.5), 1500)):
-        app = create_app(settings, rules, rules.load(), environ={}).app
+        app = build(settings).app
         thread = app.consumer._new_consumer_thread()
         consumer = thread._create_worker_consumer(app.transport)  # built, not started: no I/O
         assert consumer._fetch_max_wait_ms == waits_ms
