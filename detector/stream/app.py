@@ -290,6 +290,7 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
                       config=output_topic_config(settings))
     table = app.Table(table_name(group.name), partitions=settings.state_partitions,
                       key_type=str, help=f"state of the rules grouped by {', '.join(group.fields)}")
+
     def input_partitions() -> int:
         return app.consumer.topic_partitions(settings.input_topic) or 0
 

@@ -40,9 +40,6 @@ class SourceClock(Clock):
     def watermark(self) -> float:
         return self.floor - self.lateness
 
-    def is_late(self, event_time: float) -> bool:
-        return event_time < self.floor - self.lateness
-
     def hear(self, source: int, event_time: float) -> None:
         """A record of `source` arrives: call before the evaluator sees it."""
         sources = self.sources

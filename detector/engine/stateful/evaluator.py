@@ -178,7 +178,7 @@ class Stateful:
                                                           [record]), record)
             if route.feeds and not late:
                 if horizon is None:
-                    horizon = min(watermark, self._pending.first(), event_time)
+                    horizon = min(self._horizon(), event_time)
                 alerts += self._correlate(rule.meta.id, record, horizon)
         clock.advance(event_time)
         watermark = clock.watermark

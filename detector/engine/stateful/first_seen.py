@@ -67,7 +67,7 @@ class FirstSeenUnit:
         self.prefix = key_prefix(FIRST_SEEN, rule.id)
         self.value_fields = shared_fields(spec.value)
         self.slim = slim_for((*spec.key, *spec.value, *fields_read_later,
-                          *(rule.meta.output.fields() if rule.meta.output else ())))
+                              *(rule.meta.output.fields() if rule.meta.output else ())))
         self._minutes: dict[int, int] = {}
 
     @property
