@@ -146,12 +146,12 @@ class CorrelationUnit:
         if entry is None:
             entry = {"e": [], "f": [], "o": []}
         events: list[list[Any]] = entry["e"]
-        ident = record.event_id or event_key(record)
+        ident = event_key(record)
         event_time = record.event_time
         mask = self.masks[rule_id]
-        latest = not events or events[-1][TIME] < event_time  # the common case: in order
-        if latest or (events[-1][TIME] == event_time and events[-1][IDENT] < ident):
-            position = len(events)
+        if events and (events[-1][TIME] < event_time or (
+                events[-1][TIME] == event_time and events[-1][IDENT] < ident)):
+            position = len(events)  # in order, the common case
         else:
             position = bisect.bisect_left(events, (event_time, ident), key=_TIME_AND_IDENT)
         if position < len(events) and events[position][IDENT] == ident:
@@ -168,8 +168,7 @@ class CorrelationUnit:
             if bound is not None and event_time >= bound[BOUND_END] - self.span:
                 bound[BOUND] += 1
             values = self.group.values(data)
-            fires = (self._slide_latest(entry, values) if latest
-                     else self._slide(entry, position, values))
+            fires = self._slide(entry, position, values)
             if events[0][TIME] < horizon - 2 * self.span:
                 self._prune(entry, horizon)
         else:
@@ -210,32 +209,6 @@ class CorrelationUnit:
         if self.monotone:
             self._prune(entry, horizon)
             self._store(skey, entry)
-
-    def _slide_latest(self, entry: dict[str, Any], values: list[str | None]) -> list[Fire]:
-        """`_slide` for an event later than every other of the entry, the last one: the only
-        window it lies in is the one ending at it."""
-        events: list[list[Any]] = entry["e"]
-        end = events[-1][TIME]
-        start = bucket_start(end, self.span)
-        fired: list[float] = entry["f"]
-        if start in fired:
-            return []
-        least = self.least
-        bound: list[float] | None = entry.get("b") if self.bounded else None
-        if bound is not None and bound[BOUND] < least:  # the event ends past the bound's end
-            return []
-        since = bisect.bisect_left(events, end - self.span, hi=len(events) - 1, key=_TIME_OF)
-        count = len(events) - since
-        fires: list[Fire] = []
-        if count >= least:
-            window = events[since:]
-            count = self.measure(window)
-            if self._holds(count):
-                fired.append(start)
-                fires.append(self._fire(window, self.group.mapping(values), start, count))
-        if self.bounded:
-            entry["b"] = [end, count]
-        return fires
 
     def _slide(self, entry: dict[str, Any], position: int,
                values: list[str | None]) -> list[Fire]:
