@@ -70,7 +70,7 @@ SINK_DRAIN_SECONDS = 5.0
 class Detector:
     """One worker's Faust app and everything it drives."""
 
-    app: faust.App
+    app: DetectorApp
     settings: Settings
     registry: CollectorRegistry
     metrics: Metrics
@@ -298,6 +298,7 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
                          lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout,
                          input_partitions=input_partitions)
     detector.runners[group.name] = runner
+    app.before_commit.append(runner.changelog.publish)
 
     async def evaluate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():

@@ -26,6 +26,8 @@ Idempotent replay: the alerts raised while processing an event are written to th
 raised them. If the worker dies after the changelog got the state but before the alerts
 left, the event comes again (its offset was not committed), finds its ledger entry and the
 same alerts (same ids) are sent again instead of being lost to the state that now knows.
+Table changes reach the changelog before each commit, once per entry (`tables.Changelog`); an
+event that raised alerts sends its changes and its ledger entry at once, in that order.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,13 +45,20 @@ import orjson
 
 from detector.alerts import Alert, event_key
 from detector.engine import Rule, RuleSet
-from detector.engine.state import JSON, MemoryState
+from detector.engine.state import MemoryState
 from detector.engine.stateful import Stateful
 from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION, Fields
 from detector.events import Record, decode_record
 from detector.metrics import Metrics
 from detector.stream.messages import alert_headers, alert_key
-from detector.stream.tables import TableState, group_key, own_key, partition_for
+from detector.stream.tables import (
+    Changelog,
+    LoggedTable,
+    TableState,
+    group_key,
+    own_key,
+    partition_for,
+)
 from detector.stream.watermark import SourceClock
 
 log = logging.getLogger(__name__)
@@ -298,11 +307,12 @@ class _Partition:
 class GroupRunner:
     """Evaluates one group's records, partition by partition, over its faust Table."""
 
-    def __init__(self, group: Group, table: MutableMapping[str, JSON], metrics: Metrics, *,
+    def __init__(self, group: Group, table: LoggedTable, metrics: Metrics, *,
                  partitions: int, lateness: float, idle_timeout: float,
                  input_partitions: Callable[[], int]) -> None:
         self.input_partitions = input_partitions  # asked when a partition's evaluator is built
-        self.table = table
+        self.changelog = Changelog(table)  # every write goes through it
+        self.table = self.changelog.store
         self.partitions = partitions
         self.lateness = lateness
         self.idle_timeout = idle_timeout
@@ -315,15 +325,19 @@ class GroupRunner:
         self.group = group
         self._rules = {rule.id: rule for rule in group.ruleset.rules}
         self._definitions = group.definitions()
-        self.reset()
+        self._evaluators.clear()
 
     def reset(self) -> None:
-        """Forget every evaluator (after a rebalance the table is the truth)."""
+        """After a rebalance the table is the truth: forget every evaluator, and the changes
+        not sent to the changelog (the commit before the rebalance sent them, unless this
+        worker lost its partitions without one)."""
         self._evaluators.clear()
+        self.changelog.discard()
 
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
         """Alerts raised in `partition` by one message of the repartition topic: a record,
         an input partition's progress (a beat) or an idle tick."""
+        self.changelog.begin()
         evaluator = self._evaluator(partition)
         message = orjson.loads(payload)
         record: Record | None = None
@@ -397,7 +411,7 @@ class GroupRunner:
         written_max, written_floor = evaluator.written
         if (clock.max_seen >= written_max + CLOCK_STEP
                 or clock.floor >= written_floor + CLOCK_STEP):
-            self.table[own_key("clock", partition)] = clock.dump()
+            self.changelog.set(partition, own_key("clock", partition), clock.dump())
             evaluator.written = (clock.max_seen, clock.floor)
         self._count(evaluator, counted)
         sent = [Sent(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
@@ -405,17 +419,18 @@ class GroupRunner:
         if sent:
             for alert in alerts:
                 self.metrics.alerts.labels(alert.rule_id, alert.level).inc()
-            self.table[ledger_key] = {
+            self.changelog.set(partition, ledger_key, {
                 "t": event_time,
                 "a": [[item.key.hex(), item.value.decode(),
                        [[name, value.decode()] for name, value in item.headers]]
                       for item in sent],
-            }
+            })
             evaluator.ledger[ledger_key] = event_time
-        self._expire_ledger(evaluator)
+            self.changelog.publish_event()
+        self._expire_ledger(partition, evaluator)
         return sent
 
-    def _expire_ledger(self, evaluator: _Partition) -> None:
+    def _expire_ledger(self, partition: int, evaluator: _Partition) -> None:
         """Drop ledger entries an hour behind the watermark (oldest first, in write order)."""
         oldest = evaluator.stateful.clock.watermark - LEDGER_HORIZON
         ledger = evaluator.ledger
@@ -424,8 +439,7 @@ class GroupRunner:
             if when >= oldest:
                 break
             del ledger[key]
-            if key in self.table:
-                del self.table[key]
+            self.changelog.delete(partition, key)
 
     def _count(self, evaluator: _Partition, counted: bool) -> None:
         """Add the late and duplicate records since the last call to the metrics, unless
@@ -441,7 +455,7 @@ class GroupRunner:
         if evaluator is not None:
             return evaluator
         group, partitions = self.group, self.partitions
-        state = TableState(self.table, partition,
+        state = TableState(self.changelog, partition,
                            lambda key: group.partition_of(key, partitions))
         self._forget_stale(partition)
         clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions())
@@ -481,15 +495,15 @@ class GroupRunner:
             for state_key in list(self.table.keys()):
                 if _prefix(state_key) in stale and self.group.partition_of(
                         state_key, self.partitions, stale) == partition:
-                    del self.table[state_key]
+                    self.changelog.delete(partition, state_key)
         meanings = {**{prefix: meaning for prefix, meaning in written.items() if kept(prefix)},
                     **definitions}
         names = {**{prefix: fields for prefix, fields in keyed.items() if kept(prefix)},
                  **{prefix: list(fields) for prefix, fields in self.group.key_fields.items()}}
         if written != meanings:
-            self.table[meant_key] = meanings
+            self.changelog.set(partition, meant_key, meanings)
         if keyed != names:
-            self.table[keyed_key] = names
+            self.changelog.set(partition, keyed_key, names)
 
     def entries(self) -> dict[str, int]:
         """State entries on this worker by kind (first seen, correlation, suppression)."""

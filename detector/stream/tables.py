@@ -8,12 +8,17 @@ keys. The worker sends every record to an explicit repartition partition compute
 state key (`<kind>|<rule id>|<group values JSON>`) is known again from the key alone (the
 group decides which of the values partition). The worker's own bookkeeping keys
 (`@<name>|<partition>|...`) carry their partition in the key.
+
+Changes reach the Table's store at once and its changelog later, once per key (`Changelog`):
+a faust Table sends a changelog message on every write, and a busy key (a principal's
+correlation window) changes on nearly every record.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -45,12 +50,81 @@ def own_key(name: str, partition: int, rest: str = "") -> str:
     return f"{OWN_PREFIX}{name}|{partition}|{rest}"
 
 
+class LoggedTable(Protocol):
+    """What the worker uses of a faust Table: its in-memory store (writing there sends
+    nothing) and its changelog."""
+
+    @property
+    def data(self) -> MutableMapping[str, JSON]: ...
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = None, value_serializer: Any = None) -> Any: ...
+
+
+class Changelog:
+    """A Table's changes on their way to its changelog topic.
+
+    The store takes a change at once; the changelog gets each changed key once, with its
+    latest value, when `publish` is called. The worker calls it before every offset commit
+    (Faust then flushes the producer before committing), so a committed offset never runs
+    ahead of the changelog, and a restarted worker replays from the commit onto a changelog
+    at or after it, as it did when every write was sent. An event that raises alerts sends
+    its changes and its ledger entry at once (`publish_event`), in the order it made them,
+    so the ledger never reaches the changelog without the state change it records.
+    """
+
+    def __init__(self, table: LoggedTable) -> None:
+        self.table = table
+        self.store = table.data
+        self._pending: dict[str, int] = {}  # changed key -> its partition
+        self._event: dict[str, int] = {}  # the keys the current event changed, in order
+
+    def set(self, partition: int, key: str, value: JSON) -> None:
+        self.store[key] = value
+        self._pending[key] = self._event[key] = partition
+
+    def delete(self, partition: int, key: str) -> None:
+        if key in self.store:
+            del self.store[key]
+            self._pending[key] = self._event[key] = partition
+
+    def begin(self) -> None:
+        """A new event: `publish_event` sends what changes from here on."""
+        self._event = {}
+
+    def publish_event(self) -> None:
+        for key, partition in self._event.items():
+            self._send(key, partition)
+            del self._pending[key]
+        self._event = {}
+
+    def publish(self) -> None:
+        for key, partition in self._pending.items():
+            self._send(key, partition)
+        self._pending, self._event = {}, {}
+
+    def discard(self) -> None:
+        """Forget the changes not sent (after a rebalance the partitions may be another
+        worker's, whose changelog they would overwrite; their offsets were not committed)."""
+        self._pending, self._event = {}, {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _send(self, key: str, partition: int) -> None:
+        if key in self.store:
+            self.table.send_changelog(partition, key, self.store[key])
+        else:  # a tombstone, as faust sends for a deleted key
+            self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+
 class TableState:
     """The State of one partition of a faust Table (engine keys only)."""
 
-    def __init__(self, table: MutableMapping[str, JSON], partition: int,
+    def __init__(self, changelog: Changelog, partition: int,
                  partition_of: Callable[[str], int | None]) -> None:
-        self.table = table
+        self.changelog = changelog
+        self.table = changelog.store
         self.partition = partition
         self.partition_of = partition_of
 
@@ -58,11 +132,10 @@ class TableState:
         return self.table.get(key)
 
     def put(self, key: str, value: JSON) -> None:
-        self.table[key] = value
+        self.changelog.set(self.partition, key, value)
 
     def delete(self, key: str) -> None:
-        if key in self.table:
-            del self.table[key]
+        self.changelog.delete(self.partition, key)
 
     def all_keys(self) -> Iterator[str]:
         return iter(self._keys())

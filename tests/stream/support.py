@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from detector.metrics import Metrics
 from detector.stream.app import Detector, create_app
@@ -23,3 +26,31 @@ def build(settings: Settings, environ: dict[str, str] | None = None) -> Detector
     """A worker's app over the fixture rules, sinks from `environ` only."""
     rules = RuleSource([str(FIXTURES / "rules")])
     return create_app(settings, rules, rules.load(), environ=environ or {})
+
+
+class ChangelogDict(dict[str, Any]):
+    """A faust Table for unit tests: the dict is its store, `messages` its changelog
+    (partition, key, value as sent: None deletes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[int | None, str, Any]] = []
+
+    @property
+    def data(self) -> ChangelogDict:
+        return self
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = None, value_serializer: Any = None) -> None:
+        self.messages.append((partition, key, orjson.loads(orjson.dumps(value))))
+
+    def recover(self) -> ChangelogDict:
+        """The table a restarted worker builds from the changelog."""
+        table = ChangelogDict()
+        for _partition, key, value in self.messages:
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        table.messages = list(self.messages)
+        return table

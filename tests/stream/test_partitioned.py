@@ -16,15 +16,17 @@ from detector.stream.deadletter import Source
 from detector.stream.partitioned import TICK, GroupRunner, Sent, plan_groups, project
 from detector.stream.processor import Processor
 from detector.stream.tables import group_key, own_key, partition_for
-from stream.support import FIXTURES, NEW_IP_RULE
+from stream.support import FIXTURES, NEW_IP_RULE, ChangelogDict
 
 PARTITIONS = 3
 SOURCE = Source("in", 0, 0, None, [])
 
 
-def run(ruleset: RuleSet, metrics: Metrics, table: dict[str, Any],
-        events: list[dict[str, Any]], *, idle_timeout: float = 3600.0) -> list[Sent]:
-    """The scenario through the input processor and the group's runner, as the worker does."""
+def run(ruleset: RuleSet, metrics: Metrics, table: ChangelogDict,
+        events: list[dict[str, Any]], *, idle_timeout: float = 3600.0,
+        commit: bool = True) -> list[Sent]:
+    """The scenario through the input processor and the group's runner, as the worker does,
+    then (`commit`) what the worker does before committing the offsets."""
     processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
     [group] = processor.groups
     runner = GroupRunner(group, table, metrics, partitions=PARTITIONS, lateness=60.0,
@@ -33,6 +35,8 @@ def run(ruleset: RuleSet, metrics: Metrics, table: dict[str, Any],
     for offset, event in enumerate(events):
         for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards:
             sent += runner.process(forward.partition, offset, forward.value)
+    if commit:
+        runner.changelog.publish()
     return sent
 
 
@@ -50,7 +54,7 @@ def ids(sent: list[Sent]) -> list[str]:
 def test_partitioned_evaluation_raises_what_the_engine_raises(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    sent = run(ruleset, metrics, {}, scenario)
+    sent = run(ruleset, metrics, ChangelogDict(), scenario)
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
     assert len(sent) == 1
     alert = orjson.loads(sent[0].value)
@@ -62,29 +66,56 @@ def test_partitioned_evaluation_raises_what_the_engine_raises(
 def test_baselines_live_in_the_table_and_survive_a_restart(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     half = next(i for i, e in enumerate(scenario) if e["eventTime"] >= "2026-03-02T09:30")
     assert run(ruleset, metrics, table, scenario[:half]) == []
-    # a new runner (a restarted or rebalanced worker) has only the table to go on
-    sent = run(ruleset, metrics, table, scenario[half:])
+    # a new runner (a restarted or rebalanced worker) has only the changelog to go on
+    sent = run(ruleset, metrics, table.recover(), scenario[half:])
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
+
+
+def test_each_changed_entry_reaches_the_changelog_once_per_commit(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    table = ChangelogDict()
+    sent = run(ruleset, metrics, table, scenario)
+    assert len(sent) == 1
+    state_keys = [key for _partition, key, _value in table.messages if key[0] != "@"]
+    # once at the commit, and once more for the entry of the event that raised the alert
+    assert len(state_keys) == len(set(state_keys)) + 1
+    assert table.recover() == table
+
+
+def test_a_crash_between_commits_loses_no_alert(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    table = ChangelogDict()
+    half = next(i for i, e in enumerate(scenario) if e["eventTime"] >= "2026-03-02T09:30")
+    run(ruleset, metrics, table, scenario[:half])
+    crashed = run(ruleset, metrics, table, scenario[half:], commit=False)
+    assert ids(crashed) == engine_ids(ruleset, scenario, NEW_IP_RULE)
+    recovered = table.recover()
+    assert recovered != table  # the changes after the commit were not all sent
+    # the offsets after the commit come again, onto the changelog
+    assert ids(run(ruleset, metrics, recovered, scenario[half:])) == ids(crashed)
 
 
 def test_an_event_replayed_after_a_crash_raises_its_alerts_again(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     sent: list[Sent] = []
     for event in scenario:  # up to the event whose processing raised the alert
-        sent = run(ruleset, metrics, table, [event])
+        sent = run(ruleset, metrics, table, [event], commit=False)
         if sent:
             break
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
-    assert [key for key in table if key.startswith("@sent|")] == [
+    recovered = table.recover()  # no commit yet: what that event sent at once
+    assert [key for key in recovered if key.startswith("@sent|")] == [
         own_key("sent", int(key.split("|")[1]), event["eventID"]) for key in table
         if key.startswith("@sent|")]
-    # the worker died after the table learned, before the alert left: the event comes again
-    again = run(ruleset, metrics, table, [event])
+    # the worker died after the changelog learned, before the alert left: the event comes again
+    again = run(ruleset, metrics, recovered, [event])
     assert [(s.key, s.value, s.headers) for s in again] == [
         (s.key, s.value, s.headers) for s in sent]
 
@@ -92,16 +123,16 @@ def test_an_event_replayed_after_a_crash_raises_its_alerts_again(
 def test_a_replayed_event_that_raised_nothing_raises_nothing(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     run(ruleset, metrics, table, scenario)
-    assert run(ruleset, metrics, table, scenario[-3:]) == []
+    assert run(ruleset, metrics, table.recover(), scenario[-3:]) == []
 
 
 def test_an_idle_partition_decides_its_pending_events_on_a_tick(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     intrusion = next(i for i, e in enumerate(scenario) if e["sourceIPAddress"] == "203.0.113.66")
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     assert run(ruleset, metrics, table, scenario[: intrusion + 1]) == []  # still pending
     processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
     runner = GroupRunner(processor.groups[0], table, metrics, partitions=PARTITIONS,
@@ -113,7 +144,7 @@ def test_an_idle_partition_decides_its_pending_events_on_a_tick(
 def test_the_clock_of_each_partition_is_kept_in_the_table(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     run(ruleset, metrics, table, scenario)
     clocks = {key: value for key, value in table.items() if key.startswith("@clock|")}
     assert clocks
@@ -190,7 +221,7 @@ def test_a_record_sent_to_two_groups_is_counted_late_or_duplicate_once(
     loaded = load_rules([FIXTURES / "rules", tmp_path])
     assert not loaded.errors
     processor = Processor(loaded.ruleset, metrics, Limits(), PARTITIONS)
-    runners = {group.name: GroupRunner(group, {}, metrics, partitions=PARTITIONS,
+    runners = {group.name: GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS,
                                        lateness=60.0, idle_timeout=3600.0,
                                        input_partitions=lambda: 1)
                for group in processor.groups}
@@ -218,7 +249,7 @@ def test_input_partitions_consumed_at_uneven_speeds_make_nothing_late(
     def through_runner(events: list[dict[str, Any]]) -> list[Sent]:
         processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
         [group] = processor.groups
-        runner = GroupRunner(group, {}, metrics, partitions=PARTITIONS, lateness=60.0,
+        runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
                              idle_timeout=3600.0, input_partitions=lambda: 2)
         sent: list[Sent] = []
         for offset, event in enumerate(events):
@@ -241,7 +272,7 @@ def test_input_partitions_consumed_at_uneven_speeds_make_nothing_late(
 def test_a_reloaded_rule_with_another_stateful_definition_starts_afresh(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     half = next(i for i, e in enumerate(scenario) if e["eventTime"] >= "2026-03-02T09:30")
     run(ruleset, metrics, table, scenario[:half])
     learned = {key: value for key, value in table.items() if key.startswith("fs|")}
@@ -257,7 +288,7 @@ def test_a_reloaded_rule_with_another_stateful_definition_starts_afresh(
     assert not reloaded.errors
     later = scenario[half + 1:half + 3]  # one event of each principal
     run(reloaded.ruleset, metrics, table, later)
-    fresh: dict[str, Any] = {}
+    fresh = ChangelogDict()
     run(reloaded.ruleset, metrics, fresh, later)
 
     def first_seen(entries: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +342,7 @@ def test_a_deleted_rule_loses_its_entries_and_a_disabled_one_keeps_them(
     def entries(prefix: str) -> dict[str, Any]:
         return {key: value for key, value in table.items() if key.startswith(prefix)}
 
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
     run(rules("both", USER_AGENT.format(enabled="true")), metrics, table, scenario)
     agents, addresses = entries(f"fs|{USER_AGENT_RULE}|"), entries(f"fs|{NEW_IP_RULE}|")
     assert len({partition_for(group_key(orjson.loads(key.split("|", 2)[2])), PARTITIONS)

@@ -1,16 +1,17 @@
-"""A TableState sees only its partition's keys; partitions are stable functions of the key."""
+"""A TableState sees only its partition's keys; partitions are stable functions of the key;
+a changed key reaches the changelog once per commit."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from detector.stream.tables import (
+    Changelog,
     TableState,
     group_key,
     own_key,
     own_key_partition,
     partition_for,
 )
+from stream.support import ChangelogDict
 
 
 def test_partitions_are_stable_and_in_range() -> None:
@@ -28,12 +29,13 @@ def test_bookkeeping_keys_carry_their_partition() -> None:
 
 
 def test_a_table_state_lists_only_its_own_partition() -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogDict()
+    changelog = Changelog(table)
 
     def partition_of(key: str) -> int:
         return int(key.split("|")[2].strip('["user-]')) % 4
 
-    states = [TableState(table, partition, partition_of) for partition in range(4)]
+    states = [TableState(changelog, partition, partition_of) for partition in range(4)]
     keys = [f'fs|r|["user-{i}"]' for i in range(20)]
     for key in keys:
         states[partition_of(key)].put(key, [1])
@@ -46,3 +48,46 @@ def test_a_table_state_lists_only_its_own_partition() -> None:
     state.delete(keys[0])
     state.delete(keys[0])
     assert state.get(keys[0]) is None
+    changelog.publish()
+    assert sorted(table.messages) == sorted(
+        [(partition_of(key), key, [1]) for key in keys[1:]]
+        + [(partition_of(keys[0]), keys[0], None)])  # the deleted key as a tombstone
+
+
+def test_a_changed_key_is_sent_once_with_its_latest_value_when_published() -> None:
+    table = ChangelogDict()
+    changelog = Changelog(table)
+    changelog.set(1, "a", [1])
+    changelog.set(1, "a", [1, 2])
+    changelog.set(2, "b", {"x": 1})
+    changelog.set(0, "c", [3])
+    assert table == {"a": [1, 2], "b": {"x": 1}, "c": [3]}  # the store has them at once
+    assert table.messages == []
+    changelog.delete(2, "b")
+    changelog.publish()
+    assert table.messages == [(1, "a", [1, 2]), (2, "b", None), (0, "c", [3])]
+    changelog.publish()
+    assert len(table.messages) == 3
+
+
+def test_an_event_publishes_its_own_changes_in_order_and_leaves_the_others() -> None:
+    table = ChangelogDict()
+    changelog = Changelog(table)
+    changelog.set(0, "before", 1)
+    changelog.begin()
+    changelog.set(0, "state", 2)
+    changelog.set(0, "@sent|0|event", 3)
+    changelog.publish_event()
+    assert table.messages == [(0, "state", 2), (0, "@sent|0|event", 3)]
+    assert len(changelog) == 1
+    changelog.publish()
+    assert table.messages[-1] == (0, "before", 1)
+
+
+def test_changes_discarded_after_a_rebalance_are_never_sent() -> None:
+    table = ChangelogDict()
+    changelog = Changelog(table)
+    changelog.set(0, "a", 1)
+    changelog.discard()
+    changelog.publish()
+    assert table.messages == []
