@@ -68,6 +68,7 @@ LEDGER_HORIZON = 3600.0  # event-time seconds a ledger entry outlives the waterm
 # the partition a little more lenient with late events.
 CLOCK_STEP = 10.0
 TICK = b'{"tick":true}'
+BATCH_BYTES = 1024 * 1024  # the records of one repartition message, at most (see `batched`)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -243,12 +244,35 @@ def _group_ruleset(ruleset: RuleSet, group: tuple[str, ...],
 
 @dataclass
 class Forward:
-    """A record on its way to a group's repartition topic."""
+    """A record (or a batch of records) on its way to a group's repartition topic."""
 
     group: str
-    key: bytes | None  # None for a beat
+    key: bytes | None  # None for a beat or a batch
     partition: int
     value: bytes
+
+
+def batched(forwards: list[Forward]) -> list[Forward]:
+    """The records of one input message in one message per group partition (`{"b": [...]}`,
+    up to BATCH_BYTES each; a record alone may be larger): every Kafka message the worker
+    sends costs more than the record it carries, and a CloudTrail log file holds many."""
+    targets: dict[tuple[str, int], list[Forward]] = {}
+    for forward in forwards:
+        targets.setdefault((forward.group, forward.partition), []).append(forward)
+    messages: list[Forward] = []
+    for (group, partition), items in targets.items():
+        chunks: list[list[Forward]] = [[]]
+        size = 0
+        for item in items:
+            if chunks[-1] and size + len(item.value) > BATCH_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(item)
+            size += len(item.value) + 1
+        messages += [chunk[0] if len(chunk) == 1 else Forward(
+            group, None, partition, b'{"b":[' + b",".join(item.value for item in chunk) + b"]}")
+            for chunk in chunks]
+    return messages
 
 
 class Router:
@@ -336,10 +360,17 @@ class GroupRunner:
 
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
         """Alerts raised in `partition` by one message of the repartition topic: a record,
-        an input partition's progress (a beat) or an idle tick."""
+        the records of one input message (a batch), an input partition's progress (a beat)
+        or an idle tick."""
+        message = orjson.loads(payload)
+        if "b" in message:
+            return [sent for item in message["b"]
+                    for sent in self._process(partition, offset, item)]
+        return self._process(partition, offset, message)
+
+    def _process(self, partition: int, offset: int, message: dict[str, Any]) -> list[Sent]:
         self.changelog.begin()
         evaluator = self._evaluator(partition)
-        message = orjson.loads(payload)
         record: Record | None = None
         if "r" in message:
             decoded = decode_record(message["r"])

@@ -74,6 +74,20 @@ def test_baselines_live_in_the_table_and_survive_a_restart(
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
 
 
+def test_a_log_file_in_one_message_raises_what_the_engine_raises(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    [group] = processor.groups
+    runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
+                         idle_timeout=3600.0, input_partitions=lambda: 1)
+    forwards = processor.on_message(orjson.dumps({"Records": scenario}), SOURCE).forwards
+    assert len(forwards) <= PARTITIONS
+    sent = [item for offset, forward in enumerate(forwards)
+            for item in runner.process(forward.partition, offset, forward.value)]
+    assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
+
+
 def test_each_changed_entry_reaches_the_changelog_once_per_commit(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
