@@ -51,6 +51,7 @@ from detector.stream.processor import Output, Processor
 from detector.stream.rules import RuleSource
 from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
 from detector.stream.topics import (
+    changelog_topic_config,
     output_message_bytes,
     output_topic_config,
     repartition_topic,
@@ -289,7 +290,8 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
                       key_serializer="raw", value_serializer="raw",
                       config=output_topic_config(settings))
     table = app.Table(table_name(group.name), partitions=settings.state_partitions,
-                      key_type=str, help=f"state of the rules grouped by {', '.join(group.fields)}")
+                      key_type=str, help=f"state of the rules grouped by {', '.join(group.fields)}",
+                      extra_topic_configs=changelog_topic_config(settings))
 
     def input_partitions() -> int:
         return app.consumer.topic_partitions(settings.input_topic) or 0

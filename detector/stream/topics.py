@@ -44,6 +44,13 @@ def output_topic_config(settings: Settings) -> dict[str, str]:
     return {"max.message.bytes": str(output_message_bytes(settings) + BATCH_OVERHEAD)}
 
 
+def changelog_topic_config(settings: Settings) -> dict[str, str]:
+    """A table's changelog is compacted and takes an entry as big as the worker's other
+    messages: a busy principal's correlation window can pass the broker's default 1 MiB,
+    and a refused entry stops the worker."""
+    return {"cleanup.policy": "compact", **output_topic_config(settings)}
+
+
 def repartition_topic(settings: Settings, group: str) -> str:
     return f"{settings.group_id}-repartition-{group}"
 
@@ -66,7 +73,7 @@ def internal_topics(settings: Settings, groups: list[str]) -> list[TopicSpec]:
         specs.append(TopicSpec(repartition_topic(settings, group), settings.state_partitions,
                                outputs))
         specs.append(TopicSpec(f"{settings.group_id}-{table_name(group)}-changelog",
-                               settings.state_partitions, {"cleanup.policy": "compact"}))
+                               settings.state_partitions, changelog_topic_config(settings)))
     return specs
 
 

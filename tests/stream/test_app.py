@@ -103,7 +103,7 @@ def test_the_internal_topics_created_beforehand_are_the_ones_faust_uses(tmp_path
     assert [(spec.name, spec.partitions) for spec in specs] == [
         (settings.input_topic, 4), (settings.alerts_topic, 4), (settings.dead_letter_topic, 4),
         (f"det-repartition-{group.name}", 4), (table.changelog_topic.get_topic_name(), 4)]
-    assert specs[-1].config == {"cleanup.policy": "compact"}
+    assert specs[-1].config == {**table.extra_topic_configs, "cleanup.policy": "compact"}
 
 
 def test_the_output_topics_take_the_biggest_message_the_worker_produces(tmp_path: Path) -> None:
@@ -111,6 +111,7 @@ def test_the_output_topics_take_the_biggest_message_the_worker_produces(tmp_path
     request = faust_settings(settings)["producer_max_request_size"]
     assert request > settings.max_message_bytes  # a whole input message plus headers
     by_name = {spec.name: spec for spec in internal_topics(settings, ["g"])}
-    for name in (settings.alerts_topic, settings.dead_letter_topic, "det-repartition-g"):
+    for name in (settings.alerts_topic, settings.dead_letter_topic, "det-repartition-g",
+                 "det-state-g-changelog"):
         assert int(by_name[name].config["max.message.bytes"]) > request
     assert by_name[settings.input_topic].config == {}
