@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from engine.stateful_support import ADMIN, OPERATOR, engine, event, fired, run
 
+from detector.engine.stateful import correlation
 from detector.events import Record
 
 DENIED = """\
@@ -78,6 +80,39 @@ def test_a_continuing_burst_alerts_once_per_bucket(tmp_path: Path) -> None:
     alerts = fired(run(engine(tmp_path, burst()), records), BURST_ID)
     assert len(alerts) == 3
     assert len({alert.id for alert in alerts}) == 3
+
+
+def test_only_the_latest_events_of_a_group_key_keep_their_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(correlation, "KEPT_RECORDS", 3)
+    target = engine(tmp_path, burst("gte: 100"))
+
+    def kept() -> list[tuple[float, bool]]:
+        state = target.stateful.state
+        [entry] = [state.get(key) for key in state.all_keys() if key.startswith("co|")]
+        start = entry["e"][0][correlation.TIME]
+        return [(item[correlation.TIME] - start, item[correlation.RECORD] is not None)
+                for item in entry["e"]]
+
+    run(target, [denied(seconds) for seconds in range(0, 60, 10)], flush=False)
+    assert kept() == [(0, False), (10, False), (20, False), (30, True), (40, True), (50, True)]
+    # late: one among the older events comes without its record; one among the latest keeps
+    # it and pushes the oldest of them out
+    run(target, [denied(5), denied(45)], flush=False)
+    assert kept() == [(0, False), (5, False), (10, False), (20, False), (30, False),
+                      (40, True), (45, True), (50, True)]
+
+
+def test_an_alert_counts_every_event_and_lists_those_with_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(correlation, "KEPT_RECORDS", 3)
+    events = [denied(seconds) for seconds in range(0, 50, 10)]
+    [alert] = fired(run(engine(tmp_path, burst("gte: 5")), events), BURST_ID)
+    assert alert.details["correlation"]["count"] == 5
+    assert alert.details["correlation"]["events"] == 5
+    assert list(alert.event_ids) == [record.event_id for record in events[-3:]]
 
 
 def test_group_keys_count_separately(tmp_path: Path) -> None:
