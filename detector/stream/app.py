@@ -11,14 +11,16 @@ partitioned alike (see `detector.stream.partitioned`), all with `state_partition
 Every second each worker also tells every state partition how far its input partitions have
 got in event time, as far as their offsets are committed (beats; `detector.stream.watermark`).
 
-Every send happens inside the agent's event, so Faust attaches it to the input offset: the
-messages are flushed before that offset is committed (at-least-once, `concurrency=1` as the
-design requires, faust-streaming issue 606). Both agents pass every message through an offset
-guard first (`detector.stream.continuity`): after a table recovery Faust can skip messages,
-and the guard reads them again. Faust only logs a send that fails (after the producer's own
-retries) and commits the offset anyway, so the worker stops at once when one fails
-(`SendFailureStop`, exit code 75): the offsets whose output did not leave stay uncommitted
-and are processed again after the restart.
+Alerts and dead letters are sent inside the agent's event, so Faust attaches them to the
+input offset: the messages are flushed before that offset is committed (at-least-once,
+`concurrency=1` as the design requires, faust-streaming issue 606). The records for the
+stateful groups wait in an outbox and go out just before each commit, together with the
+tables' changes (`DetectorApp.before_commit`), a message per group partition. Both agents
+pass every message through an offset guard first (`detector.stream.continuity`): after a
+table recovery Faust can skip messages, and the guard reads them again. Faust only logs a
+send that fails (after the producer's own retries) and commits the offset anyway, so the
+worker stops at once when one fails (`SendFailureStop`, exit code 75): the offsets whose
+output did not leave stay uncommitted and are processed again after the restart.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from detector.stream.config import Settings, broker_credentials, client_options
 from detector.stream.continuity import OffsetGuard, Verdict
 from detector.stream.deadletter import Source
 from detector.stream.messages import alert_headers, alert_key
-from detector.stream.partitioned import TICK, Group, GroupRunner
+from detector.stream.partitioned import TICK, Group, GroupRunner, Outbox
 from detector.stream.processor import Output, Processor
 from detector.stream.rules import RuleSource
 from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
@@ -80,6 +82,7 @@ class Detector:
     status: WorkerStatus
     sinks: SinkSet
     runners: dict[str, GroupRunner]
+    outbox: Outbox = field(default_factory=Outbox)  # records for the groups, sent at commits
     guard: OffsetGuard[TP] = field(default_factory=OffsetGuard)
     probes: set[asyncio.Task[None]] = field(default_factory=set)  # keeps the tasks alive
 
@@ -172,9 +175,8 @@ def _wire(detector: Detector) -> None:
                     for letter in output.dead_letters]
         outgoing += [Outgoing(alerts_topic, alert_key(alert), alert.to_json(),
                               alert_headers(alert)) for alert in output.alerts]
-        outgoing += [Outgoing(group_topics[forward.group], forward.key, forward.value, None,
-                              forward.partition) for forward in output.forwards]
         await deliver(outgoing)
+        detector.outbox.add(output.forwards)
         for alert in output.alerts:
             detector.sinks.submit(alert)
 
@@ -194,6 +196,13 @@ def _wire(detector: Detector) -> None:
     group_topics = {group.name: _wire_group(detector, group, alerts_topic)
                     for group in detector.processor.groups}
     consumed.update(topic.get_topic_name() for topic in group_topics.values())
+
+    def send_forwards() -> None:
+        for forward in detector.outbox.take():
+            group_topics[forward.group].send_soon(key=forward.key, value=forward.value,
+                                                  partition=forward.partition)
+
+    app.before_commit.append(send_forwards)
 
     async def tick_groups() -> None:
         for topic in group_topics.values():
@@ -266,6 +275,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         assigned = args[0] if args else kwargs.get("assigned", ())
         for runner in detector.runners.values():
             runner.reset()
+        detector.outbox.take()  # the records of offsets not committed: they come again
         detector.guard.reset()
         detector.status.on_assigned(
             (tp.topic, tp.partition) for tp in assigned if tp.topic in consumed
@@ -273,7 +283,9 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         for runner in detector.runners.values():
-            runner.reset()
+            runner.revoked()
+        await app.producer.flush()  # before the partitions' next owner reads the changelogs
+        detector.outbox.take()  # the records of offsets not committed: they come again
         detector.processor.progress.forget()
         detector.guard.reset()
         detector.status.on_revoked()

@@ -37,7 +37,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -68,7 +68,7 @@ LEDGER_HORIZON = 3600.0  # event-time seconds a ledger entry outlives the waterm
 # the partition a little more lenient with late events.
 CLOCK_STEP = 10.0
 TICK = b'{"tick":true}'
-BATCH_BYTES = 1024 * 1024  # the records of one repartition message, at most (see `batched`)
+BATCH_BYTES = 128 * 1024  # the records of one repartition message, at most (see `batched`)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -252,10 +252,30 @@ class Forward:
     value: bytes
 
 
+class Outbox:
+    """Records for the stateful groups, held until the next commit of offsets.
+
+    Faust publishes what an event sends when the event's offset is committed; the outbox
+    sends then too, but the records of all the events since the last commit go in one
+    message per group partition (`batched`): each Kafka message costs the worker more than
+    evaluating the record it carries.
+    """
+
+    def __init__(self) -> None:
+        self._forwards: list[Forward] = []
+
+    def add(self, forwards: Iterable[Forward]) -> None:
+        self._forwards.extend(forwards)
+
+    def take(self) -> list[Forward]:
+        """The messages to send now, in the order their records came."""
+        forwards, self._forwards = self._forwards, []
+        return batched(forwards)
+
+
 def batched(forwards: list[Forward]) -> list[Forward]:
-    """The records of one input message in one message per group partition (`{"b": [...]}`,
-    up to BATCH_BYTES each; a record alone may be larger): every Kafka message the worker
-    sends costs more than the record it carries, and a CloudTrail log file holds many."""
+    """The records in one message per group partition (`{"b": [...]}`, up to BATCH_BYTES
+    each; a record alone may be larger), each partition's in the order they came."""
     targets: dict[tuple[str, int], list[Forward]] = {}
     for forward in forwards:
         targets.setdefault((forward.group, forward.partition), []).append(forward)
@@ -353,20 +373,35 @@ class GroupRunner:
 
     def reset(self) -> None:
         """After a rebalance the table is the truth: forget every evaluator, and the changes
-        not sent to the changelog (the commit before the rebalance sent them, unless this
-        worker lost its partitions without one)."""
+        not sent to the changelog (`revoked` sent them, unless this worker lost its
+        partitions without being told: they may be another worker's now)."""
         self._evaluators.clear()
         self.changelog.discard()
 
+    def revoked(self) -> None:
+        """The partitions are being taken away: send what changed since the last commit's
+        publish. Faust's last commit before a rebalance skips publishing when a periodic
+        commit is still running, and the events after that publish come again from the
+        committed offset: on a partition this worker keeps, they find their changes in the
+        store already and would never send them."""
+        self.changelog.publish()
+        self._evaluators.clear()
+
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
         """Alerts raised in `partition` by one message of the repartition topic: a record,
-        the records of one input message (a batch), an input partition's progress (a beat)
-        or an idle tick."""
+        records sent together (a batch), an input partition's progress (a beat) or an idle
+        tick."""
         message = orjson.loads(payload)
-        if "b" in message:
-            return [sent for item in message["b"]
-                    for sent in self._process(partition, offset, item)]
-        return self._process(partition, offset, message)
+        if "b" not in message:
+            return self._process(partition, offset, message)
+        sent: list[Sent] = []
+        for item in message["b"]:
+            try:
+                sent += self._process(partition, offset, item)
+            except Exception:  # a bug on one record must not cost the others their alerts
+                log.exception("stateful evaluation failed in %s[%d]@%d", self.group.name,
+                              partition, offset)
+        return sent
 
     def _process(self, partition: int, offset: int, message: dict[str, Any]) -> list[Sent]:
         self.changelog.begin()

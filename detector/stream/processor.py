@@ -18,7 +18,7 @@ from detector.engine import Engine, Rule, RuleSet
 from detector.events import DecodeError, Limits, Record, decode
 from detector.metrics import Metrics
 from detector.stream.deadletter import DeadLetter, Source, dead_letter, dead_letters
-from detector.stream.partitioned import Forward, Group, Router, batched, plan_groups
+from detector.stream.partitioned import Forward, Group, Router, plan_groups
 from detector.stream.watermark import Progress
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,6 @@ class Processor:
             output, dead_letters(source, payload, errors, len(records), self.limits)
         )
         self._evaluate(records, source, output)
-        output.forwards = batched(output.forwards)
         self.progress.note(source.partition, source.offset,
                            max((record.event_time for record in records), default=None))
         return output

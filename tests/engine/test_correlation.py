@@ -115,6 +115,25 @@ def test_an_alert_counts_every_event_and_lists_those_with_records(
     assert list(alert.event_ids) == [record.event_id for record in events[-3:]]
 
 
+def test_a_window_behind_the_kept_records_alerts_with_its_latest_event_and_group_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(correlation, "KEPT_RECORDS", 1)
+    target = engine(tmp_path, burst("gte: 3") + """detector:
+  suppress: {window: 1h, by: [userIdentity.arn]}
+""", lateness="1h")
+    assert run(target, [denied(0), denied(10), denied(1000)], flush=False) == []
+    late = denied(20)  # completes the window ending at it, behind a newer event's record
+    [alert] = fired(run(target, [late], flush=False), BURST_ID)
+    assert alert.details["correlation"]["count"] == 3
+    assert list(alert.event_ids) == [late.event_id]
+    assert [event.principal_arn for event in alert.events] == [OPERATOR]
+    assert alert.group_key == {"userIdentity.arn": OPERATOR}
+    state = target.stateful.state
+    assert [key for key in state.all_keys() if key.startswith("su|")] == [
+        f'su|{BURST_ID}|["{OPERATOR}"]']
+
+
 def test_group_keys_count_separately(tmp_path: Path) -> None:
     records = [denied(0), denied(10, arn=ADMIN), denied(20), denied(30, arn=ADMIN)]
     assert fired(run(engine(tmp_path, burst()), records), BURST_ID) == []

@@ -6,14 +6,24 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from detector.alerts import EventSummary
 from detector.engine import RuleSet, load_rules
 from detector.engine.factory import make_engine
 from detector.events import Limits, decode
 from detector.metrics import Metrics
+from detector.stream import partitioned
 from detector.stream.deadletter import Source
-from detector.stream.partitioned import TICK, GroupRunner, Sent, plan_groups, project
+from detector.stream.partitioned import (
+    TICK,
+    GroupRunner,
+    Outbox,
+    Sent,
+    batched,
+    plan_groups,
+    project,
+)
 from detector.stream.processor import Processor
 from detector.stream.tables import group_key, own_key, partition_for
 from stream.support import FIXTURES, NEW_IP_RULE, ChangelogDict
@@ -74,18 +84,90 @@ def test_baselines_live_in_the_table_and_survive_a_restart(
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
 
 
-def test_a_log_file_in_one_message_raises_what_the_engine_raises(
+def test_a_batch_holds_a_partitions_records_in_order_within_its_size(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), partitions=4)
+    single = [forward for event in scenario
+              for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards]
+    targets = sorted({(forward.group, forward.partition) for forward in single})
+    assert len(single) > len(targets)
+    batches = batched(single)
+    assert sorted((batch.group, batch.partition) for batch in batches) == targets
+    for batch in batches:
+        message = orjson.loads(batch.value)
+        assert message.get("b", [message]) == [
+            orjson.loads(item.value) for item in single
+            if (item.group, item.partition) == (batch.group, batch.partition)]
+    monkeypatch.setattr(partitioned, "BATCH_BYTES", max(len(f.value) for f in single) * 2)
+    smaller = batched(single)
+    assert len(smaller) > len(batches)
+    assert all(len(batch.value) <= partitioned.BATCH_BYTES + 20 for batch in smaller)
+    assert sum(len(orjson.loads(batch.value).get("b", [None])) for batch in smaller) == len(
+        single)
+
+
+def test_records_sent_together_at_a_commit_raise_what_the_engine_raises(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
     [group] = processor.groups
     runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
                          idle_timeout=3600.0, input_partitions=lambda: 1)
-    forwards = processor.on_message(orjson.dumps({"Records": scenario}), SOURCE).forwards
+    outbox = Outbox()
+    for event in scenario:  # every event of the scenario between two commits
+        outbox.add(processor.on_message(orjson.dumps(event), SOURCE).forwards)
+    forwards = outbox.take()
     assert len(forwards) <= PARTITIONS
+    assert outbox.take() == []
     sent = [item for offset, forward in enumerate(forwards)
             for item in runner.process(forward.partition, offset, forward.value)]
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
+
+
+def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    [group] = processor.groups
+    runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
+                         idle_timeout=3600.0, input_partitions=lambda: 1)
+    outbox = Outbox()
+    for event in scenario:
+        outbox.add(processor.on_message(orjson.dumps(event), SOURCE).forwards)
+    sent: list[Sent] = []
+    for offset, forward in enumerate(outbox.take()):
+        batch = orjson.loads(forward.value)
+        broken = dict(batch["b"][0], s="no input partition")  # raises in the runner
+        broken["r"] = dict(broken["r"], eventID=f"broken-{offset}")
+        batch["b"].insert(0, broken)
+        sent += runner.process(forward.partition, offset, orjson.dumps(batch))
+    assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
+    assert "stateful evaluation failed" in caplog.text
+
+
+def test_partitions_taken_away_send_their_changes_first_and_a_new_assignment_drops_them(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    [group] = processor.groups
+
+    def process(table: ChangelogDict) -> GroupRunner:
+        runner = GroupRunner(group, table, metrics, partitions=PARTITIONS, lateness=60.0,
+                             idle_timeout=3600.0, input_partitions=lambda: 1)
+        for offset, event in enumerate(scenario[:5]):
+            for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards:
+                runner.process(forward.partition, offset, forward.value)
+        return runner
+
+    revoked = ChangelogDict()
+    process(revoked).revoked()
+    assert revoked.recover() == revoked
+    assigned = ChangelogDict()
+    process(assigned).reset()  # told only on the new assignment: the changes are dropped
+    assert assigned.messages == [] and len(assigned) > 0
 
 
 def test_each_changed_entry_reaches_the_changelog_once_per_commit(

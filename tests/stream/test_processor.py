@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 
 from detector.engine import RuleSet
 from detector.events import Limits
 from detector.metrics import Metrics
-from detector.stream import partitioned
 from detector.stream.deadletter import Source
 from detector.stream.messages import alert_headers, alert_key
 from detector.stream.processor import Processor
@@ -57,30 +55,6 @@ def test_records_of_stateful_rules_go_to_their_group_partition(
                                              "eventCategory"}
     assert all(sent["r"][key] == record[key] for key in sent["r"])
     assert output.alerts == []
-
-
-def test_the_records_of_a_log_file_go_to_each_group_partition_in_one_message(
-    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    processor = Processor(ruleset, metrics, Limits(), partitions=4)
-    log_file = orjson.dumps({"Records": scenario})
-    single = [forward for event in scenario
-              for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards]
-    assert len(single) > 4
-    forwards = processor.on_message(log_file, SOURCE).forwards
-    targets = {(forward.group, forward.partition) for forward in single}
-    assert sorted((f.group, f.partition) for f in forwards) == sorted(targets)
-    for forward in forwards:  # the records in input order, as they would have been sent
-        items = orjson.loads(forward.value)
-        alone = [orjson.loads(item.value) for item in single
-                 if (item.group, item.partition) == (forward.group, forward.partition)]
-        assert items.get("b", [items]) == alone
-    monkeypatch.setattr(partitioned, "BATCH_BYTES", max(len(f.value) for f in single) * 2)
-    smaller = processor.on_message(log_file, SOURCE).forwards
-    assert len(smaller) > len(forwards)
-    assert all(len(forward.value) <= partitioned.BATCH_BYTES + 20 for forward in smaller)
-    assert sum(len(orjson.loads(f.value).get("b", [None])) for f in smaller) == len(single)
 
 
 def test_a_record_no_stateful_rule_matched_is_not_forwarded(

@@ -1,6 +1,6 @@
 """The worker's consumer: a fetch waits at the broker at most DETECTOR_FETCH_MAX_WAIT (Faust's
 own consumer waits 1.5 s, which starves the input while a repartition-only fetch is parked),
-and the stateful tables send their changes before every commit."""
+and the outbox and the stateful tables send their records and changes before every commit."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ async def test_the_tables_send_their_changes_before_the_consumer_commits(
     assert detector.runners
     assert all(runner.changelog.publish in app.before_commit
                for runner in detector.runners.values())
+    assert len(app.before_commit) == len(detector.runners) + 1  # and the outbox's records
     calls: list[str] = []
     app.before_commit.append(lambda: calls.append("before commit"))
     # nothing acked, so nothing to commit: no I/O, but the callbacks run all the same

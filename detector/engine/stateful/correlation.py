@@ -71,12 +71,13 @@ class Fire:
 
     def trigger(self) -> Record:
         """The window's latest event that has its record (or, in a window older than the
-        entry's latest `KEPT_RECORDS` events, its latest event, by id only)."""
+        entry's latest `KEPT_RECORDS` events, its latest event: its id and the group-by
+        fields, which suppression and partitions read)."""
         kept = next((item for item in reversed(self.window) if item[RECORD] is not None),
                     None)
         if kept is None:
             item = self.window[-1]
-            return record_of(item[TIME], {"eventID": item[IDENT]})
+            return record_of(item[TIME], {**_nested(self.group_key), "eventID": item[IDENT]})
         return record_of(kept[TIME], kept[RECORD])
 
     def records(self) -> list[Record]:
@@ -309,6 +310,21 @@ class CorrelationUnit:
 _TIME_OF = itemgetter(TIME)
 _TIME_AND_IDENT = itemgetter(TIME, IDENT)
 _VALUE_OF = itemgetter(VALUE)
+
+
+def _nested(values: dict[str, str | None]) -> dict[str, Any]:
+    """Values of dotted fields as the objects of a record: {"a.b": 1} -> {"a": {"b": 1}}."""
+    record: dict[str, Any] = {}
+    for path, value in values.items():
+        *parents, last = path.split(".")
+        node = record
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[last] = value
+    return record
 
 
 def _distinct_values(window: list[list[Any]]) -> int:
