@@ -17,6 +17,7 @@ from detector.stream import partitioned
 from detector.stream.deadletter import Source
 from detector.stream.partitioned import (
     TICK,
+    Forward,
     GroupRunner,
     Outbox,
     Sent,
@@ -108,19 +109,27 @@ def test_a_batch_holds_a_partitions_records_in_order_within_its_size(
         single)
 
 
-def test_records_sent_together_at_a_commit_raise_what_the_engine_raises(
-    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
-) -> None:
+def sent_at_one_commit(ruleset: RuleSet, metrics: Metrics, events: list[dict[str, Any]]
+                       ) -> tuple[GroupRunner, list[Forward]]:
+    """A runner, and the repartition messages the outbox sends when every event came between
+    two commits."""
     processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
     [group] = processor.groups
     runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
                          idle_timeout=3600.0, input_partitions=lambda: 1)
     outbox = Outbox()
-    for event in scenario:  # every event of the scenario between two commits
+    for event in events:
         outbox.add(processor.on_message(orjson.dumps(event), SOURCE).forwards)
     forwards = outbox.take()
-    assert len(forwards) <= PARTITIONS
     assert outbox.take() == []
+    return runner, forwards
+
+
+def test_records_sent_together_at_a_commit_raise_what_the_engine_raises(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
+    assert len(forwards) <= PARTITIONS
     sent = [item for offset, forward in enumerate(forwards)
             for item in runner.process(forward.partition, offset, forward.value)]
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
@@ -130,15 +139,9 @@ def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
-    [group] = processor.groups
-    runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
-                         idle_timeout=3600.0, input_partitions=lambda: 1)
-    outbox = Outbox()
-    for event in scenario:
-        outbox.add(processor.on_message(orjson.dumps(event), SOURCE).forwards)
+    runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
     sent: list[Sent] = []
-    for offset, forward in enumerate(outbox.take()):
+    for offset, forward in enumerate(forwards):
         batch = orjson.loads(forward.value)
         broken = dict(batch["b"][0], s="no input partition")  # raises in the runner
         broken["r"] = dict(broken["r"], eventID=f"broken-{offset}")
