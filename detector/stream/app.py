@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,11 +58,10 @@ from detector.stream.topics import (
     repartition_topic,
     table_name,
 )
-from detector.stream.transport import DetectorApp
+from detector.stream.transport import DetectorApp, Sends, stop_unsent, wait_sent
 from detector.stream.web import install_pages
 
 log = logging.getLogger(__name__)
-EXIT_SEND_FAILED = 75  # EX_TEMPFAIL: a message could not be sent; restart to send it again
 TICK_SECONDS = 1.0
 BEAT_SECONDS = 1.0  # how often the input partitions' committed progress is told
 SINK_DRAIN_SECONDS = 5.0
@@ -96,11 +94,7 @@ class SendFailureStop(faust.Sensor):
     """
 
     def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
-        log.critical("a message could not be sent (%s: %s); stopping before its offset is "
-                     "committed, it is processed again after the restart",
-                     type(exc).__name__, exc)
-        logging.shutdown()
-        os._exit(EXIT_SEND_FAILED)
+        stop_unsent(exc)
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -197,10 +191,10 @@ def _wire(detector: Detector) -> None:
                     for group in detector.processor.groups}
     consumed.update(topic.get_topic_name() for topic in group_topics.values())
 
-    def send_forwards() -> None:
-        for forward in detector.outbox.take():
-            group_topics[forward.group].send_soon(key=forward.key, value=forward.value,
-                                                  partition=forward.partition)
+    def send_forwards() -> Sends:
+        return [group_topics[forward.group].send_soon(key=forward.key, value=forward.value,
+                                                      partition=forward.partition)
+                for forward in detector.outbox.take()]
 
     app.before_commit.append(send_forwards)
 
@@ -275,17 +269,19 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         assigned = args[0] if args else kwargs.get("assigned", ())
         for runner in detector.runners.values():
             runner.reset()
-        detector.outbox.take()  # the records of offsets not committed: they come again
         detector.guard.reset()
         detector.status.on_assigned(
             (tp.topic, tp.partition) for tp in assigned if tp.topic in consumed
         )
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # What is still pending goes out before the partitions' next owner reads it: Faust's
+        # last commit before a rebalance sends nothing when a periodic commit is still
+        # running. The events may come again (their offsets may not be committed), which
+        # only repeats records and changes.
+        await wait_sent(app.send_pending())
         for runner in detector.runners.values():
-            runner.revoked()
-        await app.producer.flush()  # before the partitions' next owner reads the changelogs
-        detector.outbox.take()  # the records of offsets not committed: they come again
+            runner.reset()
         detector.processor.progress.forget()
         detector.guard.reset()
         detector.status.on_revoked()

@@ -373,19 +373,11 @@ class GroupRunner:
 
     def reset(self) -> None:
         """After a rebalance the table is the truth: forget every evaluator, and the changes
-        not sent to the changelog (`revoked` sent them, unless this worker lost its
-        partitions without being told: they may be another worker's now)."""
+        not sent to the changelog (the worker sends them when partitions are taken away,
+        so these are a worker's that lost its partitions without being told: they may be
+        another worker's now)."""
         self._evaluators.clear()
         self.changelog.discard()
-
-    def revoked(self) -> None:
-        """The partitions are being taken away: send what changed since the last commit's
-        publish. Faust's last commit before a rebalance skips publishing when a periodic
-        commit is still running, and the events after that publish come again from the
-        committed offset: on a partition this worker keeps, they find their changes in the
-        store already and would never send them."""
-        self.changelog.publish()
-        self._evaluators.clear()
 
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
         """Alerts raised in `partition` by one message of the repartition topic: a record,

@@ -98,10 +98,11 @@ class Changelog:
             del self._pending[key]
         self._event = {}
 
-    def publish(self) -> None:
-        for key, partition in self._pending.items():
-            self._send(key, partition)
+    def publish(self) -> list[Any]:
+        """Send every pending change; the sends (done when the broker has them)."""
+        sends = [self._send(key, partition) for key, partition in self._pending.items()]
         self._pending, self._event = {}, {}
+        return sends
 
     def discard(self) -> None:
         """Forget the changes not sent (after a rebalance the partitions may be another
@@ -111,11 +112,11 @@ class Changelog:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def _send(self, key: str, partition: int) -> None:
+    def _send(self, key: str, partition: int) -> Any:
         if key in self.store:
-            self.table.send_changelog(partition, key, self.store[key])
-        else:  # a tombstone, as faust sends for a deleted key
-            self.table.send_changelog(partition, key, None, value_serializer="raw")
+            return self.table.send_changelog(partition, key, self.store[key])
+        # a tombstone, as faust sends for a deleted key
+        return self.table.send_changelog(partition, key, None, value_serializer="raw")
 
 
 class TableState:

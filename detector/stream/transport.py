@@ -11,19 +11,50 @@ time (docs/BENCHMARKS.md, 5). A fetch still returns as soon as any of its partit
 so a shorter wait (`DETECTOR_FETCH_MAX_WAIT`, 100 ms by default) only adds empty fetches
 while a worker has nothing to do: ten a second at 100 ms.
 
-Before committing offsets Faust publishes what the events sent and flushes the producer; the
-app's `before_commit` callbacks run first, so what they send (the changes of the stateful
-tables, `detector.stream.tables.Changelog`) is flushed with it.
+Before committing offsets the consumer runs the app's `before_commit` callbacks (the outbox of
+records for the stateful groups, the tables' changes: `detector.stream.tables.Changelog`),
+takes the offsets to commit at once (no event runs in between) and commits them only once the
+broker has acknowledged every message the callbacks sent. Faust's own flush before a commit
+is not enough for them: it stops waiting when its buffer has not moved for 0.1 s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NoReturn, cast
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka
 from faust.types import TP
+
+log = logging.getLogger(__name__)
+EXIT_SEND_FAILED = 75  # EX_TEMPFAIL: a message could not be sent; restart to send it again
+SEND_WAIT = 120.0  # seconds a commit waits for the broker to take what it sends first
+
+Sends = list[Awaitable[Any]]  # messages on their way, done when the broker has them
+
+
+async def wait_sent(sends: Sends) -> None:
+    """Return once the broker has every message of `sends`; stop the worker if one fails."""
+    if not sends:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*sends), SEND_WAIT)
+    except Exception as exc:  # whatever it is, the offsets they belong to stay uncommitted
+        stop_unsent(exc)
+
+
+def stop_unsent(exc: BaseException) -> NoReturn:
+    """Exit before the offsets the message belonged to are committed: the restarted worker
+    processes them again (at-least-once), and a persistent cause shows as a crash loop."""
+    log.critical("a message could not be sent (%s: %s); stopping before its offset is "
+                 "committed, it is processed again after the restart", type(exc).__name__, exc)
+    logging.shutdown()
+    os._exit(EXIT_SEND_FAILED)
 
 
 class _ConsumerThread(aiokafka.AIOKafkaConsumerThread):
@@ -40,9 +71,20 @@ class _Consumer(aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
-        for callback in cast(DetectorApp, self.app).before_commit:
-            callback()
-        return await super()._commit_tps(tps, start_new_transaction)
+        """Faust's, with the `before_commit` sends first and waited for."""
+        sends = cast(DetectorApp, self.app).send_pending()
+        offsets = self._filter_committable_offsets(tps)
+        await wait_sent(sends)
+        if not offsets:
+            return False
+        try:
+            await self._handle_attached(offsets)  # what the events sent, as Faust does
+        except ProducerSendError as exc:
+            await self.crash(exc)
+            return False
+        committed: bool = await self._commit_offsets(
+            offsets, start_new_transaction=start_new_transaction)
+        return committed
 
 
 class Transport(aiokafka.Transport):
@@ -55,8 +97,12 @@ class DetectorApp(faust.App):
 
     def __init__(self, *args: Any, fetch_max_wait: float, **kwargs: Any) -> None:
         self.fetch_max_wait = fetch_max_wait
-        self.before_commit: list[Callable[[], None]] = []
+        self.before_commit: list[Callable[[], Sends]] = []
         super().__init__(*args, **kwargs)
+
+    def send_pending(self) -> Sends:
+        """What the `before_commit` callbacks send."""
+        return [send for callback in self.before_commit for send in callback()]
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

@@ -4,8 +4,12 @@ and the outbox and the stateful tables send their records and changes before eve
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
+from detector.stream import transport
 from detector.stream.config import Settings
 from stream.support import build
 
@@ -22,7 +26,7 @@ async def test_the_worker_consumer_parks_a_fetch_for_at_most_the_short_wait(
         assert consumer._group_id == app.conf.id  # the rest is Faust's worker consumer
 
 
-async def test_the_tables_send_their_changes_before_the_consumer_commits(
+async def test_the_outbox_and_the_tables_send_before_the_consumer_commits(
     tmp_path: Path,
 ) -> None:
     detector = build(Settings(data_dir=str(tmp_path)))
@@ -31,8 +35,25 @@ async def test_the_tables_send_their_changes_before_the_consumer_commits(
     assert all(runner.changelog.publish in app.before_commit
                for runner in detector.runners.values())
     assert len(app.before_commit) == len(detector.runners) + 1  # and the outbox's records
-    calls: list[str] = []
-    app.before_commit.append(lambda: calls.append("before commit"))
-    # nothing acked, so nothing to commit: no I/O, but the callbacks run all the same
-    assert await app.consumer._commit_tps([], start_new_transaction=False) is False
-    assert calls == ["before commit"]
+
+
+async def test_a_commit_waits_for_the_broker_to_take_what_it_sent_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build(Settings(data_dir=str(tmp_path))).app
+    loop = asyncio.get_running_loop()
+    sent = loop.create_future()
+    app.before_commit.append(lambda: [sent])
+    # nothing acked, so nothing to commit: no I/O, but the sends are waited for all the same
+    commit = asyncio.ensure_future(app.consumer._commit_tps([], start_new_transaction=False))
+    await asyncio.sleep(0.05)
+    assert not commit.done()
+    sent.set_result(None)
+    assert await commit is False
+    stopped: list[BaseException] = []
+    monkeypatch.setattr(transport, "stop_unsent", stopped.append)  # it exits the process
+    refused = loop.create_future()
+    refused.set_exception(RuntimeError("refused"))
+    app.before_commit[-1] = lambda: [refused]
+    await app.consumer._commit_tps([], start_new_transaction=False)
+    assert [str(exc) for exc in stopped] == ["refused"]
