@@ -78,6 +78,7 @@ class Changelog:
         self.store = table.data
         self._pending: dict[str, int] = {}  # changed key -> its partition
         self._event: dict[str, int] = {}  # the keys the current event changed, in order
+        self._sent: list[Any] = []  # sends since the last `publish`, which hands them over
 
     def set(self, partition: int, key: str, value: JSON) -> None:
         self.store[key] = value
@@ -94,20 +95,22 @@ class Changelog:
 
     def publish_event(self) -> None:
         for key, partition in self._event.items():
-            self._send(key, partition)
+            self._sent.append(self._send(key, partition))
             del self._pending[key]
         self._event = {}
 
     def publish(self) -> list[Any]:
-        """Send every pending change; the sends (done when the broker has them)."""
-        sends = [self._send(key, partition) for key, partition in self._pending.items()]
-        self._pending, self._event = {}, {}
+        """Send every pending change; every send since the last call (done when the broker
+        has it), the current event's included."""
+        sends = self._sent + [self._send(key, partition)
+                              for key, partition in self._pending.items()]
+        self._pending, self._event, self._sent = {}, {}, []
         return sends
 
     def discard(self) -> None:
         """Forget the changes not sent (after a rebalance the partitions may be another
         worker's, whose changelog they would overwrite; their offsets were not committed)."""
-        self._pending, self._event = {}, {}
+        self._pending, self._event, self._sent = {}, {}, []
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, cast
 
 import faust
@@ -33,19 +33,25 @@ from faust.types import TP
 
 log = logging.getLogger(__name__)
 EXIT_SEND_FAILED = 75  # EX_TEMPFAIL: a message could not be sent; restart to send it again
-SEND_WAIT = 120.0  # seconds a commit waits for the broker to take what it sends first
+# Seconds a commit (or a rebalance) waits for the broker to take what it sends first: under
+# Faust's 60 s rebalance timeout, so a worker stuck on a send leaves rather than being dropped.
+SEND_WAIT = 50.0
 
-Sends = list[Awaitable[Any]]  # messages on their way, done when the broker has them
+Sends = list[asyncio.Future[Any]]  # messages on their way, done when the broker has them
 
 
 async def wait_sent(sends: Sends) -> None:
     """Return once the broker has every message of `sends`; stop the worker if one fails."""
     if not sends:
         return
-    try:
-        await asyncio.wait_for(asyncio.gather(*sends), SEND_WAIT)
-    except Exception as exc:  # whatever it is, the offsets they belong to stay uncommitted
-        stop_unsent(exc)
+    # asyncio.wait, not wait_for: a cancelled wait must not cancel the messages themselves.
+    done, waiting = await asyncio.wait(sends, timeout=SEND_WAIT)
+    if waiting:
+        stop_unsent(TimeoutError(f"{len(waiting)} message(s) unacknowledged after {SEND_WAIT} s"))
+    for send in done:
+        failure = send.exception()
+        if failure is not None:
+            stop_unsent(failure)
 
 
 def stop_unsent(exc: BaseException) -> NoReturn:

@@ -41,8 +41,11 @@ class ChangelogDict(dict[str, Any]):
         return self
 
     def send_changelog(self, partition: int | None, key: Any, value: Any,
-                       key_serializer: Any = None, value_serializer: Any = None) -> None:
+                       key_serializer: Any = None, value_serializer: Any = None
+                       ) -> tuple[int | None, str, Any]:
+        """The message as sent (the real one returns a future of it)."""
         self.messages.append((partition, key, orjson.loads(orjson.dumps(value))))
+        return self.messages[-1]
 
     def recover(self) -> ChangelogDict:
         """The table a restarted worker builds from the changelog."""

@@ -80,8 +80,10 @@ def test_an_event_publishes_its_own_changes_in_order_and_leaves_the_others() -> 
     changelog.publish_event()
     assert table.messages == [(0, "state", 2), (0, "@sent|0|event", 3)]
     assert len(changelog) == 1
-    changelog.publish()
+    # the commit waits for every send since the last one, the event's as well
+    assert changelog.publish() == table.messages
     assert table.messages[-1] == (0, "before", 1)
+    assert changelog.publish() == []
 
 
 def test_changes_discarded_after_a_rebalance_are_never_sent() -> None:
