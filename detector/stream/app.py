@@ -318,8 +318,8 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
             value = event.value if isinstance(event.value, bytes) else b""
             try:
                 sent = runner.process(message.partition, message.offset, value)
-            except Exception:  # a bug on one record must not stop the worker
-                log.exception("stateful evaluation failed in %s[%d]@%d", group.name,
+            except Exception:  # the runner guards each record; this, the message itself
+                log.exception("unreadable repartition message in %s[%d]@%d", group.name,
                               message.partition, message.offset)
                 continue
             await deliver([Outgoing(alerts_topic, item.key, item.value, item.headers)

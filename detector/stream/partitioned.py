@@ -384,10 +384,8 @@ class GroupRunner:
         records sent together (a batch), an input partition's progress (a beat) or an idle
         tick."""
         message = orjson.loads(payload)
-        if "b" not in message:
-            return self._process(partition, offset, message)
         sent: list[Sent] = []
-        for item in message["b"]:
+        for item in message.get("b", [message]):
             try:
                 sent += self._process(partition, offset, item)
             except Exception:  # a bug on one record must not cost the others their alerts

@@ -66,11 +66,12 @@ class Changelog:
 
     The store takes a change at once; the changelog gets each changed key once, with its
     latest value, when `publish` is called. The worker calls it before every offset commit
-    (Faust then flushes the producer before committing), so a committed offset never runs
-    ahead of the changelog, and a restarted worker replays from the commit onto a changelog
-    at or after it, as it did when every write was sent. An event that raises alerts sends
-    its changes and its ledger entry at once (`publish_event`), in the order it made them,
-    so the ledger never reaches the changelog without the state change it records.
+    and commits once the broker has what it sent (`detector.stream.transport`), so a
+    committed offset never runs ahead of the changelog, and a restarted worker replays from
+    the commit onto a changelog at or after it, as it did when every write was sent. An
+    event that raises alerts sends its changes and its ledger entry at once
+    (`publish_event`), in the order it made them, so the ledger never reaches the changelog
+    without the state change it records.
     """
 
     def __init__(self, table: LoggedTable) -> None:

@@ -1,5 +1,5 @@
 """Faust's Kafka transport, with a consumer that does not park its fetches for 1.5 s and
-that lets the worker send its table changes before every commit.
+that lets the worker send its outbox and table changes before every commit.
 
 Faust builds its aiokafka consumer with `fetch_max_wait_ms=1500` and no setting to change it.
 aiokafka keeps one fetch in flight per broker, and leaves a partition out of the next fetch
