@@ -3,11 +3,15 @@
 Alert ids are deterministic (a hash of the rule, the group key and the triggering event
 ids), so the same input yields the same id in `detector scan` and in the stream worker, and
 a consumer of an at-least-once stream can drop repeats.
+
+What an alert carries of a record is bounded (`detector.bounded`): any decoded record can be
+written, however deep or long its values.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,9 +20,11 @@ from typing import Any
 
 import orjson
 
+from detector.bounded import bounded, bounded_text
 from detector.events import Record
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
+_WHOLE = 1 << 62  # size budget when only depth and string length are to be bounded
 
 # Request parameters worth carrying in an alert: enough to triage without the raw event.
 _PARAMETERS_OF_INTEREST = (
@@ -84,7 +90,7 @@ class EventSummary:
             or _str_or_none(identity.get("accountId")),
             error_code=_str_or_none(data.get("errorCode")),
             request_parameters={
-                key: params[key] for key in _PARAMETERS_OF_INTEREST if key in params
+                key: bounded(params[key]) for key in _PARAMETERS_OF_INTEREST if key in params
             },
         )
 
@@ -127,7 +133,11 @@ class Alert:
         }
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)
+        document = self.to_dict()
+        try:
+            return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # a value no builder bounded: never lose the alert
+            return orjson.dumps(bounded(document, _WHOLE), option=orjson.OPT_SORT_KEYS)
 
 
 def alert_id(rule_id: str, group_key: Mapping[str, Any] | None, event_ids: Iterable[str]) -> str:
@@ -145,15 +155,24 @@ def event_key(record: Record) -> str:
         return record.event_id
     try:
         content = orjson.dumps(record.data, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
-        content = repr(record.data).encode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
+        content = orjson.dumps(bounded(record.data, _WHOLE), option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(content).hexdigest()[:32]
 
 
 @lru_cache(maxsize=1 << 16)
 def format_time(epoch_seconds: float) -> str:
-    """Cached: a correlation alert lists up to 50 events, mostly the same as its last one's."""
-    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Cached: a correlation alert lists up to 50 events, mostly the same as its last one's.
+
+    Decode refuses event times outside the calendar; a time computed from one (a window's end)
+    can still leave it, and is written as the calendar's first or last instant.
+    """
+    try:
+        return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (ValueError, OverflowError, OSError):
+        if epoch_seconds < 0 or math.isnan(epoch_seconds):
+            return "0001-01-01T00:00:00.000000Z"
+        return "9999-12-31T23:59:59.999999Z"
 
 
 def now_iso() -> str:
@@ -165,4 +184,4 @@ def _summary_dict(summary: EventSummary) -> dict[str, Any]:
 
 
 def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return bounded_text(value) if isinstance(value, str) else None

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import jsonschema
 import orjson
+import pytest
 from helpers import REPO, engine, record, rule
+
+from detector.alerts import format_time
+from detector.bounded import MAX_DEPTH
+from detector.events import decode
 
 SCHEMA = json.loads((REPO / "docs" / "alert.schema.json").read_text())
 OUTPUT = "detector:\n  output: 'Stream {requestParameters.streamName} deleted by " \
@@ -73,3 +78,49 @@ def test_content_hash_survives_records_nested_too_deep_for_json_output() -> None
     bare = type(rec)(rec.data, rec.event_source, rec.event_name, rec.event_time, None)
     assert event_key(bare).startswith("sha256:")
     assert event_key(bare) == event_key(bare)
+
+
+def nested_json(depth: int) -> bytes:
+    """A JSON value nested `depth` levels (orjson reads 1,024, writes 254)."""
+    return b'{"a":' * depth + b'"x"' + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_an_alert_on_a_record_nested_hundreds_of_levels_is_written_truncated(
+    tmp_path: Path, depth: int
+) -> None:
+    text = orjson.dumps({**record(**deletion()).data, "requestParameters": {"name": "@"}})
+    payload = text.replace(b'"@"', nested_json(depth))
+    [one] = decode(payload).records
+    [again] = decode(payload).records
+    rules = DELETE.replace("{requestParameters.streamName}", "{requestParameters.name}")
+
+    (alert,) = engine(tmp_path, rules).process(one)
+    written = orjson.loads(alert.to_json())
+
+    jsonschema.validate(written, SCHEMA)
+    name = written["events"][0]["request_parameters"]["name"]
+    for _ in range(MAX_DEPTH):
+        name = name["a"]
+    assert name == "…[truncated: nested deeper than 32 levels]"
+    assert "truncated: nested deeper than 32 levels" in written["text"]
+    (repeated,) = engine(tmp_path, rules).process(again)
+    assert (repeated.id, repeated.text, repeated.events) == (alert.id, alert.text, alert.events)
+
+
+def test_long_strings_in_an_alert_are_cut_with_their_length_and_hash(tmp_path: Path) -> None:
+    agents = ["x" * 50_000 + "1", "x" * 50_000 + "2"]
+    alerts = [engine(tmp_path, DELETE).process(record(**deletion(), userAgent=agent))[0]
+              for agent in agents]
+
+    summaries = [alert.events[0].user_agent or "" for alert in alerts]
+
+    assert all(len(summary) < 4200 for summary in summaries)
+    assert all("truncated: 50001 characters, sha256 " in summary for summary in summaries)
+    assert summaries[0] != summaries[1]
+
+
+def test_times_outside_the_calendar_are_written_as_its_first_or_last_instant() -> None:
+    assert format_time(253402300800.0 + 3600) == "9999-12-31T23:59:59.999999Z"
+    assert format_time(-1e18) == "0001-01-01T00:00:00.000000Z"
+    assert format_time(0.0) == "1970-01-01T00:00:00.000000Z"

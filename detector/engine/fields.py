@@ -12,6 +12,8 @@ from typing import Any, Final
 
 import orjson
 
+from detector.bounded import bounded, bounded_text
+
 
 class _Missing:
     __slots__ = ()
@@ -21,7 +23,6 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-_MAX_DEPTH = 64  # nesting kept when a value is too deep (or too odd) for plain JSON
 
 
 class Many(list[Any]):
@@ -119,31 +120,13 @@ def as_text(value: Any) -> str | None:
 
 
 def text_of(value: Any) -> str | None:
-    """A field's value as one string: scalars as Sigma sees them, lists and objects as JSON."""
+    """A field's value as one string: scalars as Sigma sees them, lists and objects as JSON,
+    within the bounds of `detector.bounded` (group keys, state keys and alert text use it)."""
     if value is MISSING or value is None:
         return None
     text = as_text(value)
     if text is not None:
-        return text
+        return bounded_text(text)
     if isinstance(value, Many):
         value = list(value)
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONEncodeError:  # nested past orjson's limit, or an int beyond 64 bits
-        return orjson.dumps(_bounded(value, _MAX_DEPTH), option=orjson.OPT_SORT_KEYS).decode()
-
-
-def _bounded(value: Any, depth: int) -> Any:
-    """`value` with whatever orjson refuses made text: nesting past `depth` becomes "...",
-    huge integers their decimal digits; deterministic, so a group key stays stable."""
-    if isinstance(value, dict | list):
-        if depth <= 0:
-            return "..."
-        if isinstance(value, dict):
-            return {str(key): _bounded(item, depth - 1) for key, item in value.items()}
-        return [_bounded(item, depth - 1) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
-        return str(value)
-    if value is None or isinstance(value, str | int | float):
-        return value
-    return str(value)
+    return bounded_text(orjson.dumps(bounded(value), option=orjson.OPT_SORT_KEYS).decode())

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from detector.bounded import bounded_text
 from detector.engine.fields import Many, getter, text_of
 
 _FIELD = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 
 
 class Template:
-    """A compiled output template; a missing field renders as `-`."""
+    """A compiled output template; a missing field renders as `-`, and each field's text is
+    bounded (`detector.bounded`), so the alert text is too."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -40,7 +42,7 @@ def _text(value: Any) -> str:
     """A field as alert text: values reached through lists joined by commas, objects (and
     lists inside them) as JSON, a missing field as `-`."""
     if isinstance(value, Many | list):
-        return ",".join(_one(item) for item in value)
+        return bounded_text(",".join(_one(item) for item in value))
     return _one(value)
 
 

@@ -37,4 +37,5 @@ def test_a_value_too_deep_for_json_is_cut_not_an_error() -> None:
         inner["x"] = {}
         inner = inner["x"]  # type: ignore[assignment]
     text = Template("{v}").render({"v": deep})
-    assert text.startswith('{"x":{"x":') and '"..."' in text
+    assert text.startswith('{"x":{"x":') and "truncated: nested deeper than 32 levels" in text
+    assert text.count('{"x":') == 32

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from detector.alerts import alert_id, format_time
+from detector.bounded import MAX_STRING
 from detector.engine.fields import getter, text_of
 from detector.events import Record
 
@@ -37,7 +38,7 @@ class Fields:
         last = self._last
         if last[0] is data:
             return last[1]
-        values = [value if type(value) is str else text_of(value)
+        values = [value if type(value) is str and len(value) <= MAX_STRING else text_of(value)
                   for value in [read(data) for read in self._getters]]
         self._last = (data, values)
         return values
