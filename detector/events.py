@@ -9,9 +9,10 @@ Accepted payloads, and the `Decoded.format` each gives:
 - ``log_file``: a CloudTrail log file, ``{"Records": [...]}``.
 - ``array``: a JSON array of records.
 - ``jsonl``: JSON lines, one record per line. The whole payload is parsed first; it is read line
-  by line only when that fails and the lines are a better fit: orjson found content after a
-  complete first value and at least one line parses alone, or at least two lines parse alone.
-  So a single pretty-printed record is never split. One bad line rejects that line only.
+  by line only when that fails and the lines are a better fit: a line is a record on its own,
+  orjson found content after a complete first value and at least one line parses alone, or at
+  least two lines parse alone. So a single pretty-printed record is never split, and one bad
+  line (the first one included) rejects that line only.
 - ``eventbridge``: the EventBridge envelope (``"detail-type": "AWS API Call via CloudTrail"``,
   record in ``detail``). Items of a log file or array, and JSON lines, may be such envelopes too.
 
@@ -28,6 +29,8 @@ Reasons (`REASONS`), stable tokens meant for metric labels:
 - ``too_large``: the payload is over `Limits.max_message_bytes` (for gzip, the compressed size).
 - ``bad_gzip``: the gzip stream is truncated, corrupt or followed by junk.
 - ``decompressed_too_large``: the gzip content exceeds `Limits.max_decompressed_bytes`.
+- ``too_many_records``: a log file, array or JSON lines holds more than `Limits.max_records`
+  items (counted before any is read as a record).
 - ``invalid_json``: not JSON, including bytes that are not UTF-8; ``line``/``column`` say where.
 - ``unknown_envelope``: a JSON object that is neither a record, a log file nor a CloudTrail
   EventBridge envelope (an EventBridge envelope of another detail-type included).
@@ -35,19 +38,31 @@ Reasons (`REASONS`), stable tokens meant for metric labels:
 - ``missing_field``: eventName, eventSource or eventTime is absent or empty.
 - ``wrong_type``: a known field has the wrong JSON type (the message names field and type).
 - ``bad_event_time``: eventTime is not ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)``.
+- ``event_time_out_of_range``: eventTime is before CloudTrail existed (`EARLIEST_EVENT_TIME`,
+  November 2013) or later than the wall clock plus `Limits.max_clock_skew`. Such a time can only
+  come from a broken forwarder or a forged record, and one would move event time (the
+  watermark, every window) past the records around it.
 
+Memory: the caps are sized so that a worker stays under half of its 1 GiB pod limit with the
+worst message they let through (see `Limits` and docs/BENCHMARKS.md). An eventID longer than
+`MAX_EVENT_ID` characters is shortened with a hash (`detector.bounded`), in the record too,
+since the engine keeps event ids in its memory and state.
 Invalid IP addresses in sourceIPAddress are not errors: real feeds carry them, and AWS puts
 service names there; rules decide what they mean.
 """
 
 from __future__ import annotations
 
+import time
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+
+from detector.bounded import bounded_text
 
 REASONS: Final = (
     "empty",
@@ -60,11 +75,15 @@ REASONS: Final = (
     "missing_field",
     "wrong_type",
     "bad_event_time",
+    "event_time_out_of_range",
+    "too_many_records",
 )
 FORMATS: Final = ("record", "log_file", "array", "jsonl", "eventbridge", "gzip", "unknown")
 EVENTBRIDGE_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
 
 _MIB: Final = 1024 * 1024
+EARLIEST_EVENT_TIME: Final = 1383264000.0  # 2013-11-01T00:00:00Z: CloudTrail started that month
+MAX_EVENT_ID: Final = 128  # characters; CloudTrail's are 36 (a UUID)
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # gzip header and trailer required
 _DIGITS: Final = "0123456789"
@@ -100,10 +119,19 @@ _JSONDecodeError = orjson.JSONDecodeError
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Size caps that keep one hostile message from exhausting a worker's memory."""
+    """Caps that keep one hostile message from exhausting a worker's memory or moving its clock.
 
-    max_message_bytes: int = 16 * _MIB
-    max_decompressed_bytes: int = 256 * _MIB
+    Parsing JSON costs up to about 30 times its size (a log file of empty objects, 3 bytes
+    each), so the byte caps bound a message's memory whatever it holds; `max_records` bounds
+    the work and output of its records (a 1 MiB gzip can hold 1.5 million tiny ones). With
+    these defaults a worker's peak stays under half of its 1 GiB pod limit (measured in
+    docs/BENCHMARKS.md, benchmark 9).
+    """
+
+    max_message_bytes: int = 8 * _MIB
+    max_decompressed_bytes: int = 8 * _MIB
+    max_records: int = 20_000  # items of one log file, array or JSON-lines message
+    max_clock_skew: float = 900.0  # seconds an eventTime may lie ahead of the wall clock
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -140,8 +168,12 @@ class Decoded:
     errors: list[DecodeError] = field(default_factory=list)
 
 
-def decode(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Decoded:
-    """Read every CloudTrail record a message holds; whatever cannot be read becomes an error."""
+def decode(payload: bytes, limits: Limits = DEFAULT_LIMITS, now: float | None = None) -> Decoded:
+    """Read every CloudTrail record a message holds; whatever cannot be read becomes an error.
+
+    `now`: the wall clock eventTimes are checked against (`time.time()` when not given).
+    """
+    latest = (time.time() if now is None else now) + limits.max_clock_skew
     is_gzip = payload[:2] == _GZIP_MAGIC
     if len(payload) > limits.max_message_bytes:
         return _failed(
@@ -160,15 +192,21 @@ def decode(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Decoded:
     try:
         value = _loads(payload)
     except _JSONDecodeError as exc:
-        lines = _json_lines(payload, exc.msg.startswith(_TRAILING_CONTENT))
+        lines = _json_lines(payload, exc.msg.startswith(_TRAILING_CONTENT), limits, latest)
         if lines is not None:
             return lines
         return Decoded(whole_format, errors=[_json_error(exc, payload)])
-    return _from_value(value, whole_format)
+    return _from_value(value, whole_format, limits, latest)
 
 
-def decode_record(obj: object, index: int | None = None) -> Record | DecodeError:
-    """Validate and normalise one parsed CloudTrail record, mutating it in place (no copy)."""
+def decode_record(
+    obj: object, index: int | None = None, latest: float | None = None
+) -> Record | DecodeError:
+    """Validate and normalise one parsed CloudTrail record, mutating it in place (no copy).
+
+    `latest`: the last acceptable eventTime (epoch seconds); by default the wall clock plus the
+    default `Limits.max_clock_skew`.
+    """
     if type(obj) is not dict:
         return DecodeError("not_object", f"record is {_json_type(obj)}, expected an object", index)
     get = obj.get
@@ -187,10 +225,11 @@ def decode_record(obj: object, index: int | None = None) -> Record | DecodeError
     if not name or not source or not when:
         empty = "eventName" if not name else "eventSource" if not source else "eventTime"
         return DecodeError("missing_field", f"{empty} is empty", index)
+    event_id = get("eventID")
     if (
         type(get("userIdentity", _EMPTY_OBJECT)) is not dict
         or type(get("sourceIPAddress", "")) is not str
-        or type(get("eventID", "")) is not str
+        or type(event_id if event_id is not None else "") is not str
         or type(get("awsRegion", "")) is not str
         or type(get("userAgent", "")) is not str
         or type(get("requestParameters")) not in _OBJECT_OR_NULL
@@ -204,7 +243,32 @@ def decode_record(obj: object, index: int | None = None) -> Record | DecodeError
             f"eventTime {_short(when)} is not YYYY-MM-DDTHH:MM:SS[.fraction] with Z or +HH:MM",
             index,
         )
-    return Record(obj, source, name, epoch, get("eventID"))
+    if latest is None:
+        latest = time.time() + DEFAULT_LIMITS.max_clock_skew
+    if not EARLIEST_EVENT_TIME <= epoch <= latest:
+        return _out_of_range(when, epoch, latest, index)
+    if event_id is not None and len(event_id) > MAX_EVENT_ID:
+        obj["eventID"] = event_id = bounded_text(event_id, MAX_EVENT_ID)
+    return Record(obj, source, name, epoch, event_id)
+
+
+def decode_line(
+    line: bytes, index: int, number: int, latest: float
+) -> Record | DecodeError | None:
+    """One line of JSON lines (None when blank): `index` counts the non-blank lines before it,
+    `number` is its 1-based line number. Used for messages and for files read line by line."""
+    if not line or line.isspace():
+        return None
+    try:
+        value = _loads(line)
+    except _JSONDecodeError as exc:
+        return _json_error(exc, line, index, number)
+    result = decode_record(value, index, latest)
+    if not isinstance(result, Record):
+        result = _as_envelope(value, index, result, latest)
+        if not isinstance(result, Record):
+            return replace(result, line=number)
+    return result
 
 
 def parse_event_time(value: str) -> float | None:
@@ -250,24 +314,37 @@ def _valid_time_tail(tail: str) -> bool:
     )
 
 
-def _from_value(value: object, whole_format: str) -> Decoded:
+def _out_of_range(when: str, epoch: float, latest: float, index: int | None) -> DecodeError:
+    """The event_time_out_of_range error, saying which bound the time is past."""
+    if epoch < EARLIEST_EVENT_TIME:
+        bound = f"before CloudTrail existed ({_iso(EARLIEST_EVENT_TIME)})"
+    else:
+        bound = f"ahead of the wall clock by more than the allowed skew (after {_iso(latest)})"
+    return DecodeError("event_time_out_of_range", f"eventTime {_short(when)} is {bound}", index)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(min(epoch, _MAX_EPOCH - 1), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_value(value: object, whole_format: str, limits: Limits, latest: float) -> Decoded:
     """Dispatch one parsed top-level JSON value on its shape."""
     if type(value) is list:
-        return _from_items("array", value)
+        return _from_items("array", value, limits, latest)
     if type(value) is not dict:
         return _failed(whole_format, "not_object", f"payload is {_json_type(value)}, not an object")
     if "Records" in value:
         items = value["Records"]
         if type(items) is not list:
             return Decoded("log_file", errors=[_wrong_type("Records", "an array", items, None)])
-        return _from_items("log_file", items)
+        return _from_items("log_file", items, limits, latest)
     if "detail-type" in value:
         detail = _eventbridge_detail(value, None)
         if isinstance(detail, DecodeError):
             return Decoded("eventbridge", errors=[detail])
-        return _single("eventbridge", decode_record(detail))
+        return _single("eventbridge", decode_record(detail, None, latest))
     if "eventName" in value or "eventSource" in value or "eventTime" in value:
-        return _single("record", decode_record(value))
+        return _single("record", decode_record(value, None, latest))
     keys = ", ".join(sorted(map(str, value))[:10])[:120]
     return _failed(
         whole_format,
@@ -277,15 +354,17 @@ def _from_value(value: object, whole_format: str) -> Decoded:
     )
 
 
-def _from_items(fmt: str, items: list[Any]) -> Decoded:
+def _from_items(fmt: str, items: list[Any], limits: Limits, latest: float) -> Decoded:
     """Decode the items of a log file or array, keeping every good one."""
+    if len(items) > limits.max_records:
+        return _failed(fmt, "too_many_records", _too_many(len(items), limits))
     decoded = Decoded(fmt)
     add_record = decoded.records.append
     add_error = decoded.errors.append
     for index, item in enumerate(items):
-        result = decode_record(item, index)
+        result = decode_record(item, index, latest)
         if not isinstance(result, Record):
-            result = _as_envelope(item, index, result)
+            result = _as_envelope(item, index, result, latest)
         if isinstance(result, Record):
             add_record(result)
         else:
@@ -293,43 +372,50 @@ def _from_items(fmt: str, items: list[Any]) -> Decoded:
     return decoded
 
 
-def _json_lines(payload: bytes, trailing: bool) -> Decoded | None:
+def _json_lines(payload: bytes, trailing: bool, limits: Limits, latest: float) -> Decoded | None:
     """Read the payload as JSON lines, or None when its lines do not look like JSON lines."""
     if b"\n" not in payload:
         return None
+    lines = payload.split(b"\n")
+    if len(lines) > limits.max_records:
+        count = sum(1 for line in lines if line and not line.isspace())
+        if count > limits.max_records:
+            return _failed("jsonl", "too_many_records", _too_many(count, limits))
     decoded = Decoded("jsonl")
-    parsed = 0
+    add_record = decoded.records.append
+    add_error = decoded.errors.append
+    unparsed = 0
     index = 0
-    for number, line in enumerate(payload.split(b"\n"), 1):
-        if not line or line.isspace():
+    for number, line in enumerate(lines, 1):
+        result = decode_line(line, index, number, latest)
+        if result is None:
             continue
-        try:
-            value = _loads(line)
-        except _JSONDecodeError as exc:
-            decoded.errors.append(_json_error(exc, line, index, number))
-        else:
-            parsed += 1
-            result = decode_record(value, index)
-            if not isinstance(result, Record):
-                result = _as_envelope(value, index, result)
-            if isinstance(result, Record):
-                decoded.records.append(result)
-            else:
-                decoded.errors.append(replace(result, line=number))
         index += 1
-    if parsed >= (1 if trailing else 2):
+        if isinstance(result, Record):
+            add_record(result)
+        else:
+            add_error(result)
+            unparsed += result.reason == "invalid_json"
+    parsed = index - unparsed
+    if decoded.records or parsed >= (1 if trailing else 2):
         return decoded
     return None
 
 
-def _as_envelope(value: object, index: int, error: DecodeError) -> Record | DecodeError:
+def _too_many(count: int, limits: Limits) -> str:
+    return f"{count} items, over the limit of {limits.max_records} records per message"
+
+
+def _as_envelope(
+    value: object, index: int | None, error: DecodeError, latest: float
+) -> Record | DecodeError:
     """Retry a collection item that failed as a record as an EventBridge envelope around one."""
     if type(value) is not dict or "detail-type" not in value or "eventName" in value:
         return error
     detail = _eventbridge_detail(value, index)
     if isinstance(detail, DecodeError):
         return detail
-    return decode_record(detail, index)
+    return decode_record(detail, index, latest)
 
 
 def _eventbridge_detail(envelope: dict[str, Any], index: int | None) -> object:
@@ -364,31 +450,56 @@ def gunzip(payload: bytes, cap: int) -> bytes | DecodeError:
     """Inflate every gzip member, stopping as soon as the output would exceed `cap` bytes."""
     chunks: list[bytes] = []
     total = 0
-    inflater = zlib.decompressobj(_GZIP_WBITS)
-    pending = payload
+    for chunk in inflate((payload,), cap + 1):
+        if isinstance(chunk, DecodeError):
+            return chunk
+        total += len(chunk)
+        if total > cap:
+            return DecodeError(
+                "decompressed_too_large", f"gzip content is over the limit of {cap} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def inflate(compressed: Iterable[bytes], piece: int = _MIB) -> Iterator[bytes | DecodeError]:
+    """Inflate every gzip member of a stream of compressed chunks, at most `piece` bytes at a
+    time (the caller stops reading to cap the total); ends with a DecodeError when the data is
+    corrupt, truncated or followed by junk. Zero padding after the last member is allowed."""
+    inflater: Any = zlib.decompressobj(_GZIP_WBITS)
+    rest = b""  # after a member's end: the next member's start, padding, or junk
     try:
-        while True:
-            chunk = inflater.decompress(pending, cap - total + 1)
-            total += len(chunk)
-            if total > cap:
-                return DecodeError(
-                    "decompressed_too_large", f"gzip content is over the limit of {cap} bytes"
-                )
-            chunks.append(chunk)
-            if inflater.eof:
-                rest = inflater.unused_data
-                if rest[:2] == _GZIP_MAGIC:
-                    inflater = zlib.decompressobj(_GZIP_WBITS)
-                    pending = rest
-                    continue
-                if rest.strip(b"\x00"):
-                    return DecodeError("bad_gzip", f"{len(rest)} bytes of junk after gzip data")
-                return b"".join(chunks)
-            pending = inflater.unconsumed_tail
-            if not pending:
-                return DecodeError("bad_gzip", "gzip data is truncated")
+        for received in compressed:
+            data = received
+            while data:
+                if inflater is None:
+                    rest, data = rest + data, b""
+                    if rest == b"\x1f":  # perhaps the first byte of the next member
+                        break
+                    if rest[:2] != _GZIP_MAGIC:
+                        if rest.strip(b"\x00"):
+                            yield DecodeError("bad_gzip", f"{len(rest)} bytes of junk after "
+                                              "gzip data")
+                            return
+                        rest = b""
+                        break
+                    inflater, data, rest = zlib.decompressobj(_GZIP_WBITS), rest, b""
+                while True:
+                    output = inflater.decompress(data, piece)
+                    if output:
+                        yield output
+                    data = inflater.unconsumed_tail
+                    if inflater.eof or (not data and len(output) < piece):
+                        break
+                if inflater.eof:
+                    data, inflater = inflater.unused_data, None
     except zlib.error as exc:
-        return DecodeError("bad_gzip", f"gzip data is corrupt: {exc}")
+        yield DecodeError("bad_gzip", f"gzip data is corrupt: {exc}")
+        return
+    if inflater is not None:
+        yield DecodeError("bad_gzip", "gzip data is truncated")
+    elif rest.strip(b"\x00"):
+        yield DecodeError("bad_gzip", f"{len(rest)} bytes of junk after gzip data")
 
 
 def _json_error(

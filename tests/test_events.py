@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from detector.events import (
     DEFAULT_LIMITS,
+    EARLIEST_EVENT_TIME,
     EVENTBRIDGE_DETAIL_TYPE,
     FORMATS,
     REASONS,
@@ -24,7 +26,10 @@ from detector.events import (
     Limits,
     Record,
     decode,
+    decode_line,
     decode_record,
+    gunzip,
+    inflate,
     parse_event_time,
 )
 
@@ -276,6 +281,17 @@ def test_json_lines_whose_first_line_is_bad_still_give_the_other_lines() -> None
     assert [(e.reason, e.line) for e in decoded.errors] == [("invalid_json", 1)]
 
 
+def test_a_broken_first_line_costs_that_line_only_even_with_a_single_good_line() -> None:
+    stop_logging = dumps(record(eventSource="cloudtrail.amazonaws.com", eventName="StopLogging"))
+    payload = b'{"eventName": broken\n' + stop_logging + b"\n"
+
+    decoded = decode(payload)
+
+    assert decoded.format == "jsonl"
+    assert [r.event_name for r in decoded.records] == ["StopLogging"]
+    assert [(e.reason, e.line) for e in decoded.errors] == [("invalid_json", 1)]
+
+
 def test_two_json_lines_with_a_bad_second_line_keep_the_first() -> None:
     payload = dumps(record()) + b"\n" + b'{"eventName": "DeleteStream"'
 
@@ -330,6 +346,8 @@ REASON_EXAMPLES: dict[str, tuple[bytes, Limits]] = {
     "missing_field": (dumps(record(eventTime=ABSENT)), DEFAULT_LIMITS),
     "wrong_type": (dumps(record(userIdentity="alice")), DEFAULT_LIMITS),
     "bad_event_time": (dumps(record(eventTime="2018-05-25:17:06Z")), DEFAULT_LIMITS),
+    "event_time_out_of_range": (dumps(record(eventTime="9999-12-31T23:59:59Z")), DEFAULT_LIMITS),
+    "too_many_records": (dumps({"Records": [record(), record()]}), Limits(max_records=1)),
 }
 
 
@@ -816,8 +834,8 @@ def test_every_collection_item_is_either_a_record_or_an_error(items: list[object
         )
 
 
-def test_limits_default_to_16_mib_messages_and_256_mib_decompressed() -> None:
-    assert Limits(16 * 1024 * 1024, 256 * 1024 * 1024) == DEFAULT_LIMITS
+def test_limits_default_to_8_mib_messages_and_contents_20000_records_15_minutes_skew() -> None:
+    assert Limits(8 * 1024 * 1024, 8 * 1024 * 1024, 20_000, 900.0) == DEFAULT_LIMITS
     with pytest.raises(AttributeError):
         DEFAULT_LIMITS.max_message_bytes = 1  # type: ignore[misc]
 
@@ -829,3 +847,151 @@ def test_event_times_that_leave_the_calendar_in_utc_are_refused() -> None:
         result = _decode_record({"eventSource": "s3.amazonaws.com", "eventName": "GetObject",
                                  "eventTime": when})
         assert isinstance(result, DecodeError) and result.reason == "bad_event_time", when
+
+
+# --- event time bounds ----------------------------------------------------------------------
+
+NOW = utc("2026-03-10 12:00:00")
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59Z", "2099-01-01T00:00:00Z",
+                                  "2026-03-10T12:15:01Z", "2013-10-31T23:59:59Z",
+                                  "1970-01-01T00:00:00Z"])
+def test_an_event_time_before_cloudtrail_or_beyond_the_clock_skew_is_out_of_range(
+    when: str,
+) -> None:
+    error = only_error(decode(dumps(record(eventTime=when)), DEFAULT_LIMITS, now=NOW))
+
+    assert error.reason == "event_time_out_of_range"
+    assert when in error.message
+
+
+@pytest.mark.parametrize("when", ["2026-03-10T12:15:00Z", "2013-11-01T00:00:00Z",
+                                  "2014-05-01T00:00:00Z"])
+def test_an_event_time_within_cloudtrail_s_life_and_the_clock_skew_is_accepted(when: str) -> None:
+    [rec] = decode(dumps(record(eventTime=when)), DEFAULT_LIMITS, now=NOW).records
+
+    assert rec.event_time == parse_event_time(when)
+
+
+def test_the_clock_skew_is_a_limit() -> None:
+    payload = dumps(record(eventTime="2026-03-10T12:01:00Z"))
+
+    assert only_error(decode(payload, Limits(max_clock_skew=30.0), now=NOW)).reason == (
+        "event_time_out_of_range")
+    assert len(decode(payload, Limits(max_clock_skew=60.0), now=NOW).records) == 1
+
+
+def test_an_out_of_range_record_in_a_log_file_costs_that_record_only() -> None:
+    payload = dumps({"Records": [record(), record(eventTime="2099-01-01T00:00:00Z"), record()]})
+
+    decoded = decode(payload, DEFAULT_LIMITS, now=NOW)
+
+    assert len(decoded.records) == 2
+    assert [(e.reason, e.index) for e in decoded.errors] == [("event_time_out_of_range", 1)]
+
+
+def test_decode_record_checks_against_the_wall_clock_by_default() -> None:
+    assert isinstance(decode_record(record(eventTime="2099-01-01T00:00:00Z")), DecodeError)
+    assert isinstance(decode_record(record()), Record)
+    assert decode_record(record(), latest=EARLIEST_EVENT_TIME) == decode_record(
+        record(eventTime="2024-03-01T10:15:42Z"), latest=EARLIEST_EVENT_TIME)
+
+
+# --- records per message --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["log_file", "array", "jsonl"])
+def test_more_items_than_max_records_fail_the_message_before_any_is_read(shape: str) -> None:
+    items = [record(eventID=f"e-{n}") for n in range(4)]
+    payload = {
+        "log_file": dumps({"Records": items}),
+        "array": dumps(items),
+        "jsonl": b"\n".join(dumps(item) for item in items),
+    }[shape]
+
+    decoded = decode(payload, Limits(max_records=3))
+
+    assert decoded.format == shape
+    error = only_error(decoded)
+    assert error.reason == "too_many_records"
+    assert "4 items" in error.message and "3 records" in error.message
+    assert len(decode(payload, Limits(max_records=4)).records) == 4
+
+
+def test_blank_json_lines_do_not_count_as_records() -> None:
+    payload = b"\n\n\n".join(dumps(record(eventID=f"e-{n}")) for n in range(3))
+
+    assert len(decode(payload, Limits(max_records=3)).records) == 3
+
+
+def test_a_gzip_of_a_million_tiny_records_is_refused_without_reading_them() -> None:
+    tiny = b'{"eventName":"a","eventSource":"b","eventTime":"2026-01-01T00:00:00Z"}\n'
+    payload = gzip.compress(tiny * 1_000_000, compresslevel=9)
+    assert len(payload) < 1024 * 1024
+
+    error = only_error(decode(payload))
+
+    assert error.reason == "decompressed_too_large"
+
+
+# --- event ids ------------------------------------------------------------------------------
+
+
+def test_a_huge_event_id_is_shortened_with_a_hash_in_record_and_data() -> None:
+    first, second = "a" * 100_000 + "1", "a" * 100_000 + "2"
+
+    one = decode_record(record(eventID=first))
+    two = decode_record(record(eventID=second))
+
+    assert isinstance(one, Record) and isinstance(two, Record)
+    assert one.event_id is not None and len(one.event_id) < 250
+    assert one.event_id.startswith("a" * 128) and "truncated: 100001 characters" in one.event_id
+    assert one.event_id != two.event_id
+    assert one.data["eventID"] == one.event_id
+    assert decode_record(record(eventID=first)) == one  # deterministic
+
+
+# --- lines and streamed gzip ----------------------------------------------------------------
+
+
+def test_decode_line_reads_one_line_with_its_position() -> None:
+    assert decode_line(b"  ", 0, 1, math.inf) is None
+    good = decode_line(dumps(record()), 4, 9, math.inf)
+    assert isinstance(good, Record)
+    bad = decode_line(b"{oops", 4, 9, math.inf)
+    assert isinstance(bad, DecodeError)
+    assert (bad.reason, bad.index, bad.line) == ("invalid_json", 4, 9)
+    late = decode_line(dumps(record()), 0, 2, EARLIEST_EVENT_TIME)
+    assert isinstance(late, DecodeError)
+    assert (late.reason, late.line) == ("event_time_out_of_range", 2)
+
+
+@given(st.binary(min_size=0, max_size=3000), st.integers(1, 200), st.integers(1, 3),
+       st.sampled_from([b"", b"\x00\x00", b"junk"]))
+@settings(max_examples=200)
+def test_inflating_in_chunks_gives_what_inflating_whole_gives(
+    content: bytes, size: int, members: int, tail: bytes,
+) -> None:
+    payload = b"".join(gzip.compress(content[n::members]) for n in range(members)) + tail
+    chunks = [payload[at:at + size] for at in range(0, len(payload), size)]
+
+    pieces = list(inflate(chunks, piece=max(1, size // 2)))
+
+    whole = gunzip(payload, 10**9)
+    if isinstance(whole, DecodeError):
+        error = pieces[-1]
+        assert isinstance(error, DecodeError) and error.reason == whole.reason == "bad_gzip"
+    else:
+        assert b"".join(p for p in pieces if isinstance(p, bytes)) == whole
+        assert not any(isinstance(p, DecodeError) for p in pieces)
+    if tail == b"junk":
+        assert isinstance(whole, DecodeError)
+
+
+def test_inflating_a_truncated_stream_ends_with_bad_gzip() -> None:
+    payload = gzip.compress(b"x" * 10_000)[:-5]
+
+    *_, last = inflate([payload[:10], payload[10:]])
+
+    assert isinstance(last, DecodeError) and last.reason == "bad_gzip"
