@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 from detector.alerts import Alert
@@ -142,7 +143,10 @@ def _test(args: argparse.Namespace) -> int:
     if result.errors:
         return EXIT_FOUND
     passed = failed = 0
-    for outcome in run_tests(result.ruleset, make_engine):
+    # Rule tests are written by hand and end with one later event that moves the clock on:
+    # their engine's watermark follows the latest record (no corroboration, see
+    # docs/stateful-rules.md).
+    for outcome in run_tests(result.ruleset, partial(make_engine, corroboration=1)):
         if outcome.passed:
             passed += 1
             if args.verbose:

@@ -3,17 +3,41 @@
 Single-event rules are looked up by (eventSource, eventName) and their predicates run on the
 record dict. Rules that need memory (first seen, suppression, correlations) are handed to the
 stateful evaluator, which keeps its state behind the State interface.
+
+No record can stop the engine: an exception while evaluating one is caught at the record
+boundary, per rule where it can be (one failing rule does not cost the record its other rules'
+alerts), and kept as a `Failure` for the caller to count, log and dead-letter
+(`take_failures`). Failures are bugs or resources running out, never verdicts on the input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from detector.alerts import Alert, EventSummary, alert_id, event_key, format_time, now_iso
+from detector.bounded import bounded_text
 from detector.engine.index import RuleIndex
 from detector.engine.rule import Meta, Rule, RuleSet
 from detector.events import Record
+
+MAX_ERROR_TEXT = 500  # characters of an exception's text kept in a Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A rule (None: the record as a whole) that raised while evaluating one record (None: a
+    decision taken later, when the watermark moved)."""
+
+    rule_id: str | None
+    event_id: str | None
+    error: str  # the exception's type and text, bounded
+
+
+def failure(rule_id: str | None, record: Record | None, error: BaseException) -> Failure:
+    return Failure(rule_id, None if record is None else record.event_id,
+                   bounded_text(f"{type(error).__name__}: {error}", MAX_ERROR_TEXT))
 
 
 class StatefulEvaluator(Protocol):
@@ -67,6 +91,7 @@ class Engine:
         self.rule_count = len(active) + sum(
             1 for correlation in ruleset.correlations if correlation.meta.enabled
         )
+        self.failures: list[Failure] = []
 
     def match(self, record: Record) -> list[Rule]:
         """The enabled single-event rules whose detection holds for the record."""
@@ -78,12 +103,40 @@ class Engine:
         ]
 
     def process(self, record: Record) -> list[Alert]:
-        matched = self.match(record)
-        alerts = [build_alert(rule.meta, "match", [record]) for rule in matched
-                  if is_stateless(rule)]
+        """The alerts for one record; what raised is kept for `take_failures`."""
+        try:
+            matched = self.match(record)
+        except Exception:  # some rule raised: find which, keep the others' matches
+            matched = self._match_each(record)
+        alerts: list[Alert] = []
+        for rule in matched:
+            if is_stateless(rule):
+                try:
+                    alerts.append(build_alert(rule.meta, "match", [record]))
+                except Exception as error:
+                    self.failures.append(failure(rule.id, record, error))
         if self.stateful is not None:
-            alerts.extend(self.stateful.observe(record, matched))
+            try:
+                alerts.extend(self.stateful.observe(record, matched))
+            except Exception as error:
+                self.failures.append(failure(None, record, error))
         return alerts
+
+    def take_failures(self) -> list[Failure]:
+        """The failures since the last call, oldest first."""
+        failures, self.failures = self.failures, []
+        return failures
+
+    def _match_each(self, record: Record) -> list[Rule]:
+        data = record.data
+        matched: list[Rule] = []
+        for rule in self.index.candidates(record.event_source, record.event_name):
+            try:
+                if rule.predicate(data):
+                    matched.append(rule)
+            except Exception as error:
+                self.failures.append(failure(rule.id, record, error))
+        return matched
 
     def stats(self) -> dict[str, int]:
         """Counts for the scan summary and metrics; an engine without memory has none."""

@@ -12,10 +12,11 @@ import orjson
 
 from detector.alerts import Alert
 from detector.durations import parse_duration
-from detector.engine.evaluator import Engine
+from detector.engine.evaluator import Engine, Failure, failure
 from detector.engine.rule import RuleSet
 from detector.engine.state import MemoryState, State
 from detector.engine.stateful import Stateful, SuppressionSummary
+from detector.engine.stateful.clock import CORROBORATION, Clock
 from detector.events import Record
 
 STATE_FORMAT = "detector-state"
@@ -43,9 +44,15 @@ class StatefulEngine(Engine):
         super().__init__(ruleset, stateful)
 
     def process(self, record: Record) -> list[Alert]:
-        if not self.stateful.admit(record):
+        try:
+            admitted = self.stateful.admit(record)
+        except Exception as error:
+            self.failures.append(failure(None, record, error))
             return []
-        return super().process(record)
+        return super().process(record) if admitted else []
+
+    def take_failures(self) -> list[Failure]:
+        return super().take_failures() + self.stateful.take_failures()
 
     def flush(self, final: bool = True) -> list[Alert]:
         """End of input: the alerts still waiting for the watermark. Not `final` when the
@@ -60,11 +67,17 @@ class StatefulEngine(Engine):
 
 
 def make_engine(
-    ruleset: RuleSet, *, lateness: str | float = "15m", state: State | None = None
+    ruleset: RuleSet, *, lateness: str | float = "15m", state: State | None = None,
+    corroboration: int = CORROBORATION,
 ) -> StatefulEngine:
-    """An engine for `ruleset`; its stateful rules keep memory in `state` (in memory by default)."""
+    """An engine for `ruleset`; its stateful rules keep memory in `state` (in memory by default).
+
+    `corroboration`: how many records must reach an event time before the watermark follows it
+    (1: the latest record moves it, as rule tests written by hand expect).
+    """
+    seconds = parse_duration(lateness)
     stateful = Stateful(ruleset, state if state is not None else MemoryState(),
-                        lateness=parse_duration(lateness))
+                        lateness=seconds, clock=Clock(seconds, corroboration))
     return StatefulEngine(ruleset, stateful)
 
 

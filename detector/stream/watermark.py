@@ -11,6 +11,11 @@ or not, since one that speaks later may be the slowest. A source not heard from 
 seconds of wall time stops holding the watermark back (an input partition may be empty or go
 quiet for good); when it speaks again, its events older than the watermark are late. The
 watermark never moves back.
+
+With `corroboration` K > 1 (the worker passes the engine's `CORROBORATION`), a source's latest
+eventTime is the K-th latest it sent (records and beats alike), and a beat tells the K-th
+latest of the input partition's messages: fewer than K records ahead of their neighbours in
+one input partition cannot move any watermark (docs/stateful-rules.md, "Event time").
 """
 
 from __future__ import annotations
@@ -21,18 +26,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from detector.engine.stateful.clock import Clock
+from detector.engine.stateful.clock import Clock, Latest
 
 
 class SourceClock(Clock):
     """The engine's Clock, with the watermark taken from the slowest active source."""
 
     def __init__(self, lateness: float, idle: float, sources: int,
-                 now: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(lateness)
+                 now: Callable[[], float] = time.monotonic, corroboration: int = 1) -> None:
+        super().__init__(lateness, corroboration)
         self.idle = idle
         self.now = now
+        self.corroboration = corroboration
         self.sources: dict[int, float] = dict.fromkeys(range(sources), -math.inf)  # latest
+        self.latest_of: dict[int, Latest] = {name: Latest(corroboration) for name in self.sources}
         self.heard: dict[int, float] = dict.fromkeys(self.sources, now())  # wall time
         self.floor = -math.inf  # the slowest active source's latest eventTime
 
@@ -41,16 +48,19 @@ class SourceClock(Clock):
         return self.floor - self.lateness
 
     def hear(self, source: int, event_time: float) -> None:
-        """A record of `source` arrives: call before the evaluator sees it."""
-        sources = self.sources
-        if event_time > sources.get(source, -math.inf):
-            sources[source] = event_time
+        """A record (or a beat) of `source` arrives: call before the evaluator sees it."""
+        latest = self.latest_of.get(source)
+        if latest is None:
+            latest = self.latest_of[source] = Latest(self.corroboration)
+        if latest.add(event_time):
+            self.sources[source] = latest.value
         self.heard[source] = self.now()
         self._rise()
 
     def quiet(self, source: int) -> None:
         """`source` is read to its end: stop waiting for it until it speaks again."""
         self.sources.setdefault(source, -math.inf)
+        self.latest_of.setdefault(source, Latest(self.corroboration))
         self.heard[source] = -math.inf
         self._rise()
 
@@ -65,24 +75,35 @@ class SourceClock(Clock):
     def pass_idle(self, event_time: float) -> None:
         """No source sent anything for a while: let event time pass as wall time did."""
         self.floor = max(self.floor, event_time)
-        self.max_seen = max(self.max_seen, event_time)
-        for name, latest in self.sources.items():
-            self.sources[name] = max(latest, event_time)
+        self.latest.raise_to(event_time)
+        self.max_seen = self.latest.value
+        for name, latest in self.latest_of.items():
+            latest.raise_to(event_time)
+            self.sources[name] = latest.value
 
     def dump(self) -> dict[str, Any]:
         """The clock as plain JSON for the partition's table entry."""
         return {"max_event_time": None if self.max_seen == -math.inf else self.max_seen,
                 "floor": None if self.floor == -math.inf else self.floor,
                 "sources": {str(name): latest for name, latest in self.sources.items()
-                            if latest != -math.inf}}
+                            if latest != -math.inf},
+                "latest_event_times": self.latest.times(),
+                "source_times": {str(name): latest.times()
+                                 for name, latest in self.latest_of.items() if latest.heap}}
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take back `dump()`; every source counts as just heard from."""
         max_seen, floor = saved.get("max_event_time"), saved.get("floor")
-        self.max_seen = -math.inf if max_seen is None else float(max_seen)
+        self.load(None if max_seen is None else float(max_seen), saved.get("latest_event_times"))
         self.floor = -math.inf if floor is None else float(floor)
+        times = saved.get("source_times") or {}
         for name, latest in (saved.get("sources") or {}).items():
-            self.sources[int(name)] = max(float(latest), self.sources.get(int(name), -math.inf))
+            kept = times.get(name)
+            restored = Latest(self.corroboration, [float(latest)] * self.corroboration
+                              if kept is None else map(float, kept))
+            source = int(name)
+            self.latest_of[source] = restored
+            self.sources[source] = max(restored.value, self.sources.get(source, -math.inf))
         self.heard = dict.fromkeys(self.sources, self.now())
 
 
@@ -95,7 +116,9 @@ class Progress:
     worker notes the newest eventTime per input offset and beats what is committed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, corroboration: int = 1) -> None:
+        self.corroboration = corroboration  # messages that must reach an eventTime (SourceClock)
+        self._latest: dict[int, Latest] = {}  # per input partition, of its messages' latest
         self._marks: dict[int, deque[tuple[int, float]]] = {}  # rising (offset, eventTime)
         self._settled: dict[int, float] = {}  # committed progress per input partition
         self._told: dict[int, float] = {}  # what the last beat said
@@ -105,6 +128,12 @@ class Progress:
         """Input partition `source` had records up to eventTime `latest` at `offset`."""
         if latest is None:
             return
+        corroborated = self._latest.get(source)
+        if corroborated is None:
+            corroborated = self._latest[source] = Latest(self.corroboration)
+        if not corroborated.add(latest):
+            return
+        latest = corroborated.value
         marks = self._marks.setdefault(source, deque())
         if latest > (marks[-1][1] if marks else self._settled.get(source, -math.inf)):
             marks.append((offset, latest))
@@ -134,6 +163,7 @@ class Progress:
 
     def forget(self) -> None:
         """After a rebalance the input partitions are read again from their commits."""
+        self._latest.clear()
         self._marks.clear()
         self._settled.clear()
         self._told.clear()

@@ -166,9 +166,10 @@ def test_events_within_the_lateness_count_whatever_their_order(tmp_path: Path) -
 def test_an_upper_bound_is_tested_on_tumbling_windows_once_they_close(tmp_path: Path) -> None:
     target = engine(tmp_path, burst("gte: 2, lte: 3", "10m"), lateness="1m")
     assert run(target, [denied(0), denied(60), denied(300)], flush=False) == []
-    # the watermark passes 600: [0, 600) closes with three events
-    assert len(fired(run(target, [denied(700)], flush=False), BURST_ID)) == 1
-    # [600, 1200) ends with four events: over the upper bound
+    # the watermark (the second latest event minus the lateness) passes 600: [0, 600) closes
+    # with three events
+    assert len(fired(run(target, [denied(700), denied(701)], flush=False), BURST_ID)) == 1
+    # [600, 1200) ends with five events: over the upper bound
     records = [denied(710), denied(720), denied(730), denied(1300)]
     assert fired(run(target, records, flush=False), BURST_ID) == []
     assert fired(target.flush(), BURST_ID) == []  # [1200, 1800) holds one

@@ -94,8 +94,10 @@ def test_events_without_the_key_or_value_are_ignored(tmp_path: Path) -> None:
 def test_the_decision_waits_for_the_watermark(tmp_path: Path) -> None:
     target = engine(tmp_path, new_ip(learning="1s"), lateness="15m")
     assert run(target, [event(0), event(10, ip="192.0.2.9")], flush=False) == []
-    assert run(target, [event(15 * 60 + 10, "ListStreams")], flush=False) == []
-    [alert] = run(target, [event(15 * 60 + 11, "ListStreams")], flush=False)
+    # the watermark is the second latest event minus the lateness: not past 10 s yet
+    assert run(target, [event(15 * 60 + 10, "ListStreams"),
+                        event(15 * 60 + 11, "ListStreams")], flush=False) == []
+    [alert] = run(target, [event(15 * 60 + 12, "ListStreams")], flush=False)
     assert alert.event_ids == (event(10, ip="192.0.2.9").event_id,)
 
 

@@ -43,7 +43,9 @@ def test_the_first_alert_goes_out_at_once_and_repeats_are_folded(tmp_path: Path)
 def test_the_folded_summary_is_handed_out_when_the_window_closes(tmp_path: Path) -> None:
     target = engine(tmp_path, RULE, lateness="5m")
     [alert] = run(target, [denied(60), denied(120), denied(3599)], flush=False)
-    run(target, [event(HOUR + 300, "ListStreams")], flush=False)  # watermark reaches 01:00
+    # two later events: the watermark follows the second latest, and reaches 01:00
+    run(target, [event(HOUR + 300, "ListStreams"), event(HOUR + 301, "ListStreams")],
+        flush=False)
     [summary] = target.closed_suppressions()
     assert summary.alert_id == alert.id
     assert summary.count == 3
@@ -80,7 +82,7 @@ def test_the_alert_id_does_not_depend_on_which_repeat_came_first(tmp_path: Path)
 
 def test_a_late_event_alerts_on_its_own(tmp_path: Path) -> None:
     target = engine(tmp_path, RULE, lateness="5m")
-    alerts = run(target, [denied(3 * HOUR), denied(HOUR)])
+    alerts = run(target, [denied(3 * HOUR), denied(3 * HOUR + 1), denied(HOUR)])
     assert len(fired(alerts, RULE_ID)) == 2
     assert alerts[1].details == {"late": True}
     assert target.stats()["late"] == 1

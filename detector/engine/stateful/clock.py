@@ -3,21 +3,75 @@ that keeps a redelivered CloudTrail event from counting or alerting twice."""
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
+
+# How many records must reach an event time before the watermark follows it: the latest
+# eventTime the clock goes by is the CORROBORATION-th latest seen, so one record ahead of its
+# neighbours (a broken forwarder's clock, a forged record) cannot move it.
+CORROBORATION = 2
+
+
+class Latest:
+    """The `count`-th latest of the times added: what `count` - 1 outliers cannot move.
+
+    A min-heap of the `count` latest times; `value` is -inf until `count` times were added.
+    Adding a time no later than `value` (most records, out of order) costs one comparison.
+    """
+
+    __slots__ = ("count", "heap", "value")
+
+    def __init__(self, count: int = CORROBORATION, times: Iterable[float] = ()) -> None:
+        if count < 1:
+            raise ValueError("a clock needs at least one record to move")
+        self.count = count
+        self.heap: list[float] = []
+        self.value = -math.inf
+        for when in times:
+            self.add(when)
+
+    def add(self, when: float) -> bool:
+        """Take one record's time; True when `value` moved."""
+        if when <= self.value:
+            return False
+        heap = self.heap
+        if len(heap) < self.count:
+            heapq.heappush(heap, when)
+            if len(heap) < self.count:
+                return False
+        else:
+            heapq.heapreplace(heap, when)
+        self.value = heap[0]
+        return True
+
+    def raise_to(self, when: float) -> None:
+        """Every time kept is at least `when` now (event time passed as wall time did)."""
+        self.heap = [max(kept, when) for kept in self.heap]
+        self.heap += [when] * (self.count - len(self.heap))
+        heapq.heapify(self.heap)
+        self.value = self.heap[0]
+
+    def times(self) -> list[float]:
+        """The times kept, latest first (what a restart needs)."""
+        return sorted(self.heap, reverse=True)
 
 
 class Clock:
-    """Watermark = the latest eventTime seen minus the allowed lateness.
+    """Watermark = the latest eventTime seen by `corroboration` records, minus the allowed
+    lateness (`max_seen` is that time).
 
     An event older than the watermark is late: stateful rules ignore it (single-event rules
     still see it). Since no accepted event can be older than the watermark, everything before
-    it is final, which is when order-sensitive decisions are taken.
+    it is final, which is when order-sensitive decisions are taken. Fewer than `corroboration`
+    records ahead of the others cannot move it (docs/stateful-rules.md, "Event time").
     """
 
-    def __init__(self, lateness: float) -> None:
+    def __init__(self, lateness: float, corroboration: int = CORROBORATION) -> None:
         self.lateness = lateness
+        self.latest = Latest(corroboration)
         self.max_seen = -math.inf
 
     @property
@@ -28,7 +82,17 @@ class Clock:
         return event_time < self.watermark
 
     def advance(self, event_time: float) -> None:
-        self.max_seen = max(self.max_seen, event_time)
+        if event_time > self.max_seen and self.latest.add(event_time):
+            self.max_seen = self.latest.value
+
+    def load(self, max_seen: float | None, times: Iterable[float] | None) -> None:
+        """Take back a saved clock: the times kept, or (saved before they were) the latest
+        time the watermark went by, as corroborated."""
+        count = self.latest.count
+        if times is None:
+            times = [] if max_seen is None else [max_seen] * count
+        self.latest = Latest(count, times)
+        self.max_seen = self.latest.value
 
 
 class RecentIds:

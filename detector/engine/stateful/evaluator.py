@@ -7,6 +7,9 @@ first_seen.py), correlations (decided at once, see correlation.py) and suppressi
 and closes windows as the watermark moves. Alerts that suppression folds are never built.
 Same accepted events in any arrival order -> same alert ids; docs/stateful-rules.md has the
 full semantics.
+
+A rule that raises on a record, or an entry that raises when the watermark reaches it, is
+kept as a `Failure` (`take_failures`); the other rules and entries go on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from detector.alerts import Alert, event_key
-from detector.engine.evaluator import build_alert
+from detector.engine.evaluator import Failure, build_alert, failure
 from detector.engine.rule import Rule, RuleSet
 from detector.engine.state import JSON, State
 from detector.engine.stateful.clock import Clock, RecentIds
@@ -116,6 +119,7 @@ class Stateful:
                 self.suppressor.add_rule(rule.meta, rule.meta.suppression)
         self.late = 0
         self.duplicates = 0
+        self.failures: list[Failure] = []
         self._pending = _Schedule()  # first-seen entries holding events: due < watermark
         self._windows = _Schedule()  # correlation entries with tumbling windows to close
         self._folds = _Schedule()  # suppression entries with windows to close
@@ -164,22 +168,25 @@ class Stateful:
             route = routes.get(rule.meta.id)
             if route is None:
                 continue
-            if route.first_seen is not None:
-                held = None if late else route.first_seen.offer(record, watermark)
-                if held is not None:
-                    self._schedule(self._pending, *held)
-                continue
-            if route.suppressed:
-                if late:
-                    alert = build_alert(rule.meta, "match", [record])
-                    alerts.append(replace(alert, details={"late": True}))
-                else:
-                    alerts += self._send(rule.id, partial(build_alert, rule.meta, "match",
-                                                          [record]), record)
-            if route.feeds and not late:
-                if horizon is None:
-                    horizon = min(self._horizon(), event_time)
-                alerts += self._correlate(rule.meta.id, record, horizon)
+            try:
+                if route.first_seen is not None:
+                    held = None if late else route.first_seen.offer(record, watermark)
+                    if held is not None:
+                        self._schedule(self._pending, *held)
+                    continue
+                if route.suppressed:
+                    if late:
+                        alert = build_alert(rule.meta, "match", [record])
+                        alerts.append(replace(alert, details={"late": True}))
+                    else:
+                        alerts += self._send(rule.id, partial(build_alert, rule.meta, "match",
+                                                              [record]), record)
+                if route.feeds and not late:
+                    if horizon is None:
+                        horizon = min(self._horizon(), event_time)
+                    alerts += self._correlate(rule.meta.id, record, horizon)
+            except Exception as error:
+                self.failures.append(failure(rule.meta.id, record, error))
         clock.advance(event_time)
         watermark = clock.watermark
         if watermark >= self._wake:
@@ -197,8 +204,13 @@ class Stateful:
             return self._release(math.inf)
         alerts: list[Alert] = []
         while self._pending.first() < math.inf:
-            alerts += self._decide(self._pending.pop(), math.inf)
+            alerts += self._guarded(self._decide, self._pending.pop(), math.inf)
         return alerts + self._release(self.clock.watermark)
+
+    def take_failures(self) -> list[Failure]:
+        """The failures since the last call, oldest first."""
+        failures, self.failures = self.failures, []
+        return failures
 
     def closed_suppressions(self) -> list[SuppressionSummary]:
         """Summaries of the suppression windows closed since the last call."""
@@ -218,6 +230,7 @@ class Stateful:
         """What besides the State entries a restart needs (JSON)."""
         return {
             "max_event_time": None if self.clock.max_seen == -math.inf else self.clock.max_seen,
+            "latest_event_times": self.clock.latest.times(),
             "late": self.late,
             "duplicates": self.duplicates,
             "recent_event_ids": [[ident, when] for ident, when in self.recent.ids.items()],
@@ -225,8 +238,9 @@ class Stateful:
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take back `dump()` output once the State holds the saved entries."""
-        max_seen = saved["max_event_time"]
-        self.clock.max_seen = -math.inf if max_seen is None else float(max_seen)
+        max_seen, times = saved["max_event_time"], saved.get("latest_event_times")
+        self.clock.load(None if max_seen is None else float(max_seen),
+                           None if times is None else [float(when) for when in times])
         self.late, self.duplicates = int(saved["late"]), int(saved["duplicates"])
         self.recent.restore(saved["recent_event_ids"])
         self.resume()
@@ -312,15 +326,15 @@ class Stateful:
         windows, since a closing correlation window sends its alert into one.
         """
         alerts: list[Alert] = []
-        while True:
+        while True:  # each turn takes one entry off a schedule, so this ends
             oldest = self._pending.first()
             limit = min(watermark, oldest)
             if (skey := self._windows.pop_due(limit)) is not None:
-                alerts += self._close_windows(skey, limit)
+                alerts += self._guarded(self._close_windows, skey, limit)
             elif (skey := self._folds.pop_due(limit)) is not None:
-                self._close_folds(skey, limit)
+                alerts += self._guarded(self._close_folds, skey, limit)
             elif oldest < watermark:
-                alerts += self._decide(self._pending.pop(), watermark)
+                alerts += self._guarded(self._decide, self._pending.pop(), watermark)
             else:
                 break
         if watermark >= self._next_sweep and watermark != math.inf:
@@ -356,12 +370,23 @@ class Stateful:
             self._schedule(self._windows, skey, due)
         return self._correlation_alerts(unit, fires)
 
-    def _close_folds(self, skey: str, until: float) -> None:
+    def _close_folds(self, skey: str, until: float) -> list[Alert]:
         """Close a rule's suppression windows final by `until`, keeping their summaries."""
         summaries, due = self.suppressor.close(skey, until)
         self._closed += summaries
         if due is not None:
             self._schedule(self._folds, skey, due)
+        return []
+
+    def _guarded(self, step: Callable[[str, float], list[Alert]], skey: str,
+                 until: float) -> list[Alert]:
+        """One entry's step as the watermark moves; a failure costs that entry's step only."""
+        try:
+            return step(skey, until)
+        except Exception as error:
+            self.failures.append(failure(skey.split("|", 2)[1] if "|" in skey else None,
+                                         None, error))
+            return []
 
     def _sweep(self, watermark: float) -> list[Alert]:
         """Forget what no later event can need: expired first-seen values, old windows.
@@ -371,14 +396,19 @@ class Stateful:
         alerts: list[Alert] = []
         horizon = self._horizon()
         for skey in self.state.all_keys():
-            kind, rule_id = skey.split("|", 2)[:2]
-            if kind == FIRST_SEEN and rule_id in self.first_seen:
-                alerts += self._decide(skey, watermark)
-            entry = self.state.get(skey)
-            if entry is None:
-                continue
-            if kind == FIRST_SEEN and rule_id in self.first_seen:
-                self.first_seen[rule_id].sweep(skey, entry, watermark)
-            elif kind == CORRELATION and rule_id in self.correlations:
-                self.correlations[rule_id].sweep(skey, entry, horizon)
+            alerts += self._guarded(partial(self._sweep_entry, horizon=horizon), skey, watermark)
+        return alerts
+
+    def _sweep_entry(self, skey: str, watermark: float, horizon: float) -> list[Alert]:
+        kind, rule_id = skey.split("|", 2)[:2]
+        alerts: list[Alert] = []
+        if kind == FIRST_SEEN and rule_id in self.first_seen:
+            alerts += self._decide(skey, watermark)
+        entry = self.state.get(skey)
+        if entry is None:
+            return alerts
+        if kind == FIRST_SEEN and rule_id in self.first_seen:
+            self.first_seen[rule_id].sweep(skey, entry, watermark)
+        elif kind == CORRELATION and rule_id in self.correlations:
+            self.correlations[rule_id].sweep(skey, entry, horizon)
         return alerts
