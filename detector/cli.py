@@ -2,6 +2,13 @@
 
 `scan` and `rules` never import faust, so they start fast; `worker` and `replay` hand their
 arguments to the stream package.
+
+Exit codes of `scan` (docs/scan.md): 0 every input read; 1 alerts fired and --fail-on-alert;
+2 usage or configuration (no rules found, bad rules or lists, a bad, busy or unwritable state
+file, an unwritable output), found before scanning; 3 some input could not be read, decoded
+or evaluated (counted in the summary; --allow-input-errors makes that 0); 70 the scan itself
+failed (a bug: the traceback is on stderr). `rules validate` and `rules test` exit 2 when no
+rule is found.
 """
 
 from __future__ import annotations
@@ -9,17 +16,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
 from detector.alerts import Alert
 from detector.engine import LoadResult, load_rules
+from detector.engine.evaluator import Failure
 from detector.engine.factory import make_engine
 from detector.engine.ruletests import TestOutcome, run_tests
+from detector.events import DEFAULT_LIMITS
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INPUT, EXIT_SOFTWARE = 0, 1, 2, 3, 70
 DEFAULT_RULES = os.environ.get("DETECTOR_RULES_DIR", "rules")
+_FAILURES_LOGGED = 100  # internal errors told one by one on stderr; the summary counts all
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -50,8 +62,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="load stateful baselines from FILE first and save them back after")
     scan.add_argument("--allowed-lateness", metavar="DURATION", default="15m",
                       help="how late an event may arrive and still count in windows (15m)")
-    scan.add_argument("--max-message-bytes", type=int, default=None, metavar="N",
-                      help="reject inputs larger than N bytes")
+    scan.add_argument("--max-message-bytes", type=int, default=DEFAULT_LIMITS.max_message_bytes,
+                      metavar="N", help="longest JSON line, largest file read whole (not JSON "
+                      f"lines) (default {DEFAULT_LIMITS.max_message_bytes})")
+    scan.add_argument("--max-decompressed-bytes", type=int,
+                      default=DEFAULT_LIMITS.max_decompressed_bytes, metavar="N",
+                      help="largest gzip content read whole (not JSON lines) "
+                           f"(default {DEFAULT_LIMITS.max_decompressed_bytes})")
+    scan.add_argument("--max-clock-skew", metavar="DURATION", default="15m",
+                      help="how far an eventTime may lie ahead of the wall clock (15m); later "
+                           "records are decode errors (event_time_out_of_range)")
+    scan.add_argument("--allow-input-errors", action="store_true",
+                      help="exit 0, not 3, when some input could not be read or evaluated")
     scan.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
     rules = commands.add_parser(
@@ -102,7 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     if args.command == "scan":
-        return _scan(args)
+        try:
+            return _scan(args)
+        except Exception:  # a bug in the scan itself: never 1, which means alerts
+            traceback.print_exc()
+            print("detector scan: internal error (see above); please report it",
+                  file=sys.stderr)
+            return EXIT_SOFTWARE
     if args.rules_command == "validate":
         return _validate(args)
     return _test(args)
@@ -122,26 +150,48 @@ def _load(paths: Sequence[str], lists: Sequence[str], enable: Sequence[str] = ()
     return load_rules([Path(p) for p in paths], [Path(p) for p in lists], enable=enable)
 
 
+def _missing_rules(command: str, paths: Sequence[str], result: LoadResult | None) -> bool:
+    """Say so and return True when the rule paths do not exist or hold no rule at all: a scan
+    without rules would report "alerts: 0" for any input."""
+    absent = [path for path in paths if not os.path.exists(path)]
+    if absent:
+        print(f"detector {command}: no such rules path: {', '.join(absent)}", file=sys.stderr)
+        return True
+    if result is not None and not result.errors and not (
+            result.ruleset.rules or result.ruleset.correlations):
+        print(f"detector {command}: no rules found under {', '.join(paths)}", file=sys.stderr)
+        return True
+    return False
+
+
 def _report_errors(result: LoadResult) -> None:
     for error in result.errors:
         print(error, file=sys.stderr)
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if _missing_rules("rules validate", args.paths, None):
+        return EXIT_USAGE
     result = _load(args.paths, args.lists)
     _report_errors(result)
     ruleset = result.ruleset
     print(f"{result.files} file(s), {len(ruleset.rules)} rule(s), "
           f"{len(ruleset.correlations)} correlation(s), {len(ruleset.lists)} list(s), "
           f"{len(result.errors)} problem(s)", file=sys.stderr)
+    if _missing_rules("rules validate", args.paths, result):
+        return EXIT_USAGE
     return EXIT_FOUND if result.errors else EXIT_OK
 
 
 def _test(args: argparse.Namespace) -> int:
+    if _missing_rules("rules test", args.paths, None):
+        return EXIT_USAGE
     result = _load(args.paths, args.lists)
     _report_errors(result)
     if result.errors:
         return EXIT_FOUND
+    if _missing_rules("rules test", args.paths, result):
+        return EXIT_USAGE
     passed = failed = 0
     # Rule tests are written by hand and end with one later event that moves the clock on:
     # their engine's watermark follows the latest record (no corroboration, see
@@ -172,38 +222,67 @@ def _describe_failure(outcome: TestOutcome) -> str:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from detector.engine.factory import StateFileError, load_state, save_state
-    from detector.engine.stateful.suppression import format_suppressions
-    from detector.events import DEFAULT_LIMITS, Limits
-    from detector.scan import find_inputs, format_summary, scan
+    from detector.engine.factory import StateFileError, hold_state
 
     rules = args.rules or [DEFAULT_RULES]
+    if _missing_rules("scan", rules, None):
+        return EXIT_USAGE
     result = _load(rules, args.lists, args.enable)
     if result.errors:
         _report_errors(result)
         print(f"refusing to scan: {len(result.errors)} problem(s) in the rules "
               "(see `detector rules validate`)", file=sys.stderr)
         return EXIT_USAGE
+    if _missing_rules("scan", rules, result):
+        return EXIT_USAGE
     missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
     if missing:
         print(f"detector scan: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    from detector.scan import find_inputs
+
     inputs = find_inputs(args.paths)
     if not inputs:
         print("nothing to scan: no log files under the given paths", file=sys.stderr)
         return EXIT_USAGE
-    limits = DEFAULT_LIMITS
-    if args.max_message_bytes:
-        limits = Limits(max_message_bytes=args.max_message_bytes)
     state_file = Path(args.state) if args.state else None
     try:
-        engine = make_engine(result.ruleset, lateness=args.allowed_lateness)
-        if state_file is not None:
-            load_state(engine, state_file)
-    except (ValueError, StateFileError) as error:
+        if state_file is None:
+            return _scan_inputs(args, result, inputs, None)
+        with hold_state(state_file):
+            return _scan_inputs(args, result, inputs, state_file)
+    except StateFileError as error:
         print(f"refusing to scan: {error}", file=sys.stderr)
         return EXIT_USAGE
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+
+
+def _scan_inputs(args: argparse.Namespace, result: LoadResult, inputs: list[str],
+                 state_file: Path | None) -> int:
+    """The scan proper, once the inputs are known and the state file (if any) is held."""
+    from detector.durations import parse_duration
+    from detector.engine.factory import StateFileError, load_state, save_state
+    from detector.engine.stateful.suppression import format_suppressions
+    from detector.events import Limits
+    from detector.scan import format_summary, scan
+
+    now = time.time()
+    try:
+        limits = Limits(max_message_bytes=args.max_message_bytes,
+                        max_decompressed_bytes=args.max_decompressed_bytes,
+                        max_clock_skew=parse_duration(args.max_clock_skew))
+        engine = make_engine(result.ruleset, lateness=args.allowed_lateness)
+        if state_file is not None:
+            load_state(engine, state_file, now + limits.max_clock_skew)
+    except ValueError as error:
+        print(f"refusing to scan: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    except OSError as error:
+        print(f"refusing to scan: cannot write {args.output}: {error.strerror or error}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    failures = _FailureLog()
     fired = 0
 
     def emit(alert: Alert) -> None:
@@ -212,12 +291,8 @@ def _scan(args: argparse.Namespace) -> int:
         out.write(alert.to_json() + b"\n")
 
     try:
-        summary = scan(inputs, engine, limits, emit, _progress(args, inputs))
-        # End of input: pending decisions are taken; windows close unless the state is saved,
-        # in which case those the watermark has not passed carry over to the next run.
-        for alert in engine.flush(final=state_file is None):
-            summary.count(alert)
-            emit(alert)
+        summary = scan(inputs, engine, limits, emit, _progress(args, inputs), now=now,
+                       on_failure=failures, final=state_file is None)
     finally:
         if args.output:
             out.close()
@@ -233,7 +308,30 @@ def _scan(args: argparse.Namespace) -> int:
         except StateFileError as error:
             print(f"detector scan: {error}", file=sys.stderr)
             return EXIT_USAGE
-    return EXIT_FOUND if fired and args.fail_on_alert else EXIT_OK
+    if fired and args.fail_on_alert:
+        return EXIT_FOUND
+    if summary.input_errors and not args.allow_input_errors:
+        print(f"detector scan: {summary.input_errors} input error(s): exit {EXIT_INPUT} "
+              "(--allow-input-errors to accept them)", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_OK
+
+
+class _FailureLog:
+    """Each internal error on stderr as it happens, the first `_FAILURES_LOGGED` of them."""
+
+    def __init__(self) -> None:
+        self.told = 0
+
+    def __call__(self, failure: Failure) -> None:
+        from detector.scan import describe_failure
+
+        self.told += 1
+        if self.told <= _FAILURES_LOGGED:
+            print(f"detector scan: {describe_failure(failure)}", file=sys.stderr)
+        elif self.told == _FAILURES_LOGGED + 1:
+            print("detector scan: more internal errors are only counted (see the summary)",
+                  file=sys.stderr)
 
 
 def _progress(

@@ -173,7 +173,6 @@ def decode(payload: bytes, limits: Limits = DEFAULT_LIMITS, now: float | None = 
 
     `now`: the wall clock eventTimes are checked against (`time.time()` when not given).
     """
-    latest = (time.time() if now is None else now) + limits.max_clock_skew
     is_gzip = payload[:2] == _GZIP_MAGIC
     if len(payload) > limits.max_message_bytes:
         return _failed(
@@ -186,16 +185,25 @@ def decode(payload: bytes, limits: Limits = DEFAULT_LIMITS, now: float | None = 
         if isinstance(inflated, DecodeError):
             return Decoded("gzip", errors=[inflated])
         payload = inflated
-    whole_format = "gzip" if is_gzip else "unknown"
-    if not payload or payload.isspace():
+    return decode_content(payload, limits, now, "gzip" if is_gzip else "unknown")
+
+
+def decode_content(
+    content: bytes, limits: Limits = DEFAULT_LIMITS, now: float | None = None,
+    whole_format: str = "unknown",
+) -> Decoded:
+    """`decode` of content already inflated and within its size cap (a file read whole);
+    `whole_format` is the format given when the content fails as a whole."""
+    latest = (time.time() if now is None else now) + limits.max_clock_skew
+    if not content or content.isspace():
         return _failed(whole_format, "empty", "payload is empty")
     try:
-        value = _loads(payload)
+        value = _loads(content)
     except _JSONDecodeError as exc:
-        lines = _json_lines(payload, exc.msg.startswith(_TRAILING_CONTENT), limits, latest)
+        lines = _json_lines(content, exc.msg.startswith(_TRAILING_CONTENT), limits, latest)
         if lines is not None:
             return lines
-        return Decoded(whole_format, errors=[_json_error(exc, payload)])
+        return Decoded(whole_format, errors=[_json_error(exc, content)])
     return _from_value(value, whole_format, limits, latest)
 
 

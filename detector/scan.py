@@ -1,20 +1,63 @@
-"""`detector scan`: CloudTrail files in, alerts out, through the same engine as the worker."""
+"""`detector scan`: CloudTrail files in, alerts out, through the same engine as the worker.
+
+Memory is bounded by the reorder window, not by the input (docs/scan.md):
+
+- Inputs are read in chunks. gzip is inflated as it is read. JSON lines are read line by
+  line, each line a record (or an EventBridge envelope around one) of at most
+  `Limits.max_message_bytes`: a longer line is a `too_large` error for that line, the others
+  are read. Other content (a CloudTrail log file, an array, a pretty-printed record) is read
+  whole, up to `Limits.max_message_bytes` (`Limits.max_decompressed_bytes` once inflated):
+  beyond that it is a `too_large` (`decompressed_too_large`) error, never skipped silently.
+  Content is read as JSON lines when a line in its first MiB is a record on its own.
+- Records are evaluated in event-time order: they wait in a heap. Up to `SORTED` records, an
+  input is evaluated in exact event-time order, whatever the order of its files and lines;
+  beyond, each record waits until the watermark (the engine's rule: the second latest
+  eventTime seen, minus the lateness) passes it, so a scan holds about one lateness of
+  records at a time (reported as `held`), plus what the engine keeps; never more than
+  `MAX_HELD` (then the earliest go to the engine at once, which takes records out of order
+  within the lateness anyway).
+- Input files are read in the order of the time in their CloudTrail file names
+  (`..._CloudTrail_<region>_<YYYYMMDDTHHMMZ>_...`), then by path, so the files of several
+  accounts and regions interleave in time.
+"""
 
 from __future__ import annotations
 
+import heapq
+import re
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 from detector.alerts import Alert, level_rank
-from detector.engine import Engine
-from detector.events import DecodeError, Limits, Record, decode
+from detector.engine.evaluator import Failure
+from detector.engine.factory import StatefulEngine
+from detector.engine.stateful.clock import Clock
+from detector.events import (
+    DecodeError,
+    Limits,
+    Record,
+    decode_content,
+    decode_line,
+    inflate,
+)
 
 LOG_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz", ".log")
-_SORT_LIMIT = 2_000_000  # records; beyond this a scan evaluates file by file in path order
+CHUNK = 1024 * 1024  # bytes read (and inflated) at a time
+HEAD = 1024 * 1024  # content looked at to tell JSON lines from a document
+SHOWN = 20  # error messages a summary lists
+SORTED = 10_000  # records held whatever the watermark: small inputs in exact time order
+MAX_HELD = 100_000  # records waiting for event-time order (a few hundred MB at most)
+UNREADABLE = "unreadable"
+INTERNAL_ERROR = "internal_error"
+WHOLE_RECORD = "(record)"  # the rule of a failure that is not one rule's
+_GZIP_MAGIC = b"\x1f\x8b"
+_CLOUDTRAIL_NAME = re.compile(r"_CloudTrail(?:-Digest)?_[a-z0-9-]+_(\d{8}T\d{4}Z)_")
 
 
 @dataclass
@@ -22,18 +65,27 @@ class ScanSummary:
     files: int = 0
     records: int = 0
     decode_errors: Counter[str] = field(default_factory=Counter)
-    error_messages: list[str] = field(default_factory=list)
+    error_messages: list[str] = field(default_factory=list)  # the first SHOWN
+    internal_errors: Counter[str] = field(default_factory=Counter)  # by rule id
+    failure_messages: list[str] = field(default_factory=list)  # the first SHOWN
     alerts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    held: int = 0  # most records waiting for event-time order at once
     seconds: float = 0.0
 
     def count(self, alert: Alert) -> None:
         self.alerts[(alert.level, alert.rule_id, alert.rule_title)] += 1
 
+    @property
+    def input_errors(self) -> int:
+        """What could not be read, decoded or evaluated: exit code 3."""
+        return sum(self.decode_errors.values()) + sum(self.internal_errors.values())
+
 
 def find_inputs(paths: Iterable[str]) -> list[str]:
     """Files to read: explicit files as given, directories walked for log files, `-` is stdin.
 
-    Paths are sorted so the result does not depend on the order given on the command line.
+    Ordered by the time in CloudTrail file names, then by path, so the result does not depend
+    on the order given on the command line and accounts and regions interleave in time.
     """
     found: set[str] = set()
     for raw in paths:
@@ -49,11 +101,106 @@ def find_inputs(paths: Iterable[str]) -> list[str]:
             )
         else:
             found.add(str(path))
-    return sorted(found)
+    return sorted(found, key=_reading_order)
+
+
+def _reading_order(name: str) -> tuple[str, str]:
+    stamp = _CLOUDTRAIL_NAME.search(Path(name).name)
+    return (stamp.group(1) if stamp else "", name)
+
+
+def scan(
+    inputs: list[str],
+    engine: StatefulEngine,
+    limits: Limits,
+    emit: Callable[[Alert], None],
+    progress: Callable[[Iterable[str]], Iterable[str]] = lambda names: names,
+    *,
+    now: float | None = None,
+    on_failure: Callable[[Failure], None] = lambda failure: None,
+    final: bool = True,
+    sorted_below: int = SORTED,
+    max_held: int = MAX_HELD,
+) -> ScanSummary:
+    """Read every input, evaluate its records in event-time order, emit each alert.
+
+    `now`: the wall clock eventTimes are checked against. `on_failure`: told of each record
+    (or rule on a record) the engine could not evaluate, once. `final`: the end of input
+    closes every window (not when the state is saved for a later run: windows the
+    watermark has not passed then carry over).
+    """
+    summary = ScanSummary(files=len(inputs))
+    started = time.perf_counter()
+    wall = time.time() if now is None else now
+    clock = engine.stateful.clock
+    window = Reorder(Clock(clock.lateness, clock.latest.count), sorted_below, max_held)
+
+    def evaluate(records: Iterable[Record]) -> None:
+        for record in records:
+            tell(engine.process(record))
+
+    def tell(alerts: list[Alert]) -> None:
+        for alert in alerts:
+            summary.count(alert)
+            emit(alert)
+        for failure in engine.take_failures():
+            _failed(summary, failure)
+            on_failure(failure)
+
+    for name in progress(inputs):
+        for item in read_records(name, limits, wall):
+            if isinstance(item, DecodeError):
+                _error(summary, name, item)
+            else:
+                summary.records += 1
+                evaluate(window.push(item))
+    evaluate(window.drain())
+    tell(engine.flush(final))
+    summary.held = window.most
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class Reorder:
+    """Records in event-time order within the allowed lateness: once more than `sort` wait,
+    each waits in a heap until `clock`'s watermark passes it (ties in arrival order), `most`
+    at a time at most."""
+
+    def __init__(self, clock: Clock, sort: int = SORTED, most: int = MAX_HELD) -> None:
+        self.clock = clock
+        self.sort = sort
+        self.limit = most
+        self.heap: list[tuple[float, int, Record]] = []
+        self.arrived = 0
+        self.most = 0
+
+    def push(self, record: Record) -> list[Record]:
+        """Take a record; the records the watermark has now passed, oldest first."""
+        heap = self.heap
+        heapq.heappush(heap, (record.event_time, self.arrived, record))
+        self.arrived += 1
+        self.most = max(self.most, len(heap))
+        self.clock.advance(record.event_time)
+        released: list[Record] = []
+        if len(heap) <= self.sort:
+            return released
+        watermark = self.clock.watermark
+        while heap[0][0] < watermark or len(heap) > self.limit:
+            released.append(heapq.heappop(heap)[2])
+            if len(heap) <= self.sort:
+                break
+        return released
+
+    def drain(self) -> list[Record]:
+        """End of input: every record still waiting, oldest first."""
+        released = [item[2] for item in sorted(self.heap)]
+        self.heap = []
+        return released
 
 
 def read_input(name: str) -> bytes | str:
-    """The bytes of an input, or why it could not be read."""
+    """The bytes of an input read whole (`detector replay` sends files as they are), or why it
+    could not be read."""
     try:
         if name == "-":
             return sys.stdin.buffer.read()
@@ -62,47 +209,176 @@ def read_input(name: str) -> bytes | str:
         return f"cannot read: {error.strerror or error}"
 
 
-def scan(
-    inputs: list[str],
-    engine: Engine,
-    limits: Limits,
-    emit: Callable[[Alert], None],
-    progress: Callable[[Iterable[str]], Iterable[str]] = lambda names: names,
-) -> ScanSummary:
-    """Decode every input, evaluate the records in event-time order, emit each alert."""
-    summary = ScanSummary(files=len(inputs))
-    started = time.perf_counter()
-    batches = list(_decoded(progress(inputs), limits, summary))
-    total = sum(len(batch) for batch in batches)
-    if total <= _SORT_LIMIT:
-        records: Iterable[Record] = sorted(
-            (record for batch in batches for record in batch), key=lambda r: r.event_time
-        )
+def read_records(name: str, limits: Limits, now: float) -> Iterator[Record | DecodeError]:
+    """The records of one input (a file, or `-` for stdin), and why parts could not be read."""
+    try:
+        stream: BinaryIO = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+    except OSError as error:
+        yield DecodeError(UNREADABLE, f"cannot read: {error.strerror or error}")
+        return
+    try:
+        yield from read_content(_chunks(stream), limits, now)
+    except OSError as error:
+        yield DecodeError(UNREADABLE, f"cannot read: {error.strerror or error}")
+    finally:
+        if name != "-":
+            stream.close()
+
+
+def read_content(
+    chunks: Iterator[bytes], limits: Limits, now: float
+) -> Iterator[Record | DecodeError]:
+    """The records of a stream of bytes: JSON lines line by line, anything else whole."""
+    first = next(chunks, b"")
+    while 0 < len(first) < 2:  # the gzip magic is two bytes
+        more = next(chunks, b"")
+        if not more:
+            break
+        first += more
+    raw = chain((first,), chunks)
+    if first[:2] == _GZIP_MAGIC:
+        content: Iterator[bytes | DecodeError] = inflate(raw, CHUNK)
+        cap, reason, fmt = limits.max_decompressed_bytes, "decompressed_too_large", "gzip"
     else:
-        records = (record for batch in batches for record in batch)
-    for record in records:
-        for alert in engine.process(record):
-            summary.count(alert)
-            emit(alert)
-    summary.seconds = time.perf_counter() - started
-    return summary
+        content = iter(raw)
+        cap, reason, fmt = limits.max_message_bytes, "too_large", "unknown"
+    latest = now + limits.max_clock_skew
+    head: list[bytes] = []
+    size = 0
+    error: DecodeError | None = None
+    for piece in content:
+        if isinstance(piece, DecodeError):
+            error = piece
+            break
+        head.append(piece)
+        size += len(piece)
+        if size >= HEAD:
+            break
+    ended = error is not None or size < HEAD
+    start = b"".join(head)
+    ahead = _Lines(limits.max_message_bytes, latest)
+    if ahead.find_record(start, ended):
+        yield from ahead.read
+        yield from ahead.lines(chain((start[ahead.offset:],), content))
+        if error is not None:
+            yield error
+        return
+    while error is None and not ended and size <= cap:
+        following = next(content, None)
+        if following is None:
+            break
+        if isinstance(following, DecodeError):
+            error = following
+            break
+        head.append(following)
+        size += len(following)
+    if error is not None:
+        yield error
+        return
+    if size > cap:
+        flag = "--max-decompressed-bytes" if fmt == "gzip" else "--max-message-bytes"
+        yield DecodeError(reason, f"content is over the limit of {cap} bytes and is not JSON "
+                                  f"lines (raise {flag} to read it whole)")
+        return
+    decoded = decode_content(b"".join(head), limits, now, fmt)
+    yield from decoded.records
+    yield from decoded.errors
 
 
-def _decoded(names: Iterable[str], limits: Limits, summary: ScanSummary) -> Iterator[list[Record]]:
-    for name in names:
-        payload = read_input(name)
-        if isinstance(payload, str):
-            _error(summary, name, DecodeError("unreadable", payload))
-            continue
-        decoded = decode(payload, limits)
-        summary.records += len(decoded.records)
-        for error in decoded.errors:
-            _error(summary, name, error)
-        yield decoded.records
+class _Lines:
+    """JSON lines read one by one, each at most `cap` bytes: line numbers are 1-based lines of
+    the content, indexes count the non-blank lines."""
+
+    def __init__(self, cap: int, latest: float) -> None:
+        self.cap = cap
+        self.latest = latest
+        self.number = 0  # lines read
+        self.index = 0  # non-blank lines read
+        self.offset = 0  # bytes of the content read
+        self.read: list[Record | DecodeError] = []
+
+    def find_record(self, start: bytes, ended: bool) -> bool:
+        """Read the complete lines of `start` up to the first one that is a record; False
+        (the content is then not JSON lines) when none is."""
+        lines = start.split(b"\n")
+        if not ended or len(lines) == 1:
+            lines.pop()  # unfinished, or no line break at all: that is not JSON lines
+        for line in lines:
+            if len(line) > self.cap:
+                return False
+            result = self._one(line)
+            self.offset += len(line) + 1
+            if isinstance(result, Record):
+                return True
+        return False
+
+    def lines(self, content: Iterator[bytes | DecodeError]) -> Iterator[Record | DecodeError]:
+        """The results of every further line (stops at a DecodeError of the content)."""
+        partial = b""
+        dropping = False  # the line being read is over the cap: reported, its rest dropped
+        for piece in content:
+            if isinstance(piece, DecodeError):
+                yield piece
+                return
+            lines = (partial + piece).split(b"\n")
+            partial = lines.pop()
+            for line in lines:
+                if dropping:
+                    dropping = False
+                elif len(line) > self.cap:
+                    yield self._too_long()
+                else:
+                    yield from self._taken(line)
+            if len(partial) > self.cap:
+                if not dropping:
+                    yield self._too_long()
+                    dropping = True
+                partial = b""
+        if partial and not dropping:
+            yield from self._taken(partial)
+
+    def _too_long(self) -> DecodeError:
+        self.number += 1
+        self.index += 1
+        return DecodeError("too_large", f"line is over the limit of {self.cap} bytes",
+                           self.index - 1, self.number)
+
+    def _taken(self, line: bytes) -> list[Record | DecodeError]:
+        self.read = []
+        self._one(line)
+        return self.read
+
+    def _one(self, line: bytes) -> Record | DecodeError | None:
+        self.number += 1
+        result = decode_line(line, self.index, self.number, self.latest)
+        if result is not None:
+            self.index += 1
+            self.read.append(result)
+        return result
+
+
+def _failed(summary: ScanSummary, failure: Failure) -> None:
+    summary.internal_errors[failure.rule_id or WHOLE_RECORD] += 1
+    if len(summary.failure_messages) < SHOWN:
+        summary.failure_messages.append(describe_failure(failure))
+
+
+def describe_failure(failure: Failure) -> str:
+    """One line naming the rule and the event, for logs and the summary."""
+    rule = f"rule {failure.rule_id}" if failure.rule_id else "the record"
+    event = f"event {failure.event_id}" if failure.event_id else "a decision taken later"
+    return f"{INTERNAL_ERROR}: {rule} on {event}: {failure.error}"
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK):
+        yield chunk
 
 
 def _error(summary: ScanSummary, name: str, error: DecodeError) -> None:
     summary.decode_errors[error.reason] += 1
+    if len(summary.error_messages) >= SHOWN:
+        return
     where = name
     if error.line is not None:
         where += f":{error.line}" + (f":{error.column}" if error.column is not None else "")
@@ -113,14 +389,21 @@ def _error(summary: ScanSummary, name: str, error: DecodeError) -> None:
 
 def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0) -> str:
     lines = [
-        f"scanned {summary.files} file(s), {summary.records} record(s) in {summary.seconds:.2f}s",
+        f"scanned {summary.files} file(s), {summary.records} record(s) in {summary.seconds:.2f}s "
+        f"(at most {summary.held} held for event-time order)",
     ]
-    if summary.decode_errors:
-        lines.append(f"decode errors: {sum(summary.decode_errors.values())}")
-        lines += [f"  {reason}: {count}" for reason, count in sorted(summary.decode_errors.items())]
-        lines += [f"  - {message}" for message in summary.error_messages[:20]]
-        if len(summary.error_messages) > 20:
-            lines.append(f"  ... and {len(summary.error_messages) - 20} more")
+    for title, counts, messages in (
+        ("decode errors", summary.decode_errors, summary.error_messages),
+        ("internal errors (by rule)", summary.internal_errors, summary.failure_messages),
+    ):
+        if not counts:
+            continue
+        total = sum(counts.values())
+        lines.append(f"{title}: {total}")
+        lines += [f"  {reason}: {count}" for reason, count in sorted(counts.items())]
+        lines += [f"  - {message}" for message in messages]
+        if total > len(messages):
+            lines.append(f"  ... and {total - len(messages)} more")
     if late or duplicates:
         lines.append(f"late events: {late}, duplicate events: {duplicates}")
     lines.append(f"alerts: {sum(summary.alerts.values())}")
@@ -129,4 +412,3 @@ def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0) 
     ):
         lines.append(f"  {count:6d}  {level:<13} {title} ({rule_id})")
     return "\n".join(lines)
-

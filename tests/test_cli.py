@@ -13,6 +13,7 @@ import pytest
 from helpers import REPO, rule
 
 from detector.cli import main
+from detector.engine.template import Template
 
 DELETE_RULE = rule("sel:\n  eventName: DeleteStream\ncondition: sel", extra="""
 detector:
@@ -54,7 +55,7 @@ def test_scan_reports_bad_files_and_still_alerts_on_the_good_one(
     (logs / "binary.json").write_bytes(bytes(range(256)) * 4)
     (logs / "empty.json").write_bytes(b"")
 
-    assert main(["scan", "--rules", str(rules_dir), str(logs)]) == 0
+    assert main(["scan", "--rules", str(rules_dir), str(logs)]) == 3
 
     out, err = capsys.readouterr()
     alerts = [json.loads(line) for line in out.splitlines()]
@@ -63,6 +64,8 @@ def test_scan_reports_bad_files_and_still_alerts_on_the_good_one(
     for reason in ("bad_gzip", "invalid_json", "empty"):
         assert f"{reason}: 1" in err
     assert "2 record(s)" in err
+    assert "3 input error(s): exit 3" in err
+    assert main(["scan", "--rules", str(rules_dir), "--allow-input-errors", str(logs)]) == 0
 
 
 def test_fail_on_alert_exits_1_and_output_goes_to_a_file(tmp_path: Path, rules_dir: Path) -> None:
@@ -87,6 +90,39 @@ def test_scan_reads_stdin(tmp_path: Path, rules_dir: Path) -> None:
 def test_usage_errors_exit_2(tmp_path: Path, rules_dir: Path) -> None:
     assert main(["scan"]) == 2
     assert main(["scan", "--rules", str(rules_dir), str(tmp_path / "nothing-here")]) == 2
+    log = tmp_path / "trail.json"
+    log.write_text(json.dumps(kvs_record("DeleteStream", "e-1")))
+    unwritable = str(tmp_path / "no-such-dir" / "alerts.jsonl")
+    assert main(["scan", "--rules", str(rules_dir), "-o", unwritable, str(log)]) == 2
+    assert main(["scan", "--rules", str(rules_dir), "--max-clock-skew", "soon", str(log)]) == 2
+
+
+def test_a_scan_without_rules_refuses_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "trail.json"
+    log.write_text(json.dumps(kvs_record("DeleteStream", "e-1")))
+    empty = tmp_path / "empty-rules"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no rules here")
+
+    assert main(["scan", "--rules", "/nonexistent", str(log)]) == 2
+    assert "no such rules path: /nonexistent" in capsys.readouterr().err
+    assert main(["scan", "--rules", str(empty), str(log)]) == 2
+    assert "no rules found under" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # no rules/ here: the default path is missing
+    assert main(["scan", str(log)]) == 2
+    assert "no such rules path: rules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_rules_commands_without_rules_exit_2(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rules", command, "/nonexistent"]) == 2
+    assert "no such rules path" in capsys.readouterr().err
+    assert main(["rules", command, str(tmp_path)]) == 2
+    assert "no rules found" in capsys.readouterr().err
 
 
 def test_scan_refuses_broken_rules(tmp_path: Path, rules_dir: Path,
@@ -111,7 +147,7 @@ def test_rules_validate_prints_file_line_rule_message(
             eventName: X
           condition: sel and missing
         """))
-    assert main(["rules", "validate", str(rules_dir)]) == 1
+    assert main(["rules", "validate", str(rules_dir)]) == 1  # problems found: not a usage error
     err = capsys.readouterr().err
     assert f"{rules_dir / 'bad.yml'}:4: bad one: unsupported detection" in err
 
@@ -140,3 +176,115 @@ def test_every_command_has_help_with_an_example(
 
 def test_shipped_rule_packs_validate() -> None:
     assert main(["rules", "validate", str(REPO / "rules")]) == 0
+
+
+# --- one record never aborts a scan -----------------------------------------------------------
+
+STOP_RULE = rule("sel:\n  eventName: StopLogging\ncondition: sel",
+                 rule_id="0b1c2d3e-0000-4000-8000-000000000002",
+                 extra="detector:\n  output: 'trail {requestParameters.name} stopped'\n")
+
+
+def stop_logging(event_id: str, name: object = "main-trail") -> dict[str, object]:
+    return {**kvs_record("StopLogging", event_id), "eventSource": "cloudtrail.amazonaws.com",
+            "requestParameters": {"name": name}}
+
+
+def test_a_record_nested_a_thousand_levels_alerts_and_the_run_completes(
+    tmp_path: Path, rules_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (rules_dir / "stop.yml").write_text(STOP_RULE)
+    deep = b'{"a":' * 1000 + b'"x"' + b"}" * 1000
+    log = tmp_path / "trail.jsonl"
+    log.write_bytes(json.dumps(stop_logging("e-deep", "@")).encode().replace(b'"@"', deep)
+                    + b"\n" + json.dumps(stop_logging("e-plain")).encode() + b"\n")
+    state = tmp_path / "state.json"
+
+    assert main(["scan", "--rules", str(rules_dir), "--state", str(state), str(log)]) == 0
+
+    alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(alert["event_ids"][0] for alert in alerts) == ["e-deep", "e-plain"]
+    assert "truncated: nested deeper than 32 levels" in json.dumps(alerts)
+    assert json.loads(state.read_text())["format"] == "detector-state"
+
+
+def test_a_failed_root_login_dated_year_9999_is_an_input_error_not_a_crash(
+    tmp_path: Path, rules_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    login = {**kvs_record("ConsoleLogin", "e-9999"), "eventSource": "signin.amazonaws.com",
+             "eventTime": "9999-12-31T23:59:59Z", "errorMessage": "Failed authentication",
+             "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root"},
+             "responseElements": {"ConsoleLogin": "Failure"}}
+    log = tmp_path / "logins.jsonl"
+    log.write_text(json.dumps(login) + "\n" + json.dumps(kvs_record("DeleteStream", "e-1")) + "\n")
+
+    code = main(["scan", "--rules", str(REPO / "rules"), "--rules", str(rules_dir), str(log)])
+
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert "event_time_out_of_range: 1" in err
+    assert "9999-12-31T23:59:59Z" in err
+    assert "e-1" in out
+
+
+def test_a_broken_first_json_line_costs_that_line_only(
+    tmp_path: Path, rules_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (rules_dir / "stop.yml").write_text(STOP_RULE)
+    log = tmp_path / "trail.jsonl"
+    log.write_text('{"eventName": broken\n' + json.dumps(stop_logging("e-stop")) + "\n")
+
+    assert main(["scan", "--rules", str(rules_dir), str(log)]) == 3
+
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["event_ids"] for line in out.splitlines()] == [["e-stop"]]
+    assert f"{log}:1:" in err and "invalid_json: 1" in err
+
+
+def test_a_record_the_engine_fails_on_is_an_input_error_counted_by_rule(
+    tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    (rules_dir / "stop.yml").write_text(STOP_RULE)
+    log = tmp_path / "trail.jsonl"
+    log.write_text("".join(json.dumps(record) + "\n" for record in (
+        stop_logging("e-stop"), kvs_record("DeleteStream", "e-delete"))))
+    render = Template.render
+
+    def failing(self: Template, data: dict[str, object]) -> str:
+        if data.get("eventID") == "e-stop":
+            raise MemoryError("out of memory")
+        return render(self, data)
+
+    monkeypatch.setattr(Template, "render", failing)
+
+    assert main(["scan", "--rules", str(rules_dir), str(log)]) == 3
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["event_ids"] for line in out.splitlines()] == [["e-delete"]]
+    assert ("detector scan: internal_error: rule 0b1c2d3e-0000-4000-8000-000000000002 on event "
+            "e-stop: MemoryError: out of memory") in err
+    assert "internal errors (by rule): 1" in err
+    assert main(["scan", "--rules", str(rules_dir), "--allow-input-errors", str(log)]) == 0
+
+
+def test_a_crash_of_the_scan_itself_is_exit_70_never_1(
+    tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "trail.json"
+    log.write_text(json.dumps(kvs_record("DeleteStream", "e-1")))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("detector.scan.scan", broken)
+
+    assert main(["scan", "--rules", str(rules_dir), "--fail-on-alert", str(log)]) == 70
+    assert "RuntimeError: a bug" in capsys.readouterr().err
+
+
+def test_fail_on_alert_wins_over_input_errors(tmp_path: Path, rules_dir: Path) -> None:
+    log = tmp_path / "trail.jsonl"
+    log.write_text("not json\n" + json.dumps(kvs_record("DeleteStream", "e-1")) + "\n")
+    assert main(["scan", "--rules", str(rules_dir), "--fail-on-alert", str(log)]) == 1
+    assert main(["scan", "--rules", str(rules_dir), str(log)]) == 3

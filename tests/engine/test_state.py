@@ -3,6 +3,7 @@ plain JSON entries, one per rule and group key, saved and loaded without losing 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -10,7 +11,13 @@ import pytest
 from engine.stateful_support import ADMIN, engine, event, fired, ruleset, run
 
 from detector.cli import main
-from detector.engine.factory import StateFileError, load_state, make_engine, save_state
+from detector.engine.factory import (
+    StateFileError,
+    hold_state,
+    load_state,
+    make_engine,
+    save_state,
+)
 from detector.engine.fields import text_of
 from detector.engine.state import MemoryState
 from detector.engine.stateful.clock import RecentIds
@@ -138,7 +145,8 @@ def test_a_missing_state_file_means_a_first_run(tmp_path: Path) -> None:
     (b'{"format": "something-else"}', "not a detector state file"),
     (b'{"format": "detector-state", "version": 99, "entries": {}, "engine": {}}', "version 99"),
     (b'{"format": "detector-state", "version": 1, "entries": [], "engine": {}}', "malformed"),
-    (b'{"format": "detector-state", "version": 1, "entries": {}, "engine": {}}', "malformed"),
+    (b'{"format": "detector-state", "version": 1, "entries": {}, "engine": {}}',
+     "engine: its late and duplicate counts are not counts"),
 ])
 def test_an_unusable_state_file_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "state.json"
@@ -197,6 +205,187 @@ def test_scan_refuses_a_corrupt_state_file_and_leaves_it_alone(
     assert code == 2
     assert "refusing to scan" in capsys.readouterr().err
     assert state.read_bytes() == b'{"format": "detector-state", "version": 1, "entr'
+
+
+GOOD_ENGINE = {"max_event_time": 1000.0, "late": 0, "duplicates": 0, "recent_event_ids": []}
+FS = 'fs|66666666-0000-4000-8000-000000000001|["arn:aws:iam::111122223333:user/op"]'
+CO = 'co|66666666-0000-4000-8000-000000000004|["arn:aws:iam::111122223333:user/op"]'
+SU = 'su|66666666-0000-4000-8000-000000000002|["203.0.113.66"]'
+
+
+@pytest.mark.parametrize(("key", "entry", "problem"), [
+    (FS, [0, {"10.0.0.1": "soon"}], "its values do not map to whole minutes"),
+    (FS, [0, {}, [[1.0, "e-1", "10.0.0.1"]]], "a held event is not"),
+    (FS, {"not": "a list"}, "a first-seen entry is"),
+    (CO, {"e": [[2.0, "b", 1, None, None], [1.0, "a", 1, None, None]], "f": [], "o": []},
+     "not in (time, event id) order"),
+    (CO, {"e": [[1.0, "a", 0, None, None]], "f": [], "o": []}, "rule mask"),
+    (CO, {"e": [], "f": ["x"], "o": []}, '"f" is not a list of window starts'),
+    (SU, {"w": [[0, 1, 0, 0, [[0, 7]]]]}, "a window is not"),
+    (SU, {"w": [], "extra": 1}, "a suppression entry is"),
+    ("xx|rule|[]", [], "unknown kind 'xx'"),
+    ("fs|rule|not json", [0, {}], "a state key is"),
+    ("fs|rule|[1]", [0, {}], "a list of strings or nulls"),
+])
+def test_every_entry_of_a_state_file_is_checked_when_it_is_loaded(
+    tmp_path: Path, key: str, entry: object, problem: str
+) -> None:
+    path = tmp_path / "state.json"
+    good = {FS: [0, {"10.0.0.1": 10}], SU: {"w": [[0, 1, 0, 0, [[0, "e-1"]]]]}}
+    path.write_bytes(orjson.dumps({"format": "detector-state", "version": 2,
+                                   "engine": GOOD_ENGINE, "entries": {**good, key: entry}}))
+
+    with pytest.raises(StateFileError) as refused:
+        load_state(engine(tmp_path, RULES), path)
+
+    message = str(refused.value)
+    assert message.startswith(f"{path}: entry {key!r}: ")
+    assert problem in message
+
+
+@pytest.mark.parametrize(("saved", "problem"), [
+    ({**GOOD_ENGINE, "max_event_time": 4_000_000_000.0}, "lies ahead of the wall clock"),
+    ({**GOOD_ENGINE, "latest_event_times": [4_000_000_000.0, 1000.0]}, "lies ahead"),
+    ({**GOOD_ENGINE, "recent_event_ids": [["e-1"]]}, "recent event ids"),
+    ({**GOOD_ENGINE, "max_event_time": "today"}, "event times are not numbers"),
+])
+def test_the_engine_part_of_a_state_file_is_checked_and_its_clock_may_not_lie_ahead(
+    tmp_path: Path, saved: dict[str, object], problem: str
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(orjson.dumps({"format": "detector-state", "version": 2, "engine": saved,
+                                   "entries": {}}))
+
+    with pytest.raises(StateFileError, match=f"{path}: engine: .*{problem}"):
+        load_state(engine(tmp_path, RULES), path, latest=2_000_000_000.0)
+
+
+def test_scan_refuses_a_malformed_entry_naming_file_and_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    state = tmp_path / "state.json"
+    content = orjson.dumps({"format": "detector-state", "version": 2, "engine": GOOD_ENGINE,
+                            "entries": {FS: [0, {"10.0.0.1": "yesterday"}]}})
+    state.write_bytes(content)
+    logs = _write_jsonl(tmp_path / "logs.jsonl", history())
+
+    code = main(["scan", "--rules", str(rules), "--state", str(state), logs])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert f"{state}: entry {FS!r}: its values do not map to whole minutes" in err
+    assert state.read_bytes() == content
+
+
+def test_a_second_scan_on_a_state_file_in_use_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    state = tmp_path / "state.json"
+    logs = _write_jsonl(tmp_path / "logs.jsonl", history())
+    scan = ["scan", "--rules", str(rules), "--state", str(state), "-o",
+            str(tmp_path / "out.jsonl"), logs]
+
+    with hold_state(state):  # the first run
+        assert main(scan) == 2
+        assert f"{state}: in use by another run" in capsys.readouterr().err
+        assert not state.exists()
+    assert main(scan) == 0  # once it has ended
+    assert state.exists()
+
+
+def test_an_unwritable_state_location_is_found_before_scanning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    logs = _write_jsonl(tmp_path / "logs.jsonl", history())
+    state = tmp_path / "missing-dir" / "state.json"
+
+    code = main(["scan", "--rules", str(rules), "--state", str(state), logs])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert "location is not writable" in err
+    assert "scanned" not in err
+
+
+def test_a_saved_state_is_fsynced_and_renamed_over_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    fsync = os.fsync
+
+    def noting(descriptor: int) -> None:
+        synced.append(descriptor)
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", noting)
+    target = engine(tmp_path, RULES)
+    run(target, history(), flush=False)
+    path = tmp_path / "state.json"
+    path.write_bytes(b"the previous state")
+
+    save_state(target, path)
+
+    assert len(synced) == 2  # the file, then its directory
+    assert orjson.loads(path.read_bytes())["format"] == "detector-state"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_record_far_ahead_does_not_wipe_the_saved_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    state = tmp_path / "state.json"
+    scan = ["scan", "--rules", str(rules), "--state", str(state)]
+    records = history()
+    assert main([*scan, "-o", str(tmp_path / "a.out"),
+                 _write_jsonl(tmp_path / "a.jsonl", records[:3])]) == 0
+    baselines = {key: value[:2] for key, value in orjson.loads(state.read_bytes())[
+        "entries"].items() if key.startswith("fs|")}
+    assert baselines
+    # 40 days ahead: past the 30-day retention, so the sweep would forget every value
+    stray = event(42 * DAY, "ListStreams", ip="198.51.100.1", event_id="stray")
+    later = _write_jsonl(tmp_path / "b.jsonl", [stray, records[3], records[4]])
+
+    assert main([*scan, "-o", str(tmp_path / "b.out"), later]) == 0
+
+    saved = orjson.loads(state.read_bytes())
+    kept = {key: value[:2] for key, value in saved["entries"].items() if key.startswith("fs|")}
+    assert {key: kept[key][1] for key in baselines} == {
+        key: {**value[1], **kept[key][1]} for key, value in baselines.items()}
+    assert saved["engine"]["late"] == 0
+    fired_ids = [orjson.loads(line)["rule"]["id"]
+                 for line in (tmp_path / "b.out").read_bytes().splitlines()]
+    assert "66666666-0000-4000-8000-000000000002" in fired_ids  # the new IP, not blind
+
+
+def test_a_record_dated_2099_is_an_input_error_and_leaves_the_state_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, RULES)
+    state = tmp_path / "state.json"
+    scan = ["scan", "--rules", str(rules), "--state", str(state), "-o", str(tmp_path / "o")]
+    assert main([*scan, _write_jsonl(tmp_path / "a.jsonl", history()[:3])]) == 0
+    before = orjson.loads(state.read_bytes())
+    stray = {**history()[2].data, "eventTime": "2099-01-01T00:00:00Z", "eventID": "stray"}
+    (tmp_path / "b.jsonl").write_bytes(orjson.dumps(stray) + b"\n")
+
+    assert main([*scan, str(tmp_path / "b.jsonl")]) == 3
+
+    assert "event_time_out_of_range: 1" in capsys.readouterr().err
+    assert orjson.loads(state.read_bytes())["entries"] == before["entries"]
 
 
 def test_scan_reports_late_and_duplicate_events(

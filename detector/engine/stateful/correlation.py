@@ -31,6 +31,7 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from operator import itemgetter
 from typing import Any
 
@@ -40,6 +41,8 @@ from detector.engine.state import JSON, State
 from detector.engine.stateful.keys import (
     CORRELATION,
     bucket_start,
+    is_count,
+    is_number,
     key_prefix,
     parse_state_key,
     record_of,
@@ -310,6 +313,30 @@ class CorrelationUnit:
 _TIME_OF = itemgetter(TIME)
 _TIME_AND_IDENT = itemgetter(TIME, IDENT)
 _VALUE_OF = itemgetter(VALUE)
+
+
+def check_entry(entry: JSON) -> str | None:
+    """Why `entry` is not a correlation entry (None when it is one), for state files."""
+    if not isinstance(entry, dict) or not {"e", "f", "o"} <= set(entry) <= {"e", "f", "o", "b"}:
+        return 'a correlation entry is {"e": events, "f": fired, "o": open windows, "b": bound}'
+    events = entry["e"]
+    if not isinstance(events, list) or not all(
+            isinstance(item, list) and len(item) == 5 and is_number(item[TIME])
+            and isinstance(item[IDENT], str) and is_count(item[RULES]) and item[RULES] > 0
+            and (item[VALUE] is None or isinstance(item[VALUE], str))
+            and (item[RECORD] is None or isinstance(item[RECORD], dict)) for item in events):
+        return "its events are not [time, event id, rule mask, value, record] lists"
+    order = [(item[TIME], item[IDENT]) for item in events]
+    if any(earlier >= later for earlier, later in pairwise(order)):
+        return "its events are not in (time, event id) order"
+    for name in ("f", "o"):
+        if not isinstance(entry[name], list) or not all(map(is_number, entry[name])):
+            return f'its "{name}" is not a list of window starts'
+    bound = entry.get("b")
+    if bound is not None and not (isinstance(bound, list) and len(bound) == 2
+                                  and all(map(is_number, bound))):
+        return 'its "b" is not [window end, bound]'
+    return None
 
 
 def _nested(values: dict[str, str | None]) -> dict[str, Any]:

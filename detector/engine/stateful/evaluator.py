@@ -21,14 +21,20 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from detector.alerts import Alert, event_key
+from detector.alerts import Alert, event_key, format_time
 from detector.engine.evaluator import Failure, build_alert, failure
 from detector.engine.rule import Rule, RuleSet
 from detector.engine.state import JSON, State
 from detector.engine.stateful.clock import Clock, RecentIds
 from detector.engine.stateful.correlation import CorrelationUnit, Fire
 from detector.engine.stateful.first_seen import FirstSeenUnit
-from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION
+from detector.engine.stateful.keys import (
+    CORRELATION,
+    FIRST_SEEN,
+    SUPPRESSION,
+    is_count,
+    is_number,
+)
 from detector.engine.stateful.suppression import SuppressionSummary, Suppressor
 from detector.events import Record
 
@@ -194,17 +200,24 @@ class Stateful:
         return alerts
 
     def flush(self, final: bool = True) -> list[Alert]:
-        """End of input: decide every pending event now.
+        """End of input: decide the pending events now.
 
-        `final`: no more input will ever come, so every window closes as well. Otherwise (the
-        state is saved for a later run that continues the same stream) windows the watermark
-        has not passed stay open, their events kept, and carry over.
+        `final`: no more input will ever come, so every event is decided and every window
+        closes. Otherwise (the state is saved for a later run that continues the same stream)
+        the events up to the clock's latest corroborated time are decided, and the rest (the
+        latest record, if no other reached its time) carries over with the windows the
+        watermark has not passed: a record far ahead decided now would make its key forget
+        its baseline.
         """
         if final:
             return self._release(math.inf)
         alerts: list[Alert] = []
+        waiting: list[str] = []
         while self._pending.first() < math.inf:
-            alerts += self._guarded(self._decide, self._pending.pop(), math.inf)
+            waiting.append(self._pending.pop())
+        before = math.nextafter(self.clock.max_seen, math.inf)
+        for skey in waiting:
+            alerts += self._guarded(self._decide, skey, before)
         return alerts + self._release(self.clock.watermark)
 
     def take_failures(self) -> list[Failure]:
@@ -235,6 +248,30 @@ class Stateful:
             "duplicates": self.duplicates,
             "recent_event_ids": [[ident, when] for ident, when in self.recent.ids.items()],
         }
+
+    @staticmethod
+    def check_saved(saved: Any, latest: float) -> str | None:
+        """Why `saved` is not `dump()` output (None when it is), for state files; its clock
+        may not lie beyond `latest` (the wall clock plus the allowed skew)."""
+        if not isinstance(saved, dict):
+            return "the engine part is not an object"
+        times = saved.get("latest_event_times", [])
+        max_seen = saved.get("max_event_time")
+        if (not isinstance(times, list) or not all(map(is_number, times))
+                or not (max_seen is None or is_number(max_seen))):
+            return "its event times are not numbers"
+        if not is_count(saved.get("late")) or not is_count(saved.get("duplicates")):
+            return "its late and duplicate counts are not counts"
+        ids = saved.get("recent_event_ids")
+        if not isinstance(ids, list) or not all(
+                isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and is_number(item[1]) for item in ids):
+            return "its recent event ids are not [event id, time] pairs"
+        ahead = max([*times, -math.inf if max_seen is None else max_seen])
+        if ahead > latest:
+            return (f"its clock ({format_time(ahead)}) lies ahead of the wall clock by more than "
+                    "the allowed clock skew: every event would be late")
+        return None
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take back `dump()` output once the State holds the saved entries."""

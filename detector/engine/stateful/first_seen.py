@@ -34,6 +34,8 @@ from detector.engine.rule import FirstSeen, Rule
 from detector.engine.state import JSON, State
 from detector.engine.stateful.keys import (
     FIRST_SEEN,
+    is_count,
+    is_number,
     key_prefix,
     record_of,
     shared_fields,
@@ -201,6 +203,28 @@ class FirstSeenUnit:
             cache.clear()
         return cache.setdefault(minute, minute)
 
+
+
+def check_entry(entry: JSON) -> str | None:
+    """Why `entry` is not a first-seen entry (None when it is one), for state files."""
+    if not isinstance(entry, list) or len(entry) not in (2, 3):
+        return "a first-seen entry is [learning start, {value: last-seen minute}, held events]"
+    start, values = entry[LEARNING], entry[VALUES]
+    if start is not None and not is_number(start):
+        return "its learning start is not a number or null"
+    if not isinstance(values, dict) or not all(is_count(minute) for minute in values.values()):
+        return "its values do not map to whole minutes"
+    if len(entry) > PENDING:
+        if not isinstance(entry[PENDING], list):
+            return "its held events are not a list"
+        for item in entry[PENDING]:
+            if not (isinstance(item, list) and len(item) in (4, 5) and is_number(item[TIME])
+                    and isinstance(item[IDENT], str) and isinstance(item[VALUE], str)
+                    and (item[RECORD] is None or isinstance(item[RECORD], dict))
+                    and (len(item) == LATER or is_count(item[LATER]))):
+                return ("a held event is not [time, event id, value, record or null, later "
+                        "minute (optional)]")
+    return None
 
 
 def _due(pending: list[list[Any]]) -> float | None:

@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 
 from detector.alerts import alert_id, format_time
-from detector.bounded import MAX_STRING
+from detector.bounded import MAX_STRING, bounded
 from detector.engine.fields import getter, text_of
 from detector.events import Record
 
 FIRST_SEEN, CORRELATION, SUPPRESSION = "fs", "co", "su"
+KINDS = (FIRST_SEEN, CORRELATION, SUPPRESSION)
 
 
 class Fields:
@@ -70,10 +71,35 @@ def key_prefix(kind: str, rule_id: str) -> str:
 def parse_state_key(key: str) -> tuple[str, str, list[str | None]]:
     """(kind, rule id, group values) of a state key; ValueError when it is not one."""
     kind, rule_id, values = key.split("|", 2)
-    parsed = orjson.loads(values)
+    try:
+        parsed = orjson.loads(values)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"bad group values in state key {key!r}") from error
     if not isinstance(parsed, list):
         raise ValueError(f"bad group values in state key {key!r}")
     return kind, rule_id, parsed
+
+
+def check_state_key(key: str) -> str | None:
+    """Why `key` is not a state key (None when it is one), for state files."""
+    try:
+        kind, rule_id, values = parse_state_key(key)
+    except ValueError:
+        return "a state key is <kind>|<rule id>|<group values as a JSON list>"
+    if kind not in KINDS:
+        return f"unknown kind {kind!r} (one of {', '.join(KINDS)})"
+    if not rule_id or not all(value is None or isinstance(value, str) for value in values):
+        return "a state key names a rule and a list of strings or nulls"
+    return None
+
+
+def is_number(value: object) -> bool:
+    """A JSON number (not a boolean), as state files hold times and counts."""
+    return type(value) is int or type(value) is float
+
+
+def is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
 
 
 def bucket_start(event_time: float, length: float) -> float:
@@ -105,7 +131,9 @@ _ALERT_FIELDS = (
 class Slim:
     """The part of a record worth keeping in state: what alerts and the rule's text read.
 
-    Sub-objects are shared with the record, not copied; the rest of the record is dropped.
+    Sub-objects are shared with the record, not copied, unless they are over the bounds of
+    `detector.bounded` (then a cut copy is kept, so every entry can be written as JSON); the
+    rest of the record is dropped.
     The last record's slim copy is kept and handed to every rule keeping the same fields
     (entries never change it).
     """
@@ -121,7 +149,7 @@ class Slim:
         if last[0] is data:
             return last[1]
         keep = self.keep
-        slim = {key: value for key, value in data.items() if key in keep}
+        slim = {key: bounded(value) for key, value in data.items() if key in keep}
         self._last = (data, slim)
         return slim
 

@@ -32,6 +32,8 @@ from detector.engine.stateful.keys import (
     SUPPRESSION,
     Fields,
     bucket_start,
+    is_count,
+    is_number,
     key_prefix,
     parse_state_key,
     shared_fields,
@@ -200,3 +202,17 @@ class Suppressor:
         if rule is None or not entry["w"]:
             return None
         return rule.closes(float(min(window[START] for window in entry["w"])))
+
+
+def check_entry(entry: JSON) -> str | None:
+    """Why `entry` is not a suppression entry (None when it is one), for state files."""
+    if not isinstance(entry, dict) or set(entry) != {"w"} or not isinstance(entry["w"], list):
+        return 'a suppression entry is {"w": [windows]}'
+    for window in entry["w"]:
+        if not (isinstance(window, list) and len(window) == 5 and is_number(window[START])
+                and is_count(window[COUNT]) and window[COUNT] > 0 and is_number(window[FIRST])
+                and is_number(window[LAST]) and isinstance(window[SAMPLE], list)
+                and all(isinstance(item, list) and len(item) == 2 and is_number(item[0])
+                        and isinstance(item[1], str) for item in window[SAMPLE])):
+            return "a window is not [start, count, first, last, [[time, event id], ...]]"
+    return None
