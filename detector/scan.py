@@ -8,7 +8,8 @@ Memory is bounded by the reorder window, not by the input (docs/scan.md):
   are read. Other content (a CloudTrail log file, an array, a pretty-printed record) is read
   whole, up to `Limits.max_message_bytes` (`Limits.max_decompressed_bytes` once inflated):
   beyond that it is a `too_large` (`decompressed_too_large`) error, never skipped silently.
-  Content is read as JSON lines when a line in its first MiB is a record on its own.
+  Content is read as JSON lines when a line in its first MiB (or up to its first line break)
+  is a record on its own.
 - Records are evaluated in event-time order: they wait in a heap. Up to `SORTED` records, an
   input is evaluated in exact event-time order, whatever the order of its files and lines;
   beyond, each record waits until the watermark (the engine's rule: the second latest
@@ -49,7 +50,7 @@ from detector.events import (
 
 LOG_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz", ".log")
 CHUNK = 1024 * 1024  # bytes read (and inflated) at a time
-HEAD = 1024 * 1024  # content looked at to tell JSON lines from a document
+HEAD = 1024 * 1024  # content (up to a line break) looked at to tell JSON lines from the rest
 SHOWN = 20  # error messages a summary lists
 SORTED = 10_000  # records held whatever the watermark: small inputs in exact time order
 MAX_HELD = 100_000  # records waiting for event-time order (a few hundred MB at most)
@@ -242,47 +243,68 @@ def read_content(
     else:
         content = iter(raw)
         cap, reason, fmt = limits.max_message_bytes, "too_large", "unknown"
-    latest = now + limits.max_clock_skew
-    head: list[bytes] = []
-    size = 0
-    error: DecodeError | None = None
-    for piece in content:
-        if isinstance(piece, DecodeError):
-            error = piece
-            break
-        head.append(piece)
-        size += len(piece)
-        if size >= HEAD:
-            break
-    ended = error is not None or size < HEAD
-    start = b"".join(head)
-    ahead = _Lines(limits.max_message_bytes, latest)
-    if ahead.find_record(start, ended):
-        yield from ahead.read
-        yield from ahead.lines(chain((start[ahead.offset:],), content))
-        if error is not None:
-            yield error
+    lines = _Lines(limits.max_message_bytes, now + limits.max_clock_skew)
+    head = _Head(content, max(cap, lines.cap))
+    if not head.ended and not head.broken:  # a first line over the cap, whatever the content
+        yield lines.too_long()
+        yield from lines.lines(content, dropping=True)
         return
-    while error is None and not ended and size <= cap:
-        following = next(content, None)
-        if following is None:
-            break
-        if isinstance(following, DecodeError):
-            error = following
-            break
-        head.append(following)
-        size += len(following)
-    if error is not None:
-        yield error
+    start = b"".join(head.pieces)
+    if lines.find_record(start, head.ended):
+        yield from lines.read
+        yield from lines.lines(chain((start[lines.offset:],), content))
+        if head.error is not None:
+            yield head.error
         return
-    if size > cap:
+    if head.error is None and not head.ended:
+        head.read_on(cap)
+    if head.error is not None:
+        yield head.error
+    elif head.size > cap:
         flag = "--max-decompressed-bytes" if fmt == "gzip" else "--max-message-bytes"
         yield DecodeError(reason, f"content is over the limit of {cap} bytes and is not JSON "
                                   f"lines (raise {flag} to read it whole)")
-        return
-    decoded = decode_content(b"".join(head), limits, now, fmt)
-    yield from decoded.records
-    yield from decoded.errors
+    else:
+        decoded = decode_content(b"".join(head.pieces), limits, now, fmt)
+        yield from decoded.records
+        yield from decoded.errors
+
+
+class _Head:
+    """The first pieces of a content: at least HEAD bytes and a line break, or `stop` bytes,
+    or all of it."""
+
+    def __init__(self, content: Iterator[bytes | DecodeError], stop: int) -> None:
+        self.content = content
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.error: DecodeError | None = None
+        self.ended = True  # the content was read to its end (or to an error)
+        self.broken = False  # the pieces hold a line break
+        for piece in content:
+            if isinstance(piece, DecodeError):
+                self.error = piece
+                return
+            self._add(piece)
+            self.broken = self.broken or b"\n" in piece
+            if (self.size >= HEAD and self.broken) or self.size > stop:
+                self.ended = False
+                return
+
+    def read_on(self, cap: int) -> None:
+        """Read further, to the end or just past `cap` bytes."""
+        for piece in self.content:
+            if isinstance(piece, DecodeError):
+                self.error = piece
+                return
+            self._add(piece)
+            if self.size > cap:
+                return
+        self.ended = True
+
+    def _add(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+        self.size += len(piece)
 
 
 class _Lines:
@@ -304,18 +326,18 @@ class _Lines:
         if not ended or len(lines) == 1:
             lines.pop()  # unfinished, or no line break at all: that is not JSON lines
         for line in lines:
-            if len(line) > self.cap:
-                return False
-            result = self._one(line)
             self.offset += len(line) + 1
-            if isinstance(result, Record):
+            if len(line) > self.cap:
+                self.read.append(self.too_long())
+            elif isinstance(self._one(line), Record):
                 return True
         return False
 
-    def lines(self, content: Iterator[bytes | DecodeError]) -> Iterator[Record | DecodeError]:
-        """The results of every further line (stops at a DecodeError of the content)."""
+    def lines(self, content: Iterator[bytes | DecodeError],
+              dropping: bool = False) -> Iterator[Record | DecodeError]:
+        """The results of every further line (stops at a DecodeError of the content).
+        `dropping`: the content starts within a line already reported as too long."""
         partial = b""
-        dropping = False  # the line being read is over the cap: reported, its rest dropped
         for piece in content:
             if isinstance(piece, DecodeError):
                 yield piece
@@ -326,22 +348,23 @@ class _Lines:
                 if dropping:
                     dropping = False
                 elif len(line) > self.cap:
-                    yield self._too_long()
+                    yield self.too_long()
                 else:
                     yield from self._taken(line)
             if len(partial) > self.cap:
                 if not dropping:
-                    yield self._too_long()
+                    yield self.too_long()
                     dropping = True
                 partial = b""
         if partial and not dropping:
             yield from self._taken(partial)
 
-    def _too_long(self) -> DecodeError:
+    def too_long(self) -> DecodeError:
+        """The error for the next line, over the cap (its content is not kept)."""
         self.number += 1
         self.index += 1
-        return DecodeError("too_large", f"line is over the limit of {self.cap} bytes",
-                           self.index - 1, self.number)
+        return DecodeError("too_large", f"line is over the limit of {self.cap} bytes (raise "
+                           "--max-message-bytes)", self.index - 1, self.number)
 
     def _taken(self, line: bytes) -> list[Record | DecodeError]:
         self.read = []

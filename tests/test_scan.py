@@ -83,6 +83,25 @@ def test_a_line_over_the_cap_is_an_error_for_that_line_only() -> None:
     assert errors(items) == [("too_large", 2)]
 
 
+def test_a_first_line_over_the_cap_costs_that_line_only() -> None:
+    long = orjson.dumps({**kvs(0, 0), "userAgent": "x" * 100_000})
+    content = long + b"\n" + jsonl([kvs(n, n) for n in range(1, 2000)])
+
+    items = read(content, Limits(max_message_bytes=10_000), piece=4096)
+
+    assert ids(items) == [f"e-{n}" for n in range(1, 2000)]
+    assert errors(items) == [("too_large", 1)]
+
+
+def test_a_first_line_longer_than_the_head_is_still_json_lines() -> None:
+    long = orjson.dumps({**kvs(0, 0), "userAgent": "x" * 1_500_000})
+    content = long + b"\n" + jsonl([kvs(n, n) for n in range(1, 5000)])
+
+    items = read(content, Limits(max_message_bytes=2_000_000), piece=65536)
+
+    assert ids(items) == [f"e-{n}" for n in range(5000)]
+
+
 def test_a_document_over_the_cap_is_an_error_not_a_skip() -> None:
     content = orjson.dumps({"Records": [kvs(n, n) for n in range(200)]})
 
