@@ -5,6 +5,8 @@
     python -m bench --quick          tiny inputs (smoke test, under a minute); stream
                                      benchmarks are skipped unless --with-broker is given
     python -m bench --only 1,2       some benchmarks only
+    python -m bench --only 9,10      the memory benchmarks (quick mode runs them only when
+                                     named by --only)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, machine, stream
+from bench import engine, machine, memory, stream
 from bench.report import (
     FAILED,
     Result,
@@ -50,13 +52,17 @@ def _parser() -> argparse.ArgumentParser:
                              "(default docs/BENCHMARKS.md, and none in --quick mode)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch any Markdown file")
     parser.add_argument("--only", default="", metavar="N,N",
-                        help="comma-separated benchmark numbers (1-8) to run")
+                        help="comma-separated benchmark numbers (1-10) to run")
     return parser
+
+
+MEMORY = (9, 10)  # benchmark numbers quick mode runs only when --only names them
 
 
 def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
     sizes = engine.QUICK if quick else engine.FULL
     stream_sizes = stream.QUICK if quick else stream.FULL
+    memory_sizes = memory.QUICK if quick else memory.FULL
     run_stream = with_broker or not quick
 
     def engine_bench(function: Callable[[engine.Context], Result]) -> Benchmark:
@@ -66,8 +72,12 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
         return lambda work: stream.run(function, stream.Context(stream_sizes, work),
                                        enabled=run_stream)
 
+    def memory_bench(function: Callable[[memory.Context], Result]) -> Benchmark:
+        return lambda work: function(memory.Context(memory_sizes, work))
+
     return ([engine_bench(function) for function in engine.BENCHMARKS]
-            + [stream_bench(function) for function in stream.BENCHMARKS])
+            + [stream_bench(function) for function in stream.BENCHMARKS]
+            + [memory_bench(function) for function in memory.BENCHMARKS])
 
 
 def _safely(number: int, benchmark: Benchmark, work: Path) -> Result:
@@ -83,7 +93,8 @@ def _safely(number: int, benchmark: Benchmark, work: Path) -> Result:
 def _run_all(args: argparse.Namespace, only: set[int], temporary: Path,
              results: list[Result]) -> None:
     for number, benchmark in enumerate(_benchmarks(args.quick, args.with_broker), 1):
-        if only and number not in only:
+        if (only and number not in only) or (args.quick and number in MEMORY
+                                             and number not in only):
             continue
         print(f"bench: running benchmark {number} ...", file=sys.stderr, flush=True)
         work = temporary / f"b{number}"
