@@ -4,6 +4,7 @@ records and the windows of other entries go on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ class Boom(RuntimeError):
     pass
 
 
+def fail_when(monkeypatch: pytest.MonkeyPatch, owner: type, method: str,
+              fails: Callable[..., bool], message: str) -> None:
+    """Make `owner.method` raise Boom(message) on the calls `fails` picks, work otherwise."""
+    original = getattr(owner, method)
+
+    def patched(self: object, *args: Any) -> Any:
+        if fails(*args):
+            raise Boom(message)
+        return original(self, *args)
+
+    monkeypatch.setattr(owner, method, patched)
+
+
 def raise_on(name: str) -> Any:
     def predicate(data: dict[str, Any]) -> bool:
         if data.get("eventName") == name:
@@ -93,14 +107,8 @@ def test_a_stateful_rule_that_raises_costs_the_record_that_rule_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = engine(tmp_path, RULES, lateness="1m")
-    offer = FirstSeenUnit.offer
-
-    def failing_offer(self: FirstSeenUnit, record: Any, watermark: float) -> Any:
-        if record.event_id == "e-2":
-            raise Boom("no memory left")
-        return offer(self, record, watermark)
-
-    monkeypatch.setattr(FirstSeenUnit, "offer", failing_offer)
+    fail_when(monkeypatch, FirstSeenUnit, "offer", lambda record, _: record.event_id == "e-2",
+              "no memory left")
     alerts = run(target, [event(0, event_id="e-1"), event(10, "DeleteStream", event_id="e-2",
                                                           ip="192.0.2.9"),
                           event(20, event_id="e-3", ip="192.0.2.10")])
@@ -114,14 +122,8 @@ def test_an_entry_that_raises_when_the_watermark_reaches_it_costs_that_entry_onl
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = engine(tmp_path, RULES, lateness="1m")
-    close = CorrelationUnit.close
-
-    def failing_close(self: CorrelationUnit, skey: str, until: float) -> Any:
-        if ADMIN in skey:
-            raise Boom("corrupt window")
-        return close(self, skey, until)
-
-    monkeypatch.setattr(CorrelationUnit, "close", failing_close)
+    fail_when(monkeypatch, CorrelationUnit, "close", lambda skey, _: ADMIN in skey,
+              "corrupt window")
     alerts = run(target, [event(0, event_id="e-1"), event(5, event_id="e-2", arn=ADMIN),
                           event(900, event_id="e-3"), event(901, event_id="e-4")])
 

@@ -61,6 +61,14 @@ correlation:
 """
 
 
+def rules_dir(tmp_path: Path, text: str = RULES) -> Path:
+    """A rules directory holding `text`, for `detector scan --rules`."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    engine(rules, text)  # writes rules/rules.yml
+    return rules
+
+
 def history() -> list[Record]:
     return [event(0), event(60, arn=ADMIN), event(2 * DAY, "ListStreams"),
             event(2 * DAY + 60, ip="203.0.113.66"), event(2 * DAY + 120, "DeleteStream",
@@ -171,9 +179,7 @@ def _write_jsonl(path: Path, records: list[Record]) -> str:
 def test_scan_carries_baselines_between_runs_in_the_state_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)  # writes rules/rules.yml
+    rules = rules_dir(tmp_path)
     records = history()
     earlier = _write_jsonl(tmp_path / "earlier.jsonl", records[:3])
     later = _write_jsonl(tmp_path / "later.jsonl", records[3:])
@@ -195,9 +201,7 @@ def test_scan_carries_baselines_between_runs_in_the_state_file(
 def test_scan_refuses_a_corrupt_state_file_and_leaves_it_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     state = tmp_path / "state.json"
     state.write_bytes(b'{"format": "detector-state", "version": 1, "entr')
     logs = _write_jsonl(tmp_path / "logs.jsonl", history())
@@ -263,9 +267,7 @@ def test_the_engine_part_of_a_state_file_is_checked_and_its_clock_may_not_lie_ah
 def test_scan_refuses_a_malformed_entry_naming_file_and_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     state = tmp_path / "state.json"
     content = orjson.dumps({"format": "detector-state", "version": 2, "engine": GOOD_ENGINE,
                             "entries": {FS: [0, {"10.0.0.1": "yesterday"}]}})
@@ -283,9 +285,7 @@ def test_scan_refuses_a_malformed_entry_naming_file_and_entry(
 def test_a_second_scan_on_a_state_file_in_use_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     state = tmp_path / "state.json"
     logs = _write_jsonl(tmp_path / "logs.jsonl", history())
     scan = ["scan", "--rules", str(rules), "--state", str(state), "-o",
@@ -302,9 +302,7 @@ def test_a_second_scan_on_a_state_file_in_use_is_refused(
 def test_an_unwritable_state_location_is_found_before_scanning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     logs = _write_jsonl(tmp_path / "logs.jsonl", history())
     state = tmp_path / "missing-dir" / "state.json"
 
@@ -342,9 +340,7 @@ def test_a_saved_state_is_fsynced_and_renamed_over_the_old_one(
 def test_a_record_far_ahead_does_not_wipe_the_saved_baselines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     state = tmp_path / "state.json"
     scan = ["scan", "--rules", str(rules), "--state", str(state)]
     records = history()
@@ -372,9 +368,7 @@ def test_a_record_far_ahead_does_not_wipe_the_saved_baselines(
 def test_a_record_dated_2099_is_an_input_error_and_leaves_the_state_as_it_was(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     state = tmp_path / "state.json"
     scan = ["scan", "--rules", str(rules), "--state", str(state), "-o", str(tmp_path / "o")]
     assert main([*scan, _write_jsonl(tmp_path / "a.jsonl", history()[:3])]) == 0
@@ -391,9 +385,7 @@ def test_a_record_dated_2099_is_an_input_error_and_leaves_the_state_as_it_was(
 def test_scan_reports_late_and_duplicate_events(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, RULES)
+    rules = rules_dir(tmp_path)
     records = history()
     logs = _write_jsonl(tmp_path / "logs.jsonl", [*records, records[1]])
     assert main(["scan", "--rules", str(rules), "--no-progress", "-o",
@@ -464,9 +456,7 @@ def test_an_open_tumbling_window_carries_over_to_the_next_run(tmp_path: Path) ->
 def test_scan_with_a_state_file_keeps_windows_the_watermark_has_not_passed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    engine(rules, TUMBLING)
+    rules = rules_dir(tmp_path, TUMBLING)
     state = tmp_path / "state.json"
     scan = ["scan", "--rules", str(rules), "--no-progress", "--state", str(state)]
     earlier = _write_jsonl(tmp_path / "earlier.jsonl", denials(1, 2))
