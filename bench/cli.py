@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, machine, stream
+from bench import engine, machine, patterns, stream
 from bench.report import (
     FAILED,
     Result,
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default docs/BENCHMARKS.md, and none in --quick mode)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch any Markdown file")
     parser.add_argument("--only", default="", metavar="N,N",
-                        help="comma-separated benchmark numbers (1-8) to run")
+                        help="comma-separated benchmark numbers (1-9) to run")
     return parser
 
 
@@ -66,8 +66,13 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
         return lambda work: stream.run(function, stream.Context(stream_sizes, work),
                                        enabled=run_stream)
 
+    def patterns_bench(work: Path) -> Result:
+        return patterns.hostile_patterns(
+            patterns.Context(patterns.QUICK if quick else patterns.FULL, work))
+
     return ([engine_bench(function) for function in engine.BENCHMARKS]
-            + [stream_bench(function) for function in stream.BENCHMARKS])
+            + [stream_bench(function) for function in stream.BENCHMARKS]
+            + [patterns_bench])
 
 
 def _safely(number: int, benchmark: Benchmark, work: Path) -> Result:

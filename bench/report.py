@@ -86,6 +86,9 @@ SPECS: dict[int, tuple[str, str, Target]] = {
         Target("p99 < 250 ms", "<", 250.0)),
     8: ("recovery", "Recovery: worker SIGKILLed to alerts flowing again from its partner",
         Target("< 30 s", "<", 30.0)),
+    9: ("hostile_patterns", "Hostile patterns: nested-quantifier regex, 10,000 contains "
+        "values, many-star wildcard vs plain ones", Target(
+            "10,000 contains values <= 3x 10,000 equality values", "<=", 3.0)),
 }
 
 

@@ -46,14 +46,16 @@ class PatternError(ValueError):
     """A pattern this engine refuses to run, with RE2's reason."""
 
 
-def re2_options() -> re2.Options:
-    """RE2 as the engine runs it: refusals become load errors, not lines on stderr."""
+def _re2_options() -> re2.Options:
+    """RE2 as the engine runs it: refusals become load errors, not lines on stderr; groups
+    never capture, since only "does it match" is asked (capturing costs an NFA pass)."""
     options = re2.Options()
     options.log_errors = False
+    options.never_capture = True
     return options
 
 
-_OPTIONS = re2_options()
+_OPTIONS = _re2_options()
 
 
 def compile_regex(pattern: str) -> re2._Regexp:
