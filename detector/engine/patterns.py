@@ -5,8 +5,8 @@ backtrack. A Sigma string takes one of a few shapes, each with its own linear al
 
 - equal, prefix, suffix: compared on the (lower-cased) text; many values of one shape cost
   one set lookup per distinct value length, not one comparison per value;
-- contains (`*text*`): a few values are plain substring searches; from `_AUTOMATON_FROM`
-  values on, one Aho-Corasick automaton (pyahocorasick) finds any of them in one pass;
+- contains (`*text*`): a few values are plain substring searches; from `_MANY` values on,
+  one Aho-Corasick automaton (pyahocorasick) finds any of them in one pass;
 - anything else (`?`, two or more literal segments): one RE2 expression per OR-ed group,
   as are `|re` values. RE2 runs automata, never backtracks, and refuses what it cannot run in
   linear time (backreferences, lookaround, possessive and atomic groups).
@@ -34,7 +34,7 @@ TextTest = Callable[[str], bool]
 
 _STAR = SpecialChars.WILDCARD_MULTI
 _ONE = SpecialChars.WILDCARD_SINGLE
-_AUTOMATON_FROM = 16  # contains-values from which one automaton beats one search per value
+_MANY = 16  # values of one shape from which one pass beats one test per value
 _FLAG_LETTERS = {
     SigmaRegularExpressionFlag.IGNORECASE: "i",
     SigmaRegularExpressionFlag.MULTILINE: "m",
@@ -64,10 +64,15 @@ def compile_regex(pattern: str) -> re2._Regexp:
     except re2.error as error:
         reason = error.args[0] if error.args else "invalid"
         text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
-        raise PatternError(f"RE2 cannot run {pattern!r}: {text}") from None
+        raise PatternError(f"RE2 cannot run {_shown(pattern)}: {text}") from None
     except UnicodeEncodeError:
-        raise PatternError(f"{pattern!r} holds a lone surrogate, which no text can match"
-                           ) from None
+        raise PatternError(f"{_shown(pattern)} holds a lone surrogate, which no text can "
+                           "match") from None
+
+
+def _shown(pattern: str) -> str:
+    """A pattern for an error message: one OR-ed group of values can be megabytes."""
+    return repr(pattern) if len(pattern) <= 200 else f"{pattern[:200]!r}..."
 
 
 def _utf8(text: str) -> bytes:
@@ -171,7 +176,7 @@ def _by_length(literals: set[str]) -> tuple[frozenset[str], tuple[int, ...]]:
 
 def _prefix_test(prefixes: set[str]) -> TextTest:
     """A few prefixes: str.startswith over a tuple; many: one set lookup per distinct length."""
-    if len(prefixes) < _AUTOMATON_FROM:
+    if len(prefixes) < _MANY:
         candidates = tuple(prefixes)
         return lambda text: text.startswith(candidates)
     known, lengths = _by_length(prefixes)
@@ -179,7 +184,7 @@ def _prefix_test(prefixes: set[str]) -> TextTest:
 
 
 def _suffix_test(suffixes: set[str]) -> TextTest:
-    if len(suffixes) < _AUTOMATON_FROM:
+    if len(suffixes) < _MANY:
         candidates = tuple(suffixes)
         return lambda text: text.endswith(candidates)
     known, lengths = _by_length(suffixes)
@@ -191,7 +196,7 @@ def _infix_test(infixes: set[str]) -> TextTest:
     if len(infixes) == 1:
         (infix,) = infixes
         return lambda text: infix in text
-    if len(infixes) < _AUTOMATON_FROM:
+    if len(infixes) < _MANY:
         candidates = tuple(infixes)
         return lambda text: any(infix in text for infix in candidates)
     automaton = ahocorasick.Automaton(ahocorasick.STORE_LENGTH)
@@ -203,9 +208,15 @@ def _infix_test(infixes: set[str]) -> TextTest:
 
 
 def _wildcard_test(wildcards: list[str]) -> TextTest:
-    """One RE2 expression for every OR-ed wildcard: the whole text must match one of them."""
-    fullmatch = compile_regex("(?s)" + "|".join(f"(?:{regex})" for regex in wildcards)
-                              ).fullmatch
+    """One RE2 expression for every OR-ed wildcard: the whole text must match one of them.
+    RE2 bounds the expression's size (8 MiB): tens of thousands of such values are refused."""
+    try:
+        regex = compile_regex("(?s)" + "|".join(f"(?:{regex})" for regex in wildcards))
+    except PatternError as error:
+        raise PatternError(f"{len(wildcards):,} wildcard value(s) with `?` or an inner `*` in "
+                           f"one list: {error}; use prefix, suffix or contains forms, or "
+                           "split the list") from None
+    fullmatch = regex.fullmatch
     return lambda text: fullmatch(_utf8(text)) is not None
 
 

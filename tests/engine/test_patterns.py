@@ -126,3 +126,9 @@ def test_patterns_re2_cannot_run_are_refused(pattern: str) -> None:
 def test_text_with_a_lone_surrogate_is_matched_not_raised() -> None:
     assert regex_test("evil", ())("evil\ud800")
     assert strings_test([SigmaString("e?il*")], cased=False)("evil\ud800")
+
+
+def test_more_wildcards_than_one_re2_expression_holds_are_refused_not_dropped() -> None:
+    values = [SigmaString(f"host-{n}.ex?mple.*") for n in range(100_000)]
+    with pytest.raises(PatternError, match=r"100,000 wildcard value\(s\).*pattern too large"):
+        strings_test(values, cased=False)
