@@ -24,6 +24,8 @@ from sinks.http_receiver import Receiver
 from detector.metrics import Metrics
 from detector.sinks import AlertmanagerConfig, AlertmanagerSink, RetryPolicy, Secret, SinkSet
 
+pytestmark = pytest.mark.alertmanager
+
 BINARY = "prometheus-alertmanager"
 PACKAGE = "prometheus-alertmanager"
 CONFIG = """
