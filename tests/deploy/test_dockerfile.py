@@ -136,6 +136,7 @@ def _dockerignored(path: str) -> bool:
         ".venv-tools/bin/checkov",
         "docs/deploy.md",
         "deploy/k8s/base/kustomization.yaml",
+        "rules/Kustomization",
         "detector/__pycache__/metrics.cpython-311.pyc",
     ],
 )
@@ -152,6 +153,7 @@ def test_the_build_context_leaves_out(path: str) -> None:
         "detector/metrics.py",
         "rules/kinesisvideo/rule.yml",
         "rules/lists/trusted_cidrs.yml",
+        "LICENSE",
     ],
 )
 def test_the_build_context_keeps(path: str) -> None:

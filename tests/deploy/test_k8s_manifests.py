@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.deploy_support import REPO, Rendered, only, run
+from deploy.deploy_support import (
+    ANNOTATIONS_LIMIT,
+    REPO,
+    Rendered,
+    annotation_bytes_after_client_side_apply,
+    only,
+    run,
+)
 
-RULE_FOLDERS = ("kinesisvideo", "aws-core", "lists")
+RULE_FOLDERS = sorted(path.name for path in (REPO / "rules").iterdir() if path.is_dir())
 # The worker's configuration surface (detector/config); a ConfigMap key outside it is a typo.
 KNOWN_SETTINGS = {
     "DETECTOR_BOOTSTRAP_SERVERS",
@@ -161,43 +168,62 @@ def test_workers_spread_over_nodes_and_stop_gracefully(rendered: Rendered) -> No
 
 
 def _shipped_files(folder: str) -> dict[str, str]:
-    directory = REPO / "rules" / folder
-    if not directory.is_dir():
-        return {}
     return {
         path.name: path.read_text()
-        for path in sorted(directory.iterdir())
+        for path in sorted((REPO / "rules" / folder).iterdir())
         if path.is_file() and not path.name.startswith(".")
     }
 
 
 @pytest.mark.parametrize("folder", RULE_FOLDERS)
-def test_each_rule_folder_is_a_configmap_mounted_as_a_directory(
+def test_each_rule_folder_is_mounted_as_one_directory_of_its_configmaps(
     rendered: Rendered, folder: str
 ) -> None:
-    configmap = only(rendered.documents, "ConfigMap", f"detector-rules-{folder}")
-    # A stable name: the ConfigMap is updated in place and reaches pods by the symlink swap.
-    assert configmap["metadata"]["name"] == f"detector-rules-{folder}"
-    shipped = _shipped_files(folder)
-    data = configmap.get("data", {})
-    assert sorted(data) == sorted(shipped), "rules/ changed: run scripts/gen-prometheusrule"
-    assert data == shipped
+    configmaps = [
+        doc
+        for doc in rendered.documents
+        if doc["kind"] == "ConfigMap"
+        and doc["metadata"]["labels"].get("detector.io/rules") == folder
+    ]
+    assert configmaps, f"no ConfigMap for rules/{folder}: run scripts/gen-prometheusrule"
+    keys = [key for configmap in configmaps for key in configmap.get("data", {})]
+    assert len(keys) == len(set(keys)), "a rule file is in two ConfigMaps of its folder"
+    data = {key: value for configmap in configmaps for key, value in configmap["data"].items()}
+    assert data == _shipped_files(folder), "rules/ changed: run scripts/gen-prometheusrule"
     mount = _mounts(rendered)[f"/etc/detector/rules/{folder}"]
     assert "subPath" not in mount, "subPath mounts never see ConfigMap updates"
     assert mount["readOnly"] is True
-    volume = _volumes(rendered)[mount["name"]]
-    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    sources = _volumes(rendered)[mount["name"]]["projected"]["sources"]
+    # Stable names (no hash suffix): updated in place, they reach pods by the symlink swap.
+    assert [source["configMap"]["name"] for source in sources] == [
+        configmap["metadata"]["name"] for configmap in configmaps
+    ]
 
 
-def test_every_rule_folder_in_the_repository_is_deployed() -> None:
-    folders = {path.name for path in (REPO / "rules").iterdir() if path.is_dir()}
-    assert folders <= set(RULE_FOLDERS), (
-        f"rules/ has folders the manifests do not mount: {sorted(folders - set(RULE_FOLDERS))}; "
-        "add them to RULE_FOLDERS in scripts/gen-prometheusrule and deploy/k8s/base/deployment.yaml"
-    )
-    for folder in folders:
+def test_no_rule_folder_has_subfolders() -> None:
+    for folder in RULE_FOLDERS:
         nested = [path for path in (REPO / "rules" / folder).iterdir() if path.is_dir()]
         assert nested == [], f"a ConfigMap cannot hold subfolders: {nested}"
+
+
+def test_every_object_survives_client_side_apply(rendered: Rendered) -> None:
+    """`kubectl apply` (and Argo CD's default sync) stores each object in an annotation, and
+    all annotations of an object share one size limit."""
+    for doc in rendered.documents:
+        size = annotation_bytes_after_client_side_apply(doc)
+        assert size <= ANNOTATIONS_LIMIT, f"{doc['kind']} {doc['metadata']['name']}: {size}"
+
+
+def test_the_annotation_size_check_catches_an_oversized_configmap() -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "big", "namespace": "detector"},
+        "data": {"rules.yml": "x" * (ANNOTATIONS_LIMIT - 1000) + "<" * 200},
+    }
+    assert annotation_bytes_after_client_side_apply(configmap) > ANNOTATIONS_LIMIT
+    configmap["data"]["rules.yml"] = "<" * 50_000
+    assert annotation_bytes_after_client_side_apply(configmap) > 6 * 50_000
 
 
 def test_every_configmap_fits_the_one_mebibyte_limit(rendered: Rendered) -> None:
