@@ -109,7 +109,8 @@ def sink_configs(environ: Mapping[str, str] | None = None) -> list[SinkConfig]:
     return configs
 
 
-def _known_variables() -> frozenset[str]:
+def known_variables() -> frozenset[str]:
+    """Every environment variable the sinks read."""
     names = {SINKS_FILE_VARIABLE, "DETECTOR_STDOUT_SINK"}
     names.update(f"{DEFAULTS_PREFIX}_{key.upper()}" for key in _COMMON_KEYS)
     for kind in _ENV_PREFIXES:
@@ -120,10 +121,18 @@ def _known_variables() -> frozenset[str]:
     return frozenset(names)
 
 
+def secret_variables() -> frozenset[str]:
+    """The variables that hold a secret themselves (each also has a `_FILE` variant, the one
+    to use from a mounted Secret)."""
+    return frozenset(
+        _EnvSource({}, kind).variable(key) for kind in KINDS for key in _SECRET_KEYS[kind]
+    )
+
+
 def _reject_unknown_variables(env: Mapping[str, str]) -> None:
     """A misspelt variable (DETECTOR_SLACK_MIN_LEVLE) must not silently widen a route."""
     prefixes = tuple(f"{prefix}_" for prefix in (*_ENV_PREFIXES.values(), DEFAULTS_PREFIX))
-    known = _known_variables()
+    known = known_variables()
     unknown = sorted(
         name for name, value in env.items()
         if value and name.startswith(prefixes) and name not in known
