@@ -87,3 +87,22 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     expected = "sha256=" + hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest()
     assert sign(b"k", "1700000000", b"{}") == expected
     assert not verify_signature(b"k", "not-a-number", b"{}", expected)
+
+
+async def test_hostile_event_values_arrive_as_exact_json_strings(
+    receiver: ReceiverFactory, metrics: Metrics
+) -> None:
+    """The webhook renders nothing: values are JSON data, escaped by the encoder, and the
+    only header built from the alert is its id (hex)."""
+    server = await receiver()
+    config = WebhookConfig(name="hook", url=Secret(server.url("/alerts")), retry=FAST)
+    hostile = 'x"}, "level": "informational", "y": "\n<!channel> *b* \u202e\r\nX-Forged: 1'
+    alert = make_alert(principal_arn=hostile, user_agent=hostile, text=hostile)
+    async with SinkSet([WebhookSink(config, metrics)]) as sinks:
+        sinks.submit(alert)
+        (request,) = await server.wait_for(1)
+    document = request.json()
+    assert document["events"][0]["principal_arn"] == hostile
+    assert document["rule"]["level"] == alert.level
+    assert document["text"] == hostile
+    assert "X-Forged" not in request.headers
