@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import re
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -226,11 +227,27 @@ class Sink(ABC):
 class HttpSinkConfig(SinkConfig):
     """An HTTP receiver. `token` goes into `auth_header`: `Authorization: Bearer <token>`
     (or the token as is when it already names a scheme, e.g. `Basic ...`), or the bare token
-    in any other named header."""
+    in any other named header.
+
+    `proxy` (a URL, credentials allowed) carries every request; without it the standard
+    HTTPS_PROXY, HTTP_PROXY and NO_PROXY variables apply. `ca_file` (PEM) replaces the system
+    CAs for verifying the receiver, for receivers whose certificates a private CA signed.
+    """
 
     url: Secret
     token: Secret | None = None
     auth_header: str = "Authorization"
+    proxy: Secret | None = None
+    ca_file: str | None = None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    """How receivers' certificates are verified: against `ca_file` alone when it is set,
+    against the system CAs otherwise (True is aiohttp's default verification). Raises OSError
+    (ssl.SSLError for a file that holds no PEM certificate)."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=ca_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +292,10 @@ class HttpSink(Sink):
     async def start(self) -> None:
         """Open the HTTP session (it needs the running loop), then start consuming."""
         if self._session is None and not self._closed:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=tls_context(self.config.ca_file)),
+                trust_env=True,
+            )
         await super().start()
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -326,6 +346,7 @@ class HttpSink(Sink):
                 headers=self._headers(batch, body),
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                proxy=self.config.proxy.reveal() if self.config.proxy else None,
             ) as response:
                 await response.read()
                 return classify(response.status, response.headers)
