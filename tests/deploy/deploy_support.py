@@ -184,16 +184,25 @@ def promtool_parse_errors(expressions: dict[str, str], workdir: Path) -> str:
     return f"{result.stdout}{result.stderr}\nexpressions:\n{names}"
 
 
+# Custom resources and the cloudcoil model module (in .venv-tools) that holds their CRD schema.
+CRD_MODELS = {
+    "ServiceMonitor": "cloudcoil.models.prometheus_operator.v1",
+    "PrometheusRule": "cloudcoil.models.prometheus_operator.v1",
+    "ScaledObject": "cloudcoil.models.keda.v1alpha1",
+    "TriggerAuthentication": "cloudcoil.models.keda.v1alpha1",
+}
+
+
 def crd_schema(kind: str) -> dict[str, Any]:
-    """JSON schema of a prometheus-operator resource, from the cloudcoil models, made strict:
-    objects with declared properties reject unknown ones, as the API server's pruning would
-    silently drop them."""
+    """JSON schema of a custom resource (prometheus-operator, KEDA), from the cloudcoil
+    models, made strict: objects with declared properties reject unknown ones, as the API
+    server's pruning would silently drop them."""
     script = (
-        "import json, sys\n"
-        "from cloudcoil.models.prometheus_operator import v1\n"
-        "print(json.dumps(getattr(v1, sys.argv[1]).model_json_schema(by_alias=True)))\n"
+        "import importlib, json, sys\n"
+        "model = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])\n"
+        "print(json.dumps(model.model_json_schema(by_alias=True)))\n"
     )
-    result = run([tools_python(), "-c", script, kind])
+    result = run([tools_python(), "-c", script, CRD_MODELS[kind], kind])
     assert result.returncode == 0, f"cannot load the {kind} model: {result.stderr}\n{INSTALL_HINT}"
     schema: dict[str, Any] = json.loads(result.stdout)
     _forbid_unknown_properties(schema)
