@@ -147,6 +147,7 @@ async def test_alertmanager_receives_our_alerts_with_our_labels(
         assert received["labels"] == {
             "alertname": "KinesisVideoStreamDeleted",
             "severity": alert.level,
+            "category": "detection",
             "rule_id": alert.rule_id,
             "kind": "single",
             "alert_id": alert.id,
