@@ -31,12 +31,13 @@ from yarl import URL
 from detector import __version__
 from detector.alerts import Alert
 from detector.metrics import Metrics
+from detector.ocsf import PRODUCT_NAME
 from detector.sinks.routing import Route
 from detector.sinks.secret import Secret, redact_url
 
 log = logging.getLogger("detector.sinks")
 
-USER_AGENT = f"cloudtrail-detector/{__version__}"
+USER_AGENT = f"{PRODUCT_NAME}/{__version__}"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _DROP_LOG_INTERVAL = 10.0
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
