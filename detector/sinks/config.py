@@ -20,6 +20,7 @@ import yaml
 from detector.metrics import Metrics
 from detector.sinks.alertmanager import AlertmanagerConfig, AlertmanagerSink
 from detector.sinks.base import RetryPolicy, Sink, SinkConfig, SinkSet, tls_context
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, alert_format
 from detector.sinks.routing import Route, parse_patterns
 from detector.sinks.secret import Secret
 from detector.sinks.slack import SlackConfig, SlackSink
@@ -57,10 +58,10 @@ _SECRET_KEYS = {
     "stdout": (),
 }
 _PLAIN_KEYS = {
-    "webhook": ("auth_header",),
+    "webhook": ("auth_header", "format"),
     "slack": (),
     "alertmanager": ("auth_header", "resolve_timeout", "generator_url", "alert_id_label"),
-    "stdout": (),
+    "stdout": ("format",),
 }
 # Values that may be written inline in the sinks file although they can also be secrets.
 _INLINE_ALLOWED = {
@@ -276,7 +277,8 @@ def _config(kind: str, name: str, source: _Source) -> SinkConfig:
     queue_size = _number(source.common("queue_size"), int, 1000)
     try:
         if kind == "stdout":
-            return StdoutConfig(name=name, route=route, retry=retry, queue_size=queue_size)
+            return StdoutConfig(name=name, route=route, retry=retry, queue_size=queue_size,
+                                alert_format=_alert_format(source))
         url = _url(source)
         token = source.secret("token") if kind in ("webhook", "alertmanager") else None
         auth = source.plain("auth_header") if kind != "slack" else None
@@ -295,7 +297,8 @@ def _config(kind: str, name: str, source: _Source) -> SinkConfig:
             "ca_file": _ca_file(source.common("ca_file")),
         }
         if kind == "webhook":
-            return WebhookConfig(**http, hmac_secret=_secret(source.secret("secret")))
+            return WebhookConfig(**http, hmac_secret=_secret(source.secret("secret")),
+                                 alert_format=_alert_format(source))
         if kind == "slack":
             return SlackConfig(**http)
         generator = source.plain("generator_url")
@@ -339,6 +342,16 @@ def _retry(source: _Source) -> RetryPolicy:
         if isinstance(exc, SinkConfigError):
             raise
         raise SinkConfigError(f"sink {source.kind}: {exc}") from None
+
+
+def _alert_format(source: _Source) -> AlertFormat:
+    value = source.plain("format")
+    if value is None:
+        return DEFAULT_FORMAT
+    try:
+        return alert_format(value.text)
+    except ValueError as exc:
+        raise SinkConfigError(f"{value.where}: {exc}") from None
 
 
 def _url(source: _Source) -> _Value:

@@ -114,6 +114,29 @@ def test_each_kind_and_the_common_defaults(metrics: Metrics) -> None:
     assert stdout.config.queue_size == 10
 
 
+def test_webhook_and_stdout_write_native_documents_unless_told_ocsf(tmp_path: Path) -> None:
+    sinks_file = tmp_path / "sinks.yaml"
+    sinks_file.write_text(
+        "sinks:\n"
+        "  - {name: siem, type: webhook, url: https://siem.example/in, format: ocsf}\n"
+        "  - {name: archive, type: webhook, url: https://archive.example/in}\n"
+        "  - {name: lines, type: stdout, format: Native}\n"
+    )
+    environ = {
+        "DETECTOR_WEBHOOK_URL": "https://soar.example/hook",
+        "DETECTOR_WEBHOOK_FORMAT": "OCSF",
+        "DETECTOR_STDOUT_SINK": "1",
+        "DETECTOR_STDOUT_FORMAT": "ocsf",
+        "DETECTOR_SINKS_FILE": str(sinks_file),
+    }
+    formats = {config.name: getattr(config, "alert_format", None)
+               for config in sink_configs(environ)}
+    assert formats == {"webhook": "ocsf", "stdout": "ocsf", "siem": "ocsf",
+                       "archive": "native", "lines": "native"}
+    defaults = sink_configs({"DETECTOR_WEBHOOK_URL": "https://w/", "DETECTOR_STDOUT_SINK": "1"})
+    assert [getattr(config, "alert_format", None) for config in defaults] == ["native", "native"]
+
+
 def test_empty_variables_count_as_unset() -> None:
     """Manifests often template every variable and leave the unused ones empty."""
     environ = dict.fromkeys(
@@ -201,6 +224,22 @@ def test_stdout_sink_off_by_default_and_for_false_values() -> None:
             {"DETECTOR_WEBHOOK_PROXY": "http://proxy:3128"},
             "DETECTOR_WEBHOOK_PROXY is set but neither DETECTOR_WEBHOOK_URL",
         ),
+        (
+            {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_FORMAT": "cef"},
+            "DETECTOR_WEBHOOK_FORMAT: 'cef' is not an alert format; use one of native, ocsf",
+        ),
+        (
+            {"DETECTOR_STDOUT_SINK": "1", "DETECTOR_STDOUT_FORMAT": "ocsf-1.5"},
+            "DETECTOR_STDOUT_FORMAT: 'ocsf-1.5' is not an alert format",
+        ),
+        (
+            {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_FORMAT": "ocsf"},
+            "unknown sink setting DETECTOR_SLACK_FORMAT",
+        ),
+        (
+            {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_SINK_FORMAT": "ocsf"},
+            "unknown sink setting DETECTOR_SINK_FORMAT",
+        ),
     ],
 )
 def test_mistakes_name_the_variable_to_fix(environ: dict[str, str], message: str) -> None:
@@ -279,6 +318,10 @@ sinks:
          "url_env names UNSET_VARIABLE, which is not set"),
         ("name: Bad Name\n    type: stdout", "sink name 'Bad Name' must be"),
         ("name: webhook\n    type: stdout", "sink names must be unique: webhook repeated"),
+        ("name: a\n    type: alertmanager\n    url: http://am\n    format: ocsf",
+         "unknown key 'format' for a alertmanager sink"),
+        ("name: a\n    type: stdout\n    format: xml",
+         "sink 'a': format: 'xml' is not an alert format"),
     ],
 )
 def test_sinks_file_mistakes_are_explained(tmp_path: Path, entry: str, message: str) -> None:
