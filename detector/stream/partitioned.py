@@ -50,7 +50,7 @@ from detector.engine.stateful import Stateful
 from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION, Fields
 from detector.events import Record, decode_record
 from detector.metrics import Metrics
-from detector.stream.messages import alert_headers, alert_key
+from detector.stream.messages import Sent
 from detector.stream.tables import (
     Changelog,
     LoggedTable,
@@ -73,13 +73,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """An alert as a Kafka message; `alert` is None when it is sent again from the ledger."""
+class ItemFailure:
+    """A record of a repartition message that could not be evaluated."""
 
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    alert: Alert | None = None
+    index: int  # its position in the message (0 for a message of one record)
+    value: bytes  # the item as JSON
+    event_id: str | None
+    error: BaseException
 
 
 @dataclass(frozen=True)
@@ -362,6 +362,7 @@ class GroupRunner:
         self.idle_timeout = idle_timeout
         self.metrics = metrics
         self._evaluators: dict[int, _Partition] = {}
+        self._failures: list[ItemFailure] = []
         self.swap(group)
 
     def swap(self, group: Group) -> None:
@@ -385,13 +386,18 @@ class GroupRunner:
         tick."""
         message = orjson.loads(payload)
         sent: list[Sent] = []
-        for item in message.get("b", [message]):
+        for index, item in enumerate(message.get("b", [message])):
             try:
                 sent += self._process(partition, offset, item)
-            except Exception:  # a bug on one record must not cost the others their alerts
-                log.exception("stateful evaluation failed in %s[%d]@%d", self.group.name,
-                              partition, offset)
+            except Exception as error:  # a bug on one record must not cost the others
+                self._failures.append(ItemFailure(index, orjson.dumps(item),
+                                                  _event_id(item), error))
         return sent
+
+    def take_failures(self) -> list[ItemFailure]:
+        """The records `process` could not evaluate since the last call."""
+        failures, self._failures = self._failures, []
+        return failures
 
     def _process(self, partition: int, offset: int, message: dict[str, Any]) -> list[Sent]:
         self.changelog.begin()
@@ -470,8 +476,7 @@ class GroupRunner:
             self.changelog.set(partition, own_key("clock", partition), clock.dump())
             evaluator.written = (clock.max_seen, clock.floor)
         self._count(evaluator, counted)
-        sent = [Sent(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
-                for alert in alerts]
+        sent = [Sent.of(alert) for alert in alerts]
         if sent:
             for alert in alerts:
                 self.metrics.alerts.labels(alert.rule_id, alert.level).inc()
@@ -573,6 +578,13 @@ class GroupRunner:
 def _prefix(state_key: str) -> str:
     """`<kind>|<rule id>` of a state key: what its rule's entries share."""
     return "|".join(state_key.split("|", 2)[:2])
+
+
+def _event_id(item: object) -> str | None:
+    """The eventID of a repartitioned record, if it has a readable one."""
+    record = item.get("r") if isinstance(item, dict) else None
+    event_id = record.get("eventID") if isinstance(record, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 def _headers(pairs: list[list[str]]) -> list[tuple[str, bytes]]:

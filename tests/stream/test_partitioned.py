@@ -15,12 +15,12 @@ from detector.events import Limits, decode
 from detector.metrics import Metrics
 from detector.stream import partitioned
 from detector.stream.deadletter import Source
+from detector.stream.messages import Sent
 from detector.stream.partitioned import (
     TICK,
     Forward,
     GroupRunner,
     Outbox,
-    Sent,
     batched,
     plan_groups,
     project,
@@ -136,19 +136,24 @@ def test_records_sent_together_at_a_commit_raise_what_the_engine_raises(
 
 
 def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
-    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
     sent: list[Sent] = []
+    broken_items = []
     for offset, forward in enumerate(forwards):
         batch = orjson.loads(forward.value)
         broken = dict(batch["b"][0], s="no input partition")  # raises in the runner
         broken["r"] = dict(broken["r"], eventID=f"broken-{offset}")
         batch["b"].insert(0, broken)
+        broken_items.append(broken)
         sent += runner.process(forward.partition, offset, orjson.dumps(batch))
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
-    assert "stateful evaluation failed" in caplog.text
+    failures = runner.take_failures()
+    assert [(f.index, orjson.loads(f.value), f.event_id) for f in failures] == [
+        (0, item, item["r"]["eventID"]) for item in broken_items]
+    assert all(isinstance(f.error, ValueError) for f in failures)
+    assert runner.take_failures() == []  # taken once
 
 
 def test_a_runner_reset_by_a_rebalance_drops_the_changes_it_did_not_send(
