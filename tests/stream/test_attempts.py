@@ -10,24 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from detector.stream.attempts import CARRIED, SLOT_BYTES, Attempts
+from detector.stream.attempts import CARRIED, SLOT_BYTES, Attempts, Key
 from detector.stream.config import ConfigError
 
 MESSAGE = ("cloudtrail-events", 3, 1042)
 OTHER = ("detector-repartition-g", 0, 7)
 
 
+def run_dying_on(directory: Path, key: Key) -> None:
+    """A run of the worker that dies while it processes `key`."""
+    attempts = Attempts.open(directory, agents=1)
+    attempts.slot().begin(key)
+    attempts.close()
+
+
 def test_a_message_being_processed_when_the_process_died_counts_as_an_attempt(
     tmp_path: Path,
 ) -> None:
-    first = Attempts.open(tmp_path, agents=2)
-    first.slot().begin(MESSAGE)  # and the process dies here
-    first.close()
-    second = Attempts.open(tmp_path, agents=2)
-    assert second.slot().deaths(MESSAGE) == 1
-    slot = second.slot()
-    slot.begin(MESSAGE)  # attempted again, and dying again
-    second.close()
+    run_dying_on(tmp_path, MESSAGE)
+    restarted = Attempts.open(tmp_path, agents=2)
+    assert restarted.slot().deaths(MESSAGE) == 1
+    restarted.close()
+    run_dying_on(tmp_path, MESSAGE)  # attempted again, and dying again
     assert Attempts.open(tmp_path, agents=2).slot().deaths(MESSAGE) == 2
 
 
@@ -41,9 +45,7 @@ def test_a_message_done_before_the_process_died_is_not_blamed(tmp_path: Path) ->
 
 
 def test_a_message_processed_on_a_later_attempt_is_forgotten(tmp_path: Path) -> None:
-    first = Attempts.open(tmp_path, agents=1)
-    first.slot().begin(MESSAGE)
-    first.close()
+    run_dying_on(tmp_path, MESSAGE)
     second = Attempts.open(tmp_path, agents=1)
     slot = second.slot()
     slot.begin(MESSAGE)
@@ -54,21 +56,14 @@ def test_a_message_processed_on_a_later_attempt_is_forgotten(tmp_path: Path) -> 
 
 
 def test_deaths_are_carried_until_their_message_comes_again(tmp_path: Path) -> None:
-    first = Attempts.open(tmp_path, agents=1)
-    first.slot().begin(MESSAGE)
-    first.close()
-    second = Attempts.open(tmp_path, agents=1)
-    slot = second.slot()
-    slot.begin(OTHER)  # the process dies on another message before MESSAGE comes again
-    second.close()
+    run_dying_on(tmp_path, MESSAGE)
+    run_dying_on(tmp_path, OTHER)  # the process dies on another one before MESSAGE comes again
     assert Attempts.open(tmp_path, agents=1).deaths == {MESSAGE: 1, OTHER: 1}
 
 
 def test_only_the_most_recent_deaths_are_carried(tmp_path: Path) -> None:
     for offset in range(CARRIED + 5):
-        attempts = Attempts.open(tmp_path, agents=1)
-        attempts.slot().begin(("in", 0, offset))
-        attempts.close()
+        run_dying_on(tmp_path, ("in", 0, offset))
     deaths = Attempts.open(tmp_path, agents=1).deaths
     assert sorted(deaths) == [("in", 0, offset) for offset in range(5, CARRIED + 5)]
 
