@@ -383,7 +383,8 @@ class GroupRunner:
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
         """Alerts raised in `partition` by one message of the repartition topic: a record,
         records sent together (a batch), an input partition's progress (a beat) or an idle
-        tick."""
+        tick. A record that fails costs the others nothing: it waits in `take_failures`
+        (the agent dead-letters it)."""
         message = orjson.loads(payload)
         sent: list[Sent] = []
         for index, item in enumerate(message.get("b", [message])):
@@ -405,10 +406,8 @@ class GroupRunner:
         record: Record | None = None
         if "r" in message:
             decoded = decode_record(message["r"])
-            if not isinstance(decoded, Record):
-                log.error("unreadable repartitioned record in %s[%d]: %s", self.group.name,
-                          partition, decoded.message)
-                return []
+            if not isinstance(decoded, Record):  # the input side decoded it: our bug
+                raise ValueError(f"unreadable repartitioned record: {decoded.message}")
             record = decoded
             ledger_key = own_key("sent", partition, event_key(record))
         else:

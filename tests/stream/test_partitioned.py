@@ -156,6 +156,19 @@ def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
     assert runner.take_failures() == []  # taken once
 
 
+def test_a_repartitioned_record_that_does_not_decode_is_a_failure_of_its_item(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
+    forward = forwards[0]
+    batch = orjson.loads(forward.value)
+    batch["b"].insert(1, {"m": [NEW_IP_RULE], "r": {"eventName": "x"}, "s": 0})
+    runner.process(forward.partition, 0, orjson.dumps(batch))
+    [failure] = runner.take_failures()
+    assert failure.index == 1
+    assert "unreadable repartitioned record" in str(failure.error)
+
+
 def test_a_runner_reset_by_a_rebalance_drops_the_changes_it_did_not_send(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
