@@ -301,7 +301,8 @@ def _wire_group(detector: Detector, group: Group, outputs: Outputs) -> faust.Top
 
     runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
                          lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout,
-                         input_partitions=input_partitions)
+                         input_partitions=input_partitions,
+                         max_bytes=detector.processor.max_output_bytes)
     detector.runners[group.name] = runner
     app.before_commit.append(runner.changelog.publish)
 
@@ -312,11 +313,9 @@ def _wire_group(detector: Detector, group: Group, outputs: Outputs) -> faust.Top
             failures = runner.take_failures()
         output = Output(alerts=sent)
         for failure in failures:
-            error = failure.error
             output.dead_letters.append(detector.processor.record_failed(
-                source, failure.value, failure.event_id,
-                [Failure(None, f"{type(error).__name__}: {error}")], index=failure.index,
-                error=error))
+                source, failure.value, failure.event_id, [Failure(None, failure.error)],
+                index=failure.index, reason=failure.reason, error=failure.exception))
         return output
 
     slot = detector.attempts.slot()

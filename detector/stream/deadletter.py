@@ -34,6 +34,7 @@ MAX_INPUT_HEADERS = 32 * 1024  # and so are input headers longer than this in al
 HEADER_OVERHEAD = 10  # bytes a header costs in a Kafka record besides its name and value
 TOO_MANY_BAD_RECORDS = "too_many_bad_records"
 INTERNAL_ERROR = "internal_error"  # our code raised on the record or message
+TOO_LARGE = "too_large"  # also: an alert or forwarded record over `max_output_bytes`
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # the worker died processing it, too many times
 DEAD_LETTER_REASONS = (*REASONS, TOO_MANY_BAD_RECORDS, INTERNAL_ERROR, ATTEMPTS_EXHAUSTED)
 OUR_HEADERS = ("reason", "message", "source-topic", "source-partition", "source-offset",

@@ -27,6 +27,7 @@ from detector.stream.deadletter import (
     ATTEMPTS_EXHAUSTED,
     DEAD_LETTER_REASONS,
     INTERNAL_ERROR,
+    TOO_LARGE,
     DeadLetter,
     Source,
     dead_letter,
@@ -38,7 +39,6 @@ from detector.stream.partitioned import Forward, Group, Router, plan_groups
 from detector.stream.watermark import Progress
 
 log = logging.getLogger(__name__)
-TOO_LARGE = "too_large"  # an alert or forwarded record over `max_output_bytes`
 FAILURE_REASONS = (INTERNAL_ERROR, ATTEMPTS_EXHAUSTED)
 
 

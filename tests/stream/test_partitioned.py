@@ -152,7 +152,8 @@ def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
     failures = runner.take_failures()
     assert [(f.index, orjson.loads(f.value), f.event_id) for f in failures] == [
         (0, item, item["r"]["eventID"]) for item in broken_items]
-    assert all(isinstance(f.error, ValueError) for f in failures)
+    assert all(isinstance(f.exception, ValueError) for f in failures)
+    assert {f.reason for f in failures} == {"internal_error"}
     assert runner.take_failures() == []  # taken once
 
 
@@ -166,7 +167,28 @@ def test_a_repartitioned_record_that_does_not_decode_is_a_failure_of_its_item(
     runner.process(forward.partition, 0, orjson.dumps(batch))
     [failure] = runner.take_failures()
     assert failure.index == 1
-    assert "unreadable repartitioned record" in str(failure.error)
+    assert failure.error.startswith("ValueError: unreadable repartitioned record")
+
+
+def test_an_alert_larger_than_the_worker_sends_is_a_failure_of_its_record_not_sent(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    [group] = processor.groups
+    table = ChangelogDict()
+    runner = GroupRunner(group, table, metrics, partitions=PARTITIONS, lateness=60.0,
+                         idle_timeout=3600.0, input_partitions=lambda: 1, max_bytes=1000)
+    sent: list[Sent] = []
+    for offset, event in enumerate(scenario):
+        for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards:
+            sent += runner.process(forward.partition, offset, forward.value)
+    assert sent == []
+    failures = runner.take_failures()
+    expected = engine_ids(ruleset, scenario, NEW_IP_RULE)
+    assert len(failures) == len(expected) > 0
+    assert all(f.reason == "too_large" and f"rule {NEW_IP_RULE}: its alert is" in f.error
+               for f in failures)
+    assert not [key for key in table if key.startswith("@sent")]  # no ledger entry either
 
 
 def test_a_runner_reset_by_a_rebalance_drops_the_changes_it_did_not_send(
