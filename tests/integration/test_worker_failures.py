@@ -18,6 +18,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.produce import ProduceRequest
 from kafka_broker import KafkaBroker
 
+from detector.events import REASONS
 from detector.stream.app import create_app
 from detector.stream.config import Settings
 from detector.stream.rules import RuleSource
@@ -60,6 +61,10 @@ def test_a_record_our_code_raises_on_is_dead_lettered_and_the_others_alert(
     kafka_broker.create_topic(topic)
     worker = workers(kafka_broker, group=unique("raise"), input_topic=topic, program=FAULTY)
     worker.wait_ready()
+    exported = worker.get("/metrics")[1].decode().splitlines()  # before any message
+    assert 'detector_messages_total{outcome="ok"} 0.0' in exported
+    assert all(f'detector_decode_errors_total{{reason="{reason}"}} 0.0' in exported
+               for reason in REASONS)
     produce(kafka_broker, topic, [
         orjson.dumps(raising),
         orjson.dumps({"Records": [in_a_file, deletion("beside-it")]}),
