@@ -18,6 +18,12 @@ class Sent:
     headers: list[tuple[str, bytes]]
     alert: Alert | None = None
 
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers."""
+        return len(self.key) + len(self.value) + sum(len(name) + len(value)
+                                                     for name, value in self.headers)
+
     @classmethod
     def of(cls, alert: Alert) -> Sent:
         """The message of `alert`, encoded once (for the alerts topic and the ledger)."""

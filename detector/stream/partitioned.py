@@ -509,8 +509,7 @@ class GroupRunner:
         kept: list[Sent] = []
         total = 0
         for item in sent:
-            size = 2 * len(item.key) + len(item.value) + sum(  # the ledger keeps the key as hex
-                len(name) + len(value) for name, value in item.headers)
+            size = item.size + len(item.key)  # the ledger keeps the key as hex
             if total + size > self.max_bytes:
                 rule = item.alert.rule_id if item.alert is not None else "?"
                 self._unsent.append(f"rule {rule}: its alert is {size} bytes, over the "

@@ -212,7 +212,7 @@ class Processor:
             if oversized:
                 output.dead_letters.append(self.record_failed(
                     source, record_json(record), record.event_id, oversized, reason=TOO_LARGE))
-                sent = [item for item in sent if _size(item) <= self.max_output_bytes]
+                sent = [item for item in sent if item.size <= self.max_output_bytes]
                 forwards = []
             observe(time.perf_counter() - started)
             metrics.evaluated.inc()
@@ -233,7 +233,7 @@ class Processor:
         limit = self.max_output_bytes
         failures = [Failure(item.alert.rule_id if item.alert else None,
                             f"its alert is {size} bytes, over the {limit} the worker sends")
-                    for item in sent if (size := _size(item)) > limit]
+                    for item in sent if (size := item.size) > limit]
         failures += [Failure(None, f"its copy for the stateful rules ({forward.group}) is "
                              f"{size} bytes, over the {limit} the worker sends")
                      for forward in forwards
@@ -246,11 +246,6 @@ class Processor:
         output.dead_letters.extend(letters)
 
 
-def _size(sent: Sent) -> int:
-    return len(sent.key) + len(sent.value) + sum(len(name) + len(data)
-                                                 for name, data in sent.headers)
-
-
 def record_json(record: Record) -> bytes:
     """The record as JSON for its dead letter; its identifying fields alone when it cannot be
     written whole (orjson writes 254 levels of nesting, and reads 1,024)."""
@@ -258,7 +253,7 @@ def record_json(record: Record) -> bytes:
         return orjson.dumps(record.data)
     except orjson.JSONEncodeError:
         return orjson.dumps({"eventID": record.event_id, "eventSource": record.event_source,
-                             "eventName": record.event_name, "eventTime": record.event_time,
+                             "eventName": record.event_name, "eventTimeEpoch": record.event_time,
                              "detector": "the record is too deeply nested to be written whole"})
 
 
