@@ -4,20 +4,24 @@
 # Stage 1 builds wheels of the project and of every dependency, resolved against
 # constraints.txt so the image gets the exact versions CI tested. Stage 2 installs only those
 # wheels: no compiler, no pip cache, no source tree in the final image.
+#
+# Both stages use one base (tests/deploy checks they agree), pinned by tag and by the digest of
+# its multi-architecture index, so a rebuild gets the same bytes until someone moves the pin
+# (docs/deploy.md, "Updating the pinned images").
 
-FROM python:3.11.14-slim-bookworm AS builder
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt README.md LICENSE ./
 COPY detector ./detector
 RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint constraints.txt .
 
 
-FROM python:3.11.14-slim-bookworm AS runtime
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS runtime
 
 LABEL org.opencontainers.image.title="cloudtrail-detector" \
       org.opencontainers.image.description="Streaming anomaly detection for AWS CloudTrail events with Sigma rules" \

@@ -3,11 +3,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help venv test lint unit integration demo bench bench-quick clean
+.PHONY: help venv tools test lint unit integration demo bench bench-quick clean
+
+# Tests that start a real server (Kafka broker, Alertmanager, Prometheus) carry a marker
+# (pyproject.toml); `make unit` runs everything else, `make integration` exactly those.
+INTEGRATION_MARKERS := integration or alertmanager or prometheus
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
 help:
 	@echo "make demo    start a local Kafka broker and a worker, replay the Kinesis Video intruder scenario"
 	@echo "make test    install everything the tests need and run lint, type checks and the whole suite"
+	@echo "make unit    the tests that need no server (static deploy checks included)"
+	@echo "make integration  the tests against a real Kafka broker, Alertmanager or Prometheus"
 	@echo "make bench   run the benchmarks and write docs/BENCHMARKS.md"
 
 $(BIN)/detector: pyproject.toml
@@ -18,16 +25,22 @@ $(BIN)/detector: pyproject.toml
 
 venv: $(BIN)/detector
 
+tools:
+	scripts/install-test-tools
+
 lint: venv
 	$(BIN)/ruff check detector
 	$(BIN)/mypy --strict detector
 
-test: venv
-	scripts/install-test-tools
-	$(BIN)/ruff check detector
-	$(BIN)/mypy --strict detector
+unit: venv tools
+	$(PYTEST) -m "not ($(INTEGRATION_MARKERS))"
+
+integration: venv tools
+	$(PYTEST) -m "$(INTEGRATION_MARKERS)"
+
+test: venv tools lint
 	$(BIN)/detector rules test rules/
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(PYTEST)
 
 demo: venv
 	scripts/demo

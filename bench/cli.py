@@ -5,7 +5,7 @@
     python -m bench --quick          tiny inputs (smoke test, under a minute); stream
                                      benchmarks are skipped unless --with-broker is given
     python -m bench --only 1,2       some benchmarks only
-    python -m bench --only 9,10      the memory benchmarks (quick mode runs them only when
+    python -m bench --only 10,11     the memory benchmarks (quick mode runs them only when
                                      named by --only)
 """
 
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, machine, memory, stream
+from bench import engine, machine, memory, patterns, stream
 from bench.report import (
     FAILED,
     Result,
@@ -52,11 +52,11 @@ def _parser() -> argparse.ArgumentParser:
                              "(default docs/BENCHMARKS.md, and none in --quick mode)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch any Markdown file")
     parser.add_argument("--only", default="", metavar="N,N",
-                        help="comma-separated benchmark numbers (1-10) to run")
+                        help="comma-separated benchmark numbers (1-11) to run")
     return parser
 
 
-MEMORY = (9, 10)  # benchmark numbers quick mode runs only when --only names them
+MEMORY = (10, 11)  # benchmark numbers quick mode runs only when --only names them
 
 
 def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
@@ -72,11 +72,16 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
         return lambda work: stream.run(function, stream.Context(stream_sizes, work),
                                        enabled=run_stream)
 
+    def patterns_bench(work: Path) -> Result:
+        return patterns.hostile_patterns(
+            patterns.Context(patterns.QUICK if quick else patterns.FULL, work))
+
     def memory_bench(function: Callable[[memory.Context], Result]) -> Benchmark:
         return lambda work: function(memory.Context(memory_sizes, work))
 
     return ([engine_bench(function) for function in engine.BENCHMARKS]
             + [stream_bench(function) for function in stream.BENCHMARKS]
+            + [patterns_bench]
             + [memory_bench(function) for function in memory.BENCHMARKS])
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks 9-10: peak memory (RSS) of the worst messages the decoding limits let through,
+"""Benchmarks 10-11: peak memory (RSS) of the worst messages the decoding limits let through,
 and of `detector scan` over a gigabyte.
 
 Each measurement is a fresh process, so one peak does not hide another: `python -m
@@ -90,7 +90,7 @@ def _cases(sizes: Sizes) -> dict[str, bytes]:
 
 
 def message_memory(ctx: Context) -> Result:
-    result = new_result(9)
+    result = new_result(10)
     limits = ctx.sizes.limits
     peaks: dict[str, float] = {}
     for number, (case, payload) in enumerate(_cases(ctx.sizes).items()):
@@ -117,7 +117,7 @@ def message_memory(ctx: Context) -> Result:
 
 
 def scan_memory(ctx: Context) -> Result:
-    result = new_result(10)
+    result = new_result(11)
     large = ctx.sizes.scan_bytes
     small_file = ctx.work / "small.jsonl"
     block = ctx.sizes.block

@@ -125,7 +125,7 @@ class Limits:
     each), so the byte caps bound a message's memory whatever it holds; `max_records` bounds
     the work and output of its records (a 1 MiB gzip can hold 1.5 million tiny ones). With
     these defaults a worker's peak stays under half of its 1 GiB pod limit (measured in
-    docs/BENCHMARKS.md, benchmark 9).
+    docs/BENCHMARKS.md, benchmark 10).
     """
 
     max_message_bytes: int = 8 * _MIB

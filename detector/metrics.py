@@ -2,11 +2,22 @@
 
 Labels are bounded: input formats, decode reasons, rule ids and levels, sink names, topic
 partitions. Never a principal, an IP or an event id.
+
+The label sets known beforehand start at 0 (`zero`): a series that appears only with its first
+increment is invisible to `rate()` and `increase()` at that increment, and absent altogether
+from a worker that never processed a message (what `DetectorNotConsuming` looks for).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detector.events import REASONS
+
+OUTCOMES = ("ok", "partial", "rejected")  # of an input message
+RELOAD_RESULTS = ("success", "failure")
 
 
 class Metrics:
@@ -93,6 +104,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.processing_failures = Counter(
+            "detector_processing_failures_total",
+            "Records or messages the worker could not process, by reason (internal_error, "
+            "attempts_exhausted) and rule (empty when not known).",
+            ["reason", "rule_id"],
+            registry=registry,
+        )
         self.sink_sent = Counter(
             "detector_sink_deliveries_total",
             "Alerts delivered by each sink.",
@@ -117,3 +135,12 @@ class Metrics:
             ["sink"],
             registry=registry,
         )
+        zero(self.messages, OUTCOMES)
+        zero(self.decode_errors, REASONS)
+        zero(self.reloads, RELOAD_RESULTS)
+
+
+def zero(counter: Counter, label_sets: Iterable[str | Sequence[str]]) -> None:
+    """Export `counter` at 0 for each of `label_sets` (a value, or the values of its labels)."""
+    for labels in label_sets:
+        counter.labels(*([labels] if isinstance(labels, str) else labels))

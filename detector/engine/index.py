@@ -20,7 +20,8 @@ from sigma.conditions import (
 )
 from sigma.types import SigmaString
 
-from detector.engine.matching import Predicate, compile_condition, literal_text
+from detector.engine.matching import Predicate, compile_condition
+from detector.engine.patterns import literal_text
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ running their previous rules when a reload fails.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,15 @@ from typing import Any
 import yaml
 from sigma.conditions import ConditionOR
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
+from sigma.exceptions import SigmaError, SigmaRegularExpressionError
+from sigma.policy import SigmaPolicy
 from sigma.rule import SigmaRule
 
 from detector.durations import parse_duration
 from detector.engine.index import IndexKey
 from detector.engine.lists import load_lists
 from detector.engine.matching import Unsupported, compile_condition
+from detector.engine.patterns import PatternError, SigmaRegexValidator, compile_regex
 from detector.engine.rule import (
     Correlation,
     FirstSeen,
@@ -37,12 +39,14 @@ from detector.engine.rule import (
     Threshold,
 )
 from detector.engine.template import Template
+from detector.engine.yamlfiles import LimitError, documents, read_text
 
 RULE_SUFFIXES = (".yml", ".yaml")
 LISTS_DIRECTORY = "lists"
 CORRELATION_TYPES = ("event_count", "value_count", "temporal", "temporal_ordered")
 _EXTENSION_KEYS = {"enabled", "output", "suppress", "first_seen", "tests"}
 _BOUNDS = ("gt", "gte", "lt", "lte", "eq", "neq")
+_SIGMA_POLICY = SigmaPolicy(regex_engine=SigmaRegexValidator())
 
 
 @dataclass
@@ -75,6 +79,8 @@ def load_rules(
     enable: Iterable[str] = (),
 ) -> LoadResult:
     """Load every rule under `paths`, with lists from `list_paths` and `lists/` folders."""
+    missing = [LoadError(Location(str(path), 0), "(path)", "no such file or directory")
+               for path in (*paths, *list_paths) if not path.exists()]
     rule_files, list_files = find_files(paths)
     extra_rules, extra_lists = find_files(list_paths)
     # The same folder may arrive both as rules/lists and as --lists: read each file once.
@@ -85,7 +91,7 @@ def load_rules(
     for path in rule_files:
         loader.load_file(path)
     ruleset = loader.finish()
-    errors = sorted(list_errors + loader.errors, key=_error_order)
+    errors = sorted(missing + list_errors + loader.errors, key=_error_order)
     return LoadResult(ruleset, errors, len(rule_files))
 
 
@@ -115,6 +121,27 @@ class _Document:
                 break
         return line
 
+    def detection_items(self) -> Iterator[tuple[str, yaml.Node]]:
+        """Every `field|modifiers: value` under `detection:`, as written, in file order."""
+        stack: list[yaml.Node] = [value for key, value in self.node.value
+                                  if key.value == "detection"]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, yaml.MappingNode):
+                for key, value in reversed(node.value):
+                    if isinstance(key, yaml.ScalarNode) and key.value != "condition":
+                        yield str(key.value), value
+                    stack.append(value)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(reversed(node.value))
+
+    def field_line(self, field_name: str) -> int:
+        """Line of the first detection item on `field_name`, else of `detection:`."""
+        for key, value in self.detection_items():
+            if key.split("|")[0] == field_name:
+                return value.start_mark.line + 1
+        return self.line("detection")
+
 
 class _Loader:
     def __init__(self, lists: dict[str, tuple[str, ...]], enable: frozenset[str]) -> None:
@@ -131,23 +158,18 @@ class _Loader:
 
     def load_file(self, path: Path) -> None:
         try:
-            text = path.read_text(encoding="utf-8")
-            loader = yaml.SafeLoader(text)
-            try:
-                while loader.check_node():
-                    node = loader.get_node()
-                    if node is None:
-                        continue
-                    data = loader.construct_document(node)
-                    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-                        self.errors.append(LoadError(
-                            Location(str(path), node.start_mark.line + 1), "(document)",
-                            "a rule is a YAML mapping with title, id, logsource and detection",
-                        ))
-                        continue
-                    self.load_document(_Document(data, node, path))
-            finally:
-                loader.dispose()
+            for node, data in documents(read_text(path)):
+                if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+                    self.errors.append(LoadError(
+                        Location(str(path), node.start_mark.line + 1), "(document)",
+                        "a rule is a YAML mapping with title, id, logsource and detection",
+                    ))
+                    continue
+                self.load_document(_Document(data, node, path))
+        except LimitError as error:
+            line = error.problem_mark.line + 1 if error.problem_mark is not None else 0
+            self.errors.append(LoadError(Location(str(path), line), "(file)",
+                                         f"rule file refused: {error.problem}"))
         except (OSError, UnicodeDecodeError) as error:
             self.errors.append(LoadError(Location(str(path), 1), "(file)",
                                          f"cannot read rule file: {error}"))
@@ -175,13 +197,16 @@ class _Loader:
 
     def load_rule(self, doc: _Document, label: str, extension: dict[str, Any]) -> None:
         try:
-            sigma_rule = SigmaRule.from_dict(doc.data, collect_errors=True)
+            sigma_rule = SigmaRule.from_dict(doc.data, collect_errors=True, policy=_SIGMA_POLICY)
         except SigmaError as error:
             self.fail(doc, label, f"not a valid Sigma rule: {error}", "detection")
             return
         if sigma_rule.errors:
+            located = any(isinstance(problem, SigmaRegularExpressionError)
+                          for problem in sigma_rule.errors) and self.refused_regexes(doc, label)
             for problem in sigma_rule.errors:
-                self.fail(doc, label, f"not a valid Sigma rule: {problem}", "detection")
+                if not (located and isinstance(problem, SigmaRegularExpressionError)):
+                    self.fail(doc, label, f"not a valid Sigma rule: {problem}", "detection")
             return
         logsource = sigma_rule.logsource
         if (logsource.product or "").lower() != "aws" or (logsource.service or "").lower() != (
@@ -197,13 +222,38 @@ class _Loader:
             conditions = [condition.parsed for condition in sigma_rule.detection.parsed_condition]
             tree = conditions[0] if len(conditions) == 1 else ConditionOR(conditions)
             predicate = compile_condition(tree, self.lists)
-        except (SigmaError, Unsupported) as error:
+        except SigmaError as error:
             self.fail(doc, label, f"unsupported detection: {error}", "detection")
+            return
+        except Unsupported as error:
+            where = doc.field_line(error.field) if error.field else doc.line("detection")
+            about = f"{error.field}: " if error.field else ""
+            self.errors.append(LoadError(Location(str(doc.path), where), label,
+                                         f"unsupported detection: {about}{error}"))
             return
         failures = len(self.errors)
         first_seen = self.first_seen(doc, label, extension.get("first_seen"))
         if len(self.errors) == failures:
             self.rules.append(Rule(meta, predicate, IndexKey.of(tree, self.lists), first_seen))
+
+    def refused_regexes(self, doc: _Document, label: str) -> bool:
+        """Report each `|re` value RE2 refuses at its own line; False if none is found."""
+        found = False
+        for key, node in doc.detection_items():
+            if "re" not in key.split("|")[1:]:
+                continue
+            values = node.value if isinstance(node, yaml.SequenceNode) else [node]
+            for value in values:
+                if not isinstance(value, yaml.ScalarNode):
+                    continue
+                try:
+                    compile_regex(str(value.value))
+                except PatternError as error:
+                    found = True
+                    self.errors.append(LoadError(
+                        Location(str(doc.path), value.start_mark.line + 1), label,
+                        f"{key}: {error}; see docs/rules.md#regular-expressions"))
+        return found
 
     def load_correlation(self, doc: _Document, label: str, extension: dict[str, Any]) -> None:
         spec = doc.data.get("correlation")

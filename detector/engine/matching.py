@@ -1,17 +1,17 @@
 """Compile pySigma's condition tree into plain Python predicates over a record dict.
 
 pySigma parses the rule and applies the modifiers; what reaches us is a tree of AND/OR/NOT
-over (field, typed value) leaves. Each leaf becomes a closure; OR-ed plain equalities on one
-field become one set lookup. Anything we cannot evaluate faithfully raises Unsupported, which
-the loader reports against the rule: a rule is never silently mis-evaluated.
+over (field, typed value) leaves. Each leaf becomes a closure; the Sigma strings OR-ed on one
+field (or as keywords) become one text test (patterns.py), however many there are. Anything
+we cannot evaluate faithfully raises Unsupported, which the loader reports against the rule:
+a rule is never silently mis-evaluated.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeGuard
 
 from sigma.conditions import (
     ConditionAND,
@@ -33,27 +33,25 @@ from sigma.types import (
     SigmaNull,
     SigmaNumber,
     SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
     SigmaString,
     SigmaTimestampPart,
     SpecialChars,
 )
 
 from detector.engine.fields import MISSING, Many, as_text, exists, getter, is_null, scalars
+from detector.engine.lists import Network, network
+from detector.engine.patterns import PatternError, TextTest, regex_test, strings_test
 
 Predicate = Callable[[dict[str, Any]], bool]
-TextTest = Callable[[str], bool]
 ValueTest = Callable[[Any], bool]
-
-_REGEX_FLAGS = {
-    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
-}
 
 
 class Unsupported(Exception):
     """A rule uses something this engine cannot evaluate faithfully."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # the detection field it is about, when there is one
 
 
 def compile_condition(node: Any, lists: Mapping[str, Sequence[str]]) -> Predicate:
@@ -80,19 +78,31 @@ class _Compiler:
         raise Unsupported(f"condition element {type(node).__name__} is not supported")
 
     def _or_children(self, args: Sequence[Any]) -> list[Predicate]:
-        """OR-ed plain equalities on one field collapse into a single set lookup."""
-        by_field: dict[str, set[str]] = {}
+        """The Sigma strings OR-ed on one field, and OR-ed keywords, become one text test."""
+        by_field: dict[tuple[str, bool], list[SigmaString]] = {}
+        keywords: list[SigmaString] = []
         rest: list[Any] = []
         for arg in args:
-            literal = _plain_literal(arg)
-            if literal is None:
-                rest.append(arg)
+            if isinstance(arg, ConditionFieldEqualsValueExpression) and _is_pattern(arg.value):
+                cased = isinstance(arg.value, SigmaCasedString)
+                by_field.setdefault((arg.field, cased), []).append(arg.value)
+            elif isinstance(arg, ConditionValueExpression) and _is_keyword(arg.value):
+                keywords.append(_anywhere(arg.value))
             else:
-                by_field.setdefault(arg.field, set()).add(literal)
+                rest.append(arg)
         predicates = [self.node(arg) for arg in rest]
-        for field, literals in by_field.items():
-            predicates.append(_field_predicate(field, _in_set(frozenset(literals))))
+        for (field, cased), values in by_field.items():
+            predicates.append(_field_predicate(field, self.strings(values, cased, field)))
+        if keywords:
+            predicates.append(_in_any_scalar(self.strings(keywords, False, None)))
         return predicates
+
+    def strings(self, values: Iterable[SigmaString], cased: bool, field: str | None
+                ) -> ValueTest:
+        try:
+            return _text_value(strings_test(values, cased=cased))
+        except PatternError as error:
+            raise Unsupported(str(error), field) from None
 
     def field_leaf(self, field: str, value: Any) -> Predicate:
         if isinstance(value, SigmaNull):
@@ -105,30 +115,33 @@ class _Compiler:
             return lambda data: not exists(read(data))
         if isinstance(value, SigmaFieldReference):
             return _field_reference(field, value)
-        return _field_predicate(field, self.value_test(value))
+        try:
+            return _field_predicate(field, self.value_test(value))
+        except Unsupported as error:
+            raise Unsupported(str(error), error.field or field) from None
 
     def keyword_leaf(self, value: Any) -> Predicate:
         """A value without a field (Sigma keywords) is searched in every scalar of the record:
         a plain keyword matches as a substring, as full-text search does in SIEM backends."""
-        if type(value) is SigmaString and not value.contains_placeholder():
-            star = SpecialChars.WILDCARD_MULTI
-            anywhere = value if value.startswith(star) else star + value
-            anywhere = anywhere if anywhere.endswith(star) else anywhere + star
-            test: ValueTest = _text_value(_string_test(anywhere, cased=False))
-        else:
-            test = self.value_test(value)
-        return lambda data: any(test(scalar) for scalar in scalars(data))
+        if _is_keyword(value):
+            return _in_any_scalar(self.strings([_anywhere(value)], False, None))
+        return _in_any_scalar(self.value_test(value))
 
     def value_test(self, value: Any) -> ValueTest:
         if isinstance(value, SigmaExpansion):
-            tests = [self.value_test(inner) for inner in value.values]
+            patterns: list[SigmaString] = [inner for inner in value.values
+                                           if _is_pattern(inner)]
+            tests = [self.value_test(inner) for inner in value.values if not _is_pattern(inner)]
+            for cased in (False, True):
+                group = [inner for inner in patterns
+                         if isinstance(inner, SigmaCasedString) is cased]
+                if group:
+                    tests.append(self.strings(group, cased, None))
             return lambda candidate: any(test(candidate) for test in tests)
         if isinstance(value, SigmaString) and value.contains_placeholder():
             return self.placeholder_test(value, cased=isinstance(value, SigmaCasedString))
-        if isinstance(value, SigmaCasedString):
-            return _text_value(_string_test(value, cased=True))
         if isinstance(value, SigmaString):
-            return _text_value(_string_test(value, cased=False))
+            return self.strings([value], isinstance(value, SigmaCasedString), None)
         if isinstance(value, SigmaTimestampPart):
             raise Unsupported("timestamp-part modifiers (minute, hour, day, ...) are not supported")
         if isinstance(value, SigmaBool):
@@ -138,11 +151,10 @@ class _Compiler:
         if isinstance(value, SigmaCompareExpression):
             return _compare_test(value)
         if isinstance(value, SigmaRegularExpression):
-            flags = 0
-            for flag in value.flags:
-                flags |= _REGEX_FLAGS[flag]
-            pattern = re.compile(value.regexp.to_plain(), flags)
-            return _text_value(lambda text: pattern.search(text) is not None)
+            try:
+                return _text_value(regex_test(value.regexp.to_plain(), value.flags))
+            except PatternError as error:
+                raise Unsupported(f"{error}; see docs/rules.md#regular-expressions") from None
         if isinstance(value, SigmaCIDRExpression):
             return _text_value(_cidr_test([value.network]))
         raise Unsupported(
@@ -164,46 +176,39 @@ class _Compiler:
                 f"list %{name}% is not defined (add it to a file in the lists directory; "
                 f"known lists: {known})"
             )
-        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        literals: set[str] = set()
-        patterns: list[TextTest] = []
+        networks: list[Network] = []
+        strings: list[SigmaString] = []
         for entry in self.lists[name]:
-            network = _as_network(entry)
-            if network is not None:
-                networks.append(network)
-                continue
-            pattern = SigmaString(entry)
-            if pattern.contains_special():
-                patterns.append(_string_test(pattern, cased=cased))
+            address_range = network(entry)  # entries were validated when the list loaded
+            if address_range is None:
+                strings.append(SigmaString(entry))
             else:
-                literal = literal_text(pattern)
-                literals.add(literal if cased else literal.lower())
-        tests: list[TextTest] = []
-        if literals:
-            frozen = frozenset(literals)
-            if cased:
-                tests.append(lambda text: text in frozen)
-            else:
-                tests.append(lambda text: text.lower() in frozen)
+                networks.append(address_range)
+        tests: list[ValueTest] = []
+        if strings:
+            tests.append(self.strings(strings, cased, None))
         if networks:
-            tests.append(_cidr_test(networks))
-        tests.extend(patterns)
-        return _text_value(lambda text: any(test(text) for test in tests))
+            tests.append(_text_value(_cidr_test(networks)))
+        return lambda candidate: any(test(candidate) for test in tests)
 
 
-def _plain_literal(node: Any) -> str | None:
-    """The lower-cased literal of a case-insensitive, wildcard-free equality leaf, else None."""
-    if not isinstance(node, ConditionFieldEqualsValueExpression):
-        return None
-    value = node.value
-    if type(value) is not SigmaString or value.contains_special() or value.contains_placeholder():
-        return None
-    return literal_text(value).lower()
+def _is_pattern(value: Any) -> TypeGuard[SigmaString]:
+    """A Sigma string (cased or not) that patterns.py can test: no list placeholder."""
+    return isinstance(value, SigmaString) and not value.contains_placeholder()
 
 
-def literal_text(value: SigmaString) -> str:
-    """The text of a wildcard-free Sigma string, escapes removed (to_plain keeps them)."""
-    return "".join(part for part in value.s if isinstance(part, str))
+def _is_keyword(value: Any) -> TypeGuard[SigmaString]:
+    return type(value) is SigmaString and not value.contains_placeholder()
+
+
+def _anywhere(value: SigmaString) -> SigmaString:
+    star = SpecialChars.WILDCARD_MULTI
+    anywhere = value if value.startswith(star) else star + value
+    return anywhere if anywhere.endswith(star) else anywhere + star
+
+
+def _in_any_scalar(test: ValueTest) -> Predicate:
+    return lambda data: any(test(scalar) for scalar in scalars(data))
 
 
 def _field_predicate(field: str, test: ValueTest) -> Predicate:
@@ -222,14 +227,6 @@ def _field_predicate(field: str, test: ValueTest) -> Predicate:
     return predicate
 
 
-def _in_set(literals: frozenset[str]) -> ValueTest:
-    def test(value: Any) -> bool:
-        text = value if type(value) is str else as_text(value)
-        return text is not None and text.lower() in literals
-
-    return test
-
-
 def _text_value(test: TextTest) -> ValueTest:
     def on_value(value: Any) -> bool:
         if type(value) is str:
@@ -238,38 +235,6 @@ def _text_value(test: TextTest) -> ValueTest:
         return text is not None and test(text)
 
     return on_value
-
-
-def _string_test(value: SigmaString, *, cased: bool) -> TextTest:
-    """Equality with Sigma wildcards; prefix/suffix/infix forms avoid regexes."""
-    parts = list(value.s)
-    star = SpecialChars.WILDCARD_MULTI
-    plain_inside = all(isinstance(part, str) for part in parts[1:-1]) if len(parts) > 2 else True
-    texts = [part for part in parts if isinstance(part, str)]
-    fold: Callable[[str], str] = (lambda text: text) if cased else str.lower
-    if not value.contains_special():
-        literal = fold(literal_text(value))
-        return lambda text: fold(text) == literal
-    if len(texts) == 1 and plain_inside and SpecialChars.WILDCARD_SINGLE not in parts:
-        literal = fold(texts[0])
-        starts, ends = parts[0] == star, parts[-1] == star
-        if starts and ends and len(parts) == 3:
-            return lambda text: literal in fold(text)
-        if starts and len(parts) == 2:
-            return lambda text: fold(text).endswith(literal)
-        if ends and len(parts) == 2:
-            return lambda text: fold(text).startswith(literal)
-    if all(part == star for part in parts):
-        return lambda text: True
-    regex = re.compile(
-        "".join(
-            ".*" if part == star else "." if part == SpecialChars.WILDCARD_SINGLE
-            else re.escape(part) if isinstance(part, str) else ""
-            for part in parts
-        ),
-        re.DOTALL | (0 if cased else re.IGNORECASE),
-    )
-    return lambda text: regex.fullmatch(text) is not None
 
 
 def _bool_test(expected: bool) -> ValueTest:
@@ -283,16 +248,22 @@ def _bool_test(expected: bool) -> ValueTest:
     return test
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
-
-
 def _number(value: Any) -> float | None:
     """A number, or text that is exactly a decimal number (not `inf`, `nan`, `1_000`)."""
     if type(value) is int or type(value) is float:
         return float(value)
-    if type(value) is str and _NUMBER.fullmatch(value):
+    if type(value) is str and _is_decimal(value):
         return float(value)
     return None
+
+
+def _is_decimal(text: str) -> bool:
+    """`-?D+(.D+)?([eE][+-]?D+)?` with D a decimal digit, checked without a regex."""
+    mantissa, marker, exponent = text.removeprefix("-").replace("E", "e").partition("e")
+    if marker and not exponent[exponent[:1] in ("+", "-"):].isdecimal():
+        return False
+    whole, dot, fraction = mantissa.partition(".")
+    return whole.isdecimal() and (not dot or fraction.isdecimal())
 
 
 def _number_equals(expected: float) -> ValueTest:
@@ -320,24 +291,25 @@ def _compare_test(expression: SigmaCompareExpression) -> ValueTest:
     return test
 
 
-def _as_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    if "/" not in entry:
-        return None
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return None
-
-
-def _cidr_test(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> TextTest:
-    """Invalid addresses (real feeds carry them) simply do not match."""
+def _cidr_test(networks: Sequence[Network]) -> TextTest:
+    """One set lookup per distinct prefix length, however many networks a list holds.
+    Invalid addresses (real feeds carry them) simply do not match."""
+    prefixes: dict[tuple[int, int], set[int]] = {}
+    for item in networks:
+        shift = item.max_prefixlen - item.prefixlen
+        prefixes.setdefault((item.version, shift), set()).add(
+            int(item.network_address) >> shift)
+    groups = tuple((version, shift, frozenset(numbers))
+                   for (version, shift), numbers in prefixes.items())
 
     def test(text: str) -> bool:
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
             return False
-        return any(address in network for network in networks)
+        number, version = int(address), address.version
+        return any(version == kind and number >> shift in known
+                   for kind, shift, known in groups)
 
     return test
 

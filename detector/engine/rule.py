@@ -4,20 +4,22 @@ parse and what the evaluator runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detector.engine.index import IndexKey
-from detector.engine.matching import Predicate
 from detector.engine.template import Template
+
+if TYPE_CHECKING:  # the model is imported by what builds it (lists, loader): no cycle
+    from detector.engine.index import IndexKey
+    from detector.engine.matching import Predicate
 
 
 @dataclass(frozen=True, slots=True)
 class Location:
     path: str
-    line: int
+    line: int  # 0: the file (or path) as a whole
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ How the stream worker wires it (all on the worker's event loop)::
 An empty SinkSet (nothing configured) is valid and does nothing. `SinkSet` is also an async
 context manager (start on enter, close on exit).
 
+The document the webhook and stdout sinks write (and the worker writes to the alerts topic) is
+`encode_alert(alert, alert_format)`: `native` or `ocsf` (`formats`, docs/sinks.md).
+
 Each sink owns a bounded queue and a consumer task, so a slow or dead receiver only fills
 its own queue; overflow is dropped and counted (`detector_sink_dropped_total{sink}`).
 Configuration and every setting: docs/sinks.md.
@@ -28,6 +31,7 @@ Configuration and every setting: docs/sinks.md.
 from detector.sinks.alertmanager import AlertmanagerConfig, AlertmanagerSink
 from detector.sinks.base import HttpSinkConfig, RetryPolicy, Sink, SinkConfig, SinkSet
 from detector.sinks.config import SinkConfigError, build_sink, load_sinks, sink_configs
+from detector.sinks.formats import ALERT_FORMATS, AlertFormat, alert_format, encode_alert
 from detector.sinks.routing import Route
 from detector.sinks.secret import Secret
 from detector.sinks.slack import SlackConfig, SlackSink
@@ -35,6 +39,8 @@ from detector.sinks.stdout import StdoutConfig, StdoutSink
 from detector.sinks.webhook import WebhookConfig, WebhookSink, verify_signature
 
 __all__ = [
+    "ALERT_FORMATS",
+    "AlertFormat",
     "AlertmanagerConfig",
     "AlertmanagerSink",
     "HttpSinkConfig",
@@ -51,7 +57,9 @@ __all__ = [
     "StdoutSink",
     "WebhookConfig",
     "WebhookSink",
+    "alert_format",
     "build_sink",
+    "encode_alert",
     "load_sinks",
     "sink_configs",
     "verify_signature",

@@ -3,13 +3,17 @@
 Mapping (documented in docs/sinks.md):
 - labels: `alertname` (the rule title in CamelCase, e.g. `KinesisVideoStreamDeleted`, so
   notifications read well; the rule id when the title has no letters or digits),
-  `severity` (the Sigma level), `rule_id` (stable: silence on this, titles get edited),
-  `kind`, and from the triggering event `account_id`, `region`, `event_source` when they look
-  like what AWS writes; `alert_id` unless turned off, so two detections of one rule stay two
-  alerts (without it Alertmanager merges them by label set and shows only the last one's
-  principal) while a redelivered alert, same id, stays one.
+  `severity` (the Sigma level), `category: detection` (what Alertmanager routes on, as it
+  does for the detector's own health alerts from Prometheus: see
+  deploy/prometheus/alertmanager-example.yml), `rule_id` (stable: silence on this, titles
+  get edited), `kind`, and from the triggering event `account_id`, `region`, `event_source`
+  when they look like what AWS writes; `alert_id` unless turned off, so two detections of
+  one rule stay two alerts (without it Alertmanager merges them by label set and shows only
+  the last one's principal) while a redelivered alert, same id, stays one.
 - annotations: summary (the alert text), description, alert_id, rule_title, tags, principal,
-  source_ip, event_name, event_time, detected_at.
+  source_ip, event_name, event_time, detected_at; control characters and bidi overrides
+  written as escapes (`detector.sinks.text.visible`), since receivers' templates put them
+  into mails, pages and chat messages as they are.
 - startsAt: the event time. endsAt: send time + `resolve_timeout` (default 1h), so alerts
   resolve on their own: a detection is an event, nobody will send a "resolved".
 - generatorURL: the configured template (`{alert_id}` and `{rule_id}` are substituted), else a
@@ -29,6 +33,7 @@ from detector.alerts import Alert, EventSummary
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
 from detector.sinks.console import cloudtrail_event_url
+from detector.sinks.text import visible
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _ACCOUNT = re.compile(r"[0-9]{12}")
@@ -36,6 +41,7 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 _EVENT_SOURCE = re.compile(r"[a-z0-9.-]{1,100}\.amazonaws\.com")
 _MAX_ANNOTATION = 2048
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+CATEGORY = "detection"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +82,7 @@ def alertmanager_alert(alert: Alert, config: AlertmanagerConfig, now: datetime) 
     labels = {
         "alertname": alert_name(alert),
         "severity": alert.level,
+        "category": CATEGORY,
         "rule_id": alert.rule_id,
         "kind": alert.kind,
     }
@@ -105,7 +112,7 @@ def alertmanager_alert(alert: Alert, config: AlertmanagerConfig, now: datetime) 
     body: dict[str, Any] = {
         "labels": labels,
         "annotations": {
-            key: value[:_MAX_ANNOTATION] for key, value in annotations.items() if value
+            key: visible(value)[:_MAX_ANNOTATION] for key, value in annotations.items() if value
         },
         "startsAt": starts.strftime(_TIME_FORMAT),
         "endsAt": (max(now, starts) + timedelta(seconds=config.resolve_timeout)).strftime(

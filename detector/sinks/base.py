@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import re
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,12 +31,13 @@ from yarl import URL
 from detector import __version__
 from detector.alerts import Alert
 from detector.metrics import Metrics
+from detector.ocsf import PRODUCT_NAME
 from detector.sinks.routing import Route
 from detector.sinks.secret import Secret, redact_url
 
 log = logging.getLogger("detector.sinks")
 
-USER_AGENT = f"cloudtrail-detector/{__version__}"
+USER_AGENT = f"{PRODUCT_NAME}/{__version__}"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _DROP_LOG_INTERVAL = 10.0
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -226,11 +228,27 @@ class Sink(ABC):
 class HttpSinkConfig(SinkConfig):
     """An HTTP receiver. `token` goes into `auth_header`: `Authorization: Bearer <token>`
     (or the token as is when it already names a scheme, e.g. `Basic ...`), or the bare token
-    in any other named header."""
+    in any other named header.
+
+    `proxy` (a URL, credentials allowed) carries every request; without it the standard
+    HTTPS_PROXY, HTTP_PROXY and NO_PROXY variables apply. `ca_file` (PEM) replaces the system
+    CAs for verifying the receiver, for receivers whose certificates a private CA signed.
+    """
 
     url: Secret
     token: Secret | None = None
     auth_header: str = "Authorization"
+    proxy: Secret | None = None
+    ca_file: str | None = None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    """How receivers' certificates are verified: against `ca_file` alone when it is set,
+    against the system CAs otherwise (True is aiohttp's default verification). Raises OSError
+    (ssl.SSLError for a file that holds no PEM certificate)."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=ca_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +293,10 @@ class HttpSink(Sink):
     async def start(self) -> None:
         """Open the HTTP session (it needs the running loop), then start consuming."""
         if self._session is None and not self._closed:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=tls_context(self.config.ca_file)),
+                trust_env=True,
+            )
         await super().start()
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -326,6 +347,7 @@ class HttpSink(Sink):
                 headers=self._headers(batch, body),
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                proxy=self.config.proxy.reveal() if self.config.proxy else None,
             ) as response:
                 await response.read()
                 return classify(response.status, response.headers)

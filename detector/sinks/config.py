@@ -19,7 +19,8 @@ import yaml
 
 from detector.metrics import Metrics
 from detector.sinks.alertmanager import AlertmanagerConfig, AlertmanagerSink
-from detector.sinks.base import RetryPolicy, Sink, SinkConfig, SinkSet
+from detector.sinks.base import RetryPolicy, Sink, SinkConfig, SinkSet, tls_context
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, alert_format
 from detector.sinks.routing import Route, parse_patterns
 from detector.sinks.secret import Secret
 from detector.sinks.slack import SlackConfig, SlackSink
@@ -48,20 +49,28 @@ _COMMON_KEYS = (
     "max_retry_after",
     "queue_size",
 )
+# For HTTP sinks only, falling back to DETECTOR_SINK_<KEY> and the sinks file's defaults.
+_HTTP_COMMON_KEYS = ("ca_file",)
 _SECRET_KEYS = {
-    "webhook": ("url", "token", "secret"),
-    "slack": ("url",),
-    "alertmanager": ("url", "token"),
+    "webhook": ("url", "token", "secret", "proxy"),
+    "slack": ("url", "proxy"),
+    "alertmanager": ("url", "token", "proxy"),
     "stdout": (),
 }
 _PLAIN_KEYS = {
-    "webhook": ("auth_header",),
+    "webhook": ("auth_header", "format"),
     "slack": (),
     "alertmanager": ("auth_header", "resolve_timeout", "generator_url", "alert_id_label"),
-    "stdout": (),
+    "stdout": ("format",),
 }
 # Values that may be written inline in the sinks file although they can also be secrets.
-_INLINE_ALLOWED = {("webhook", "url"), ("alertmanager", "url")}
+_INLINE_ALLOWED = {
+    ("webhook", "url"), ("alertmanager", "url"),
+    ("webhook", "proxy"), ("slack", "proxy"), ("alertmanager", "proxy"),
+}
+# A proxy URL may carry credentials: like a secret it comes from a variable or a file, and
+# DETECTOR_SINK_PROXY (or _FILE) is the fallback for every HTTP sink.
+_DEFAULT_PROXY = f"{DEFAULTS_PREFIX}_PROXY"
 _N = TypeVar("_N", int, float)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -109,21 +118,34 @@ def sink_configs(environ: Mapping[str, str] | None = None) -> list[SinkConfig]:
     return configs
 
 
-def _known_variables() -> frozenset[str]:
-    names = {SINKS_FILE_VARIABLE, "DETECTOR_STDOUT_SINK"}
-    names.update(f"{DEFAULTS_PREFIX}_{key.upper()}" for key in _COMMON_KEYS)
+def known_variables() -> frozenset[str]:
+    """Every environment variable the sinks read."""
+    names = {SINKS_FILE_VARIABLE, "DETECTOR_STDOUT_SINK", _DEFAULT_PROXY, _DEFAULT_PROXY + "_FILE"}
+    names.update(f"{DEFAULTS_PREFIX}_{key.upper()}" for key in (*_COMMON_KEYS, *_HTTP_COMMON_KEYS))
     for kind in _ENV_PREFIXES:
         source = _EnvSource({}, kind)
-        names.update(source.variable(key) for key in (*_COMMON_KEYS, *_PLAIN_KEYS[kind]))
+        names.update(source.variable(key) for key in (*_common_keys(kind), *_PLAIN_KEYS[kind]))
         for key in _SECRET_KEYS[kind]:
             names.update({source.variable(key), source.variable(key) + "_FILE"})
     return frozenset(names)
 
 
+def _common_keys(kind: str) -> tuple[str, ...]:
+    return _COMMON_KEYS if kind == "stdout" else (*_COMMON_KEYS, *_HTTP_COMMON_KEYS)
+
+
+def secret_variables() -> frozenset[str]:
+    """The variables that hold a secret themselves (each also has a `_FILE` variant, the one
+    to use from a mounted Secret)."""
+    return frozenset(
+        _EnvSource({}, kind).variable(key) for kind in KINDS for key in _SECRET_KEYS[kind]
+    ) | {_DEFAULT_PROXY}
+
+
 def _reject_unknown_variables(env: Mapping[str, str]) -> None:
     """A misspelt variable (DETECTOR_SLACK_MIN_LEVLE) must not silently widen a route."""
     prefixes = tuple(f"{prefix}_" for prefix in (*_ENV_PREFIXES.values(), DEFAULTS_PREFIX))
-    known = _known_variables()
+    known = known_variables()
     unknown = sorted(
         name for name, value in env.items()
         if value and name.startswith(prefixes) and name not in known
@@ -255,21 +277,28 @@ def _config(kind: str, name: str, source: _Source) -> SinkConfig:
     queue_size = _number(source.common("queue_size"), int, 1000)
     try:
         if kind == "stdout":
-            return StdoutConfig(name=name, route=route, retry=retry, queue_size=queue_size)
+            return StdoutConfig(name=name, route=route, retry=retry, queue_size=queue_size,
+                                alert_format=_alert_format(source))
         url = _url(source)
-        token = _secret(source.secret("token")) if kind in ("webhook", "alertmanager") else None
+        token = source.secret("token") if kind in ("webhook", "alertmanager") else None
         auth = source.plain("auth_header") if kind != "slack" else None
+        auth_header = auth.text if auth else "Authorization"
+        if token is not None and auth_header.lower() == "authorization":
+            _reject_url_credentials(url, token)
         http: dict[str, Any] = {
             "name": name,
             "route": route,
             "retry": retry,
             "queue_size": queue_size,
-            "url": url,
-            "token": token,
-            "auth_header": auth.text if auth else "Authorization",
+            "url": Secret(url.text),
+            "token": _secret(token),
+            "auth_header": auth_header,
+            "proxy": _proxy(source),
+            "ca_file": _ca_file(source.common("ca_file")),
         }
         if kind == "webhook":
-            return WebhookConfig(**http, hmac_secret=_secret(source.secret("secret")))
+            return WebhookConfig(**http, hmac_secret=_secret(source.secret("secret")),
+                                 alert_format=_alert_format(source))
         if kind == "slack":
             return SlackConfig(**http)
         generator = source.plain("generator_url")
@@ -315,10 +344,25 @@ def _retry(source: _Source) -> RetryPolicy:
         raise SinkConfigError(f"sink {source.kind}: {exc}") from None
 
 
-def _url(source: _Source) -> Secret:
+def _alert_format(source: _Source) -> AlertFormat:
+    value = source.plain("format")
+    if value is None:
+        return DEFAULT_FORMAT
+    try:
+        return alert_format(value.text)
+    except ValueError as exc:
+        raise SinkConfigError(f"{value.where}: {exc}") from None
+
+
+def _url(source: _Source) -> _Value:
     value = source.secret("url")
     if value is None:
         raise SinkConfigError(f"sink of type {source.kind} needs a url")
+    return _http_url(value)
+
+
+def _http_url(value: _Value) -> _Value:
+    """The value stripped, when it is an http(s) URL with a host."""
     try:
         parts = urlsplit(value.text.strip())
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -326,7 +370,37 @@ def _url(source: _Source) -> Secret:
         valid = False
     if not valid:
         raise SinkConfigError(f"{value.where} must be an http:// or https:// URL with a host")
-    return Secret(value.text.strip())
+    return _Value(value.text.strip(), value.where)
+
+
+def _reject_url_credentials(url: _Value, token: _Value) -> None:
+    """`user:password@` in the URL is sent as Basic authorization, and the token would go
+    into the same header: aiohttp refuses the request, so every delivery would fail."""
+    parts = urlsplit(url.text)
+    if parts.username is not None or parts.password is not None:
+        raise SinkConfigError(
+            f"{url.where} carries credentials (user:password@) and {token.where} sets a token "
+            "for the same Authorization header: keep one, or send the token in another "
+            "header (auth_header)"
+        )
+
+
+def _proxy(source: _Source) -> Secret | None:
+    value = source.secret("proxy") or source.read_secret(_DEFAULT_PROXY, _DEFAULT_PROXY + "_FILE")
+    return Secret(_http_url(value).text) if value is not None else None
+
+
+def _ca_file(value: _Value | None) -> str | None:
+    """A readable PEM bundle (loaded once here, so a wrong path stops the worker at startup)."""
+    if value is None:
+        return None
+    path = value.text.strip()
+    try:
+        tls_context(path)
+    except OSError as exc:  # ssl.SSLError is one: not PEM, no certificate in it
+        reason = exc.strerror or str(exc)
+        raise SinkConfigError(f"{value.where}: cannot load CA bundle {path}: {reason}") from None
+    return path
 
 
 def _secret(value: _Value | None) -> Secret | None:
@@ -390,9 +464,10 @@ def _file_configs(path: Path, env: Mapping[str, str]) -> list[SinkConfig]:
     if unknown:
         raise SinkConfigError(f"{where}: unknown top-level key {unknown[0]!r}")
     defaults = document.get("defaults") or {}
-    if not isinstance(defaults, dict) or set(defaults) - set(_COMMON_KEYS):
+    default_keys = (*_COMMON_KEYS, *_HTTP_COMMON_KEYS)
+    if not isinstance(defaults, dict) or set(defaults) - set(default_keys):
         raise SinkConfigError(
-            f"{where}: defaults must be a mapping of {', '.join(_COMMON_KEYS)}"
+            f"{where}: defaults must be a mapping of {', '.join(default_keys)}"
         )
     configs = []
     for index, entry in enumerate(document["sinks"]):
@@ -405,7 +480,7 @@ def _file_configs(path: Path, env: Mapping[str, str]) -> list[SinkConfig]:
         if not isinstance(name, str):
             raise SinkConfigError(f"{entry_where}: every sink needs a name")
         entry_where = f"{path} sink {name!r}"
-        allowed = {"type", "name", *_COMMON_KEYS, *_PLAIN_KEYS[kind]}
+        allowed = {"type", "name", *_common_keys(kind), *_PLAIN_KEYS[kind]}
         for key in _SECRET_KEYS[kind]:
             allowed |= {f"{key}_env", f"{key}_file"}
             if (kind, key) in _INLINE_ALLOWED:

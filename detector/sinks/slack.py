@@ -1,7 +1,11 @@
 """Slack-compatible incoming webhook: a level-coloured attachment with Block Kit content.
 
 Everything taken from an event (principal, user agent, alert text built from event fields)
-is escaped for Slack mrkdwn, so a crafted value cannot add links or `<!channel>` mentions.
+is shown literally. Slack mrkdwn has no escape for `*`, `_`, `~` or backticks, so such
+values go into `plain_text` objects, which Slack never formats; `&`, `<` and `>` are written
+as entities everywhere (Slack parses links and `<!channel>` mentions in any text), control
+characters as visible escapes, and the message's fallback `text` is sent with `mrkdwn: false`.
+The one mrkdwn object, the CloudTrail link, is built from validated values and is `verbatim`.
 The incoming-webhook URL is itself the credential: it is a `Secret` and never logged.
 """
 
@@ -16,6 +20,7 @@ from detector.alerts import Alert
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
 from detector.sinks.console import cloudtrail_event_url
+from detector.sinks.text import visible
 
 LEVEL_COLOURS = {
     "informational": "#9e9e9e",
@@ -63,27 +68,23 @@ def slack_message(alert: Alert) -> dict[str, Any]:
         ]
         link = cloudtrail_event_url(event.region, event.event_id, event.event_name)
     fields.append(("Rule", alert.rule_id))
-    field_blocks = [
-        {"type": "mrkdwn", "text": f"*{title}*\n{escape(value)[:_FIELD_LIMIT]}"}
-        for title, value in fields
-        if value
-    ]
+    field_blocks = [plain(f"{title}: {value}", _FIELD_LIMIT) for title, value in fields if value]
     if link:
-        field_blocks.append({"type": "mrkdwn", "text": f"*CloudTrail*\n<{link}|Open event>"})
+        field_blocks.append(
+            {"type": "mrkdwn", "text": f"CloudTrail: <{link}|open the event>", "verbatim": True}
+        )
     context = f"alert {alert.id} · {alert.kind}"
     if alert.tags:
         context += " · " + ", ".join(alert.tags)
     blocks: list[dict[str, Any]] = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": f"{level}: {alert.rule_title}"[:_HEADER_LIMIT]},
-        },
-        {"type": "section", "text": {"type": "mrkdwn", "text": escape(alert.text)[:_TEXT_LIMIT]}},
+        {"type": "header", "text": plain(f"{level}: {alert.rule_title}", _HEADER_LIMIT)},
+        {"type": "section", "text": plain(alert.text, _TEXT_LIMIT)},
         {"type": "section", "fields": field_blocks[:10]},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(context)}]},
+        {"type": "context", "elements": [plain(context, _TEXT_LIMIT)]},
     ]
     return {
-        "text": escape(f"[{level}] {alert.rule_title}: {alert.text}")[:_TEXT_LIMIT],
+        "text": literal(f"[{level}] {alert.rule_title}: {alert.text}", _TEXT_LIMIT),
+        "mrkdwn": False,
         "attachments": [
             {"color": LEVEL_COLOURS.get(alert.level, LEVEL_COLOURS["informational"]),
              "blocks": blocks}
@@ -91,6 +92,24 @@ def slack_message(alert: Alert) -> dict[str, Any]:
     }
 
 
+def plain(text: str, limit: int) -> dict[str, Any]:
+    """A `plain_text` object: Slack applies no formatting and no emoji shortcodes to it."""
+    return {"type": "plain_text", "text": literal(text, limit), "emoji": False}
+
+
+def literal(text: str, limit: int) -> str:
+    """`text` as Slack shows it character for character, in at most `limit` characters (an
+    entity is never cut in half; a cut ends in an ellipsis)."""
+    escaped = escape(visible(text))
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    entity = cut.rfind("&")
+    if entity != -1 and ";" not in cut[entity:]:
+        cut = cut[:entity]
+    return cut + "…"
+
+
 def escape(text: str) -> str:
-    """Slack's three control characters; everything else is shown as written."""
+    """Slack's three control characters, as the entities Slack decodes for display."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

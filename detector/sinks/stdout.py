@@ -1,4 +1,5 @@
-"""JSON lines on standard output (one `Alert.to_json()` per line) for log shippers and demos.
+"""JSON lines on standard output (one alert document per line, native or OCSF) for log
+shippers and demos.
 
 Logging goes to stderr, so stdout carries nothing but alerts. Writing to a pipe blocks as
 soon as the reader stops reading, so the write happens on a daemon thread and the event loop
@@ -18,11 +19,15 @@ from typing import BinaryIO
 from detector.alerts import Alert
 from detector.metrics import Metrics
 from detector.sinks.base import Sink, SinkConfig, log
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, encode_alert
 
 
 @dataclass(frozen=True, kw_only=True)
 class StdoutConfig(SinkConfig):
-    """Routing, the queue bound and `retry.timeout` (how long one write may block) apply."""
+    """Routing, the queue bound and `retry.timeout` (how long one write may block) apply;
+    `alert_format` says which document each line is."""
+
+    alert_format: AlertFormat = DEFAULT_FORMAT
 
 
 class StdoutSink(Sink):
@@ -34,6 +39,8 @@ class StdoutSink(Sink):
     """
 
     max_batch = 256
+
+    config: StdoutConfig
 
     def __init__(
         self, config: StdoutConfig, metrics: Metrics, stream: BinaryIO | None = None
@@ -47,7 +54,8 @@ class StdoutSink(Sink):
         if self._writing is not None and not self._writing.done():
             self._metrics.sink_failures.labels(self.name).inc()
             return False  # warned once when that write timed out, not once per batch
-        data = b"".join(alert.to_json() + b"\n" for alert in batch)
+        alert_format = self.config.alert_format
+        data = b"".join(encode_alert(alert, alert_format) + b"\n" for alert in batch)
         self._writing = self._write_in_thread(self._stream or _raw_stdout(), data)
         try:
             error = await asyncio.wait_for(asyncio.shield(self._writing), timeout)

@@ -1,4 +1,5 @@
-"""Generic webhook: one JSON POST per alert (`Alert.to_dict()`), optionally HMAC-signed.
+"""Generic webhook: one JSON POST per alert (native or OCSF, see `formats`), optionally
+HMAC-signed.
 
 Signing: with a secret configured, each request carries
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from detector.alerts import Alert
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, encode_alert
 from detector.sinks.secret import Secret
 
 SIGNATURE_HEADER = "X-Detector-Signature"
@@ -30,9 +32,11 @@ DEFAULT_TOLERANCE = 300.0
 
 @dataclass(frozen=True, kw_only=True)
 class WebhookConfig(HttpSinkConfig):
-    """A generic webhook; `hmac_secret` turns request signing on."""
+    """A generic webhook; `hmac_secret` turns request signing on, `alert_format` says which
+    document the body is."""
 
     hmac_secret: Secret | None = None
+    alert_format: AlertFormat = DEFAULT_FORMAT
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -61,7 +65,7 @@ def verify_signature(
 
 
 class WebhookSink(HttpSink):
-    """POSTs `Alert.to_dict()` as JSON to the configured URL."""
+    """POSTs each alert as a JSON document to the configured URL."""
 
     config: WebhookConfig
 
@@ -69,7 +73,7 @@ class WebhookSink(HttpSink):
         super().__init__(config, metrics)
 
     def _body(self, batch: list[Alert]) -> bytes:
-        return batch[0].to_json()
+        return encode_alert(batch[0], self.config.alert_format)
 
     def _headers(self, batch: list[Alert], body: bytes) -> dict[str, str]:
         headers = super()._headers(batch, body)

@@ -13,7 +13,8 @@ got in event time, as far as their offsets are committed (beats; `detector.strea
 
 Alerts and dead letters are sent inside the agent's event, so Faust attaches them to the
 input offset: the messages are flushed before that offset is committed (at-least-once,
-`concurrency=1` as the design requires, faust-streaming issue 606). The records for the
+`concurrency=1` as the design requires, faust-streaming issue 606). Every message the worker
+produces counts as sent once all in-sync replicas have it (acks=all). The records for the
 stateful groups wait in an outbox and go out just before each commit, together with the
 tables' changes (`DetectorApp.before_commit`), a message per group partition. Both agents
 pass every message through an offset guard first (`detector.stream.continuity`): after a
@@ -21,6 +22,10 @@ table recovery Faust can skip messages, and the guard reads them again. Faust on
 send that fails (after the producer's own retries) and commits the offset anyway, so the
 worker stops at once when one fails (`SendFailureStop`, exit code 75): the offsets whose
 output did not leave stay uncommitted and are processed again after the restart.
+
+No message can stop the worker for good (`_attempt`): an exception while processing it sends
+it (or the record that raised) to the dead-letter topic, and a message the worker died on
+`max_attempts` times goes there unprocessed (`detector.stream.attempts`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from signal import SIGHUP
 from typing import Any, NamedTuple
 
@@ -40,15 +46,14 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from detector.engine import LoadResult
-from detector.events import Limits
 from detector.metrics import Metrics
 from detector.sinks import SinkSet, load_sinks
+from detector.stream.attempts import Attempts, Slot
 from detector.stream.config import Settings, broker_credentials, client_options
 from detector.stream.continuity import OffsetGuard, Verdict
 from detector.stream.deadletter import Source
-from detector.stream.messages import alert_headers, alert_key
 from detector.stream.partitioned import TICK, Group, GroupRunner, Outbox
-from detector.stream.processor import Output, Processor
+from detector.stream.processor import Failure, Output, Processor
 from detector.stream.rules import RuleSource
 from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
 from detector.stream.topics import (
@@ -79,6 +84,7 @@ class Detector:
     rules: RuleSource
     status: WorkerStatus
     sinks: SinkSet
+    attempts: Attempts
     runners: dict[str, GroupRunner]
     outbox: Outbox = field(default_factory=Outbox)  # records for the groups, sent at commits
     guard: OffsetGuard[TP] = field(default_factory=OffsetGuard)
@@ -113,6 +119,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": settings.heartbeat_interval,
         "consumer_auto_offset_reset": settings.auto_offset_reset,
         "producer_max_request_size": output_message_bytes(settings),
+        "producer_acks": -1,  # all in-sync replicas (Faust's default too; aiokafka's is 1)
         "web_enabled": True,
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
@@ -134,8 +141,8 @@ def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    limits = Limits(settings.max_message_bytes, settings.max_decompressed_bytes)
-    processor = Processor(loaded.ruleset, metrics, limits, settings.state_partitions)
+    processor = Processor(loaded.ruleset, metrics, settings.limits, settings.state_partitions)
+    attempts = Attempts.open(Path(settings.data_dir), agents=1 + len(processor.groups))
     _record_reload(metrics, ok=not loaded.errors, initial=True)
     app = DetectorApp(settings.group_id, fetch_max_wait=settings.fetch_max_wait,
                       **faust_settings(settings))
@@ -147,7 +154,7 @@ def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
         rebalancing=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
     )
     detector = Detector(app, settings, registry, metrics, processor, rules, status,
-                        load_sinks(metrics, environ), {})
+                        load_sinks(metrics, environ), attempts, {})
     _wire(detector)
     install_pages(app, status, registry, faust_metrics=settings.faust_metrics)
     return detector
@@ -159,35 +166,23 @@ def _wire(detector: Detector) -> None:
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
                            "key_serializer": "raw", "value_serializer": "raw"}
     input_topic = app.topic(settings.input_topic, allow_empty=True, **raw)
-    outputs = output_topic_config(settings)
-    alerts_topic = app.topic(settings.alerts_topic, config=outputs, **raw)
-    dead_letter_topic = app.topic(settings.dead_letter_topic, config=outputs, **raw)
+    config = output_topic_config(settings)
+    alerts_topic = app.topic(settings.alerts_topic, config=config, **raw)
+    dead_letter_topic = app.topic(settings.dead_letter_topic, config=config, **raw)
     consumed = {settings.input_topic}
-
-    async def send(output: Output) -> None:
-        outgoing = [Outgoing(dead_letter_topic, letter.key, letter.value, letter.headers)
-                    for letter in output.dead_letters]
-        outgoing += [Outgoing(alerts_topic, alert_key(alert), alert.to_json(),
-                              alert_headers(alert)) for alert in output.alerts]
-        await deliver(outgoing)
-        detector.outbox.add(output.forwards)
-        for alert in output.alerts:
-            detector.sinks.submit(alert)
+    outputs = Outputs(alerts_topic, dead_letter_topic)
+    slot = detector.attempts.slot()
 
     async def consume_input(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             if not await _admit(detector, event):
                 continue
-            message = event.message
-            headers = message.headers or ()
-            source = Source(message.topic, message.partition, message.offset, message.key,
-                            list(headers.items() if isinstance(headers, Mapping) else headers))
-            value = event.value if isinstance(event.value, bytes) else b""
-            await send(detector.processor.on_message(value, source))
+            output = _attempt(detector, slot, event, detector.processor.on_message)
+            await _dispatch(detector, output, outputs)
             yield None
 
     app.agent(input_topic, name="detector.input", concurrency=1)(consume_input)
-    group_topics = {group.name: _wire_group(detector, group, alerts_topic)
+    group_topics = {group.name: _wire_group(detector, group, outputs)
                     for group in detector.processor.groups}
     consumed.update(topic.get_topic_name() for topic in group_topics.values())
 
@@ -290,7 +285,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
     app.on_partitions_revoked.connect(on_revoked)
 
 
-def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) -> faust.TopicT:
+def _wire_group(detector: Detector, group: Group, outputs: Outputs) -> faust.TopicT:
     """The repartition topic, Table and agent of one group of stateful rules."""
     app, settings = detector.app, detector.settings
     topic = app.topic(repartition_topic(settings, group.name), internal=True,
@@ -306,27 +301,31 @@ def _wire_group(detector: Detector, group: Group, alerts_topic: faust.TopicT) ->
 
     runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
                          lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout,
-                         input_partitions=input_partitions)
+                         input_partitions=input_partitions,
+                         max_bytes=detector.processor.max_output_bytes)
     detector.runners[group.name] = runner
     app.before_commit.append(runner.changelog.publish)
+
+    def evaluate_message(value: bytes, source: Source) -> Output:
+        try:
+            sent = runner.process(source.partition, source.offset, value)
+        finally:
+            failures = runner.take_failures()
+        output = Output(alerts=sent)
+        for failure in failures:
+            output.dead_letters.append(detector.processor.record_failed(
+                source, failure.value, failure.event_id, [Failure(None, failure.error)],
+                index=failure.index, reason=failure.reason, error=failure.exception))
+        return output
+
+    slot = detector.attempts.slot()
 
     async def evaluate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             if not await _admit(detector, event):
                 continue
-            message = event.message
-            value = event.value if isinstance(event.value, bytes) else b""
-            try:
-                sent = runner.process(message.partition, message.offset, value)
-            except Exception:  # the runner guards each record; this, the message itself
-                log.exception("unreadable repartition message in %s[%d]@%d", group.name,
-                              message.partition, message.offset)
-                continue
-            await deliver([Outgoing(alerts_topic, item.key, item.value, item.headers)
-                           for item in sent])
-            for item in sent:
-                if item.alert is not None:
-                    detector.sinks.submit(item.alert)
+            output = _attempt(detector, slot, event, evaluate_message)
+            await _dispatch(detector, output, outputs)
             yield None
 
     app.agent(topic, name=f"detector.state.{group.name}", concurrency=1)(evaluate)
@@ -410,6 +409,55 @@ def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]
 
     run.__name__ = run.__qualname__ = job.__name__
     return run
+
+
+class Outputs(NamedTuple):
+    """The topics an agent sends an event's alerts and dead letters to."""
+
+    alerts: faust.TopicT
+    dead_letters: faust.TopicT
+
+
+def _attempt(detector: Detector, slot: Slot, event: faust.EventT[bytes],
+             process: Callable[[bytes, Source], Output]) -> Output:
+    """`process` one message, noted in the agent's slot (`detector.stream.attempts`): a
+    message the worker died on `max_attempts` times goes to the dead-letter topic instead,
+    and so does a message whose processing raised (our bug, which must cost the message,
+    not the worker)."""
+    message = event.message
+    value = event.value if isinstance(event.value, bytes) else b""
+    headers = message.headers or ()
+    source = Source(message.topic, message.partition, message.offset, message.key,
+                    list(headers.items() if isinstance(headers, Mapping) else headers))
+    key = (message.topic, message.partition, message.offset)
+    deaths = slot.deaths(key)
+    if deaths >= detector.settings.max_attempts:
+        return detector.processor.abandoned(value, source, deaths)
+    slot.begin(key)
+    try:
+        return process(value, source)
+    except Exception as error:
+        return detector.processor.failed(value, source, error)
+    finally:
+        slot.end()
+
+
+async def _dispatch(detector: Detector, output: Output, topics: Outputs) -> None:
+    """Send what an event produced: attached to its offset (at-least-once), then to the
+    outbox and the sinks. A message the producer does not take stops the worker (exit 75)
+    before the offset is committed, like a send the broker refused."""
+    outgoing = [Outgoing(topics.dead_letters, letter.key, letter.value, letter.headers)
+                for letter in output.dead_letters]
+    outgoing += [Outgoing(topics.alerts, item.key, item.value, item.headers)
+                 for item in output.alerts]
+    try:
+        await deliver(outgoing)
+    except Exception as error:
+        stop_unsent(error)
+    detector.outbox.add(output.forwards)
+    for item in output.alerts:
+        if item.alert is not None:
+            detector.sinks.submit(item.alert)
 
 
 class Outgoing(NamedTuple):

@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from detector.durations import parse_duration
+from detector.events import Limits
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+# A dead letter holds up to a whole input message, and brokers refuse a request over 100 MiB
+# by default (socket.request.max.bytes).
+MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -45,6 +49,7 @@ class Settings:
     data_dir: str = "detector-data"
     max_message_bytes: int = 16 * 1024 * 1024
     max_decompressed_bytes: int = 256 * 1024 * 1024
+    max_attempts: int = 3
     state_partitions: int = 8
     replication_factor: int = 1
     auto_offset_reset: str = "earliest"
@@ -69,6 +74,10 @@ class Settings:
     @property
     def lateness_seconds(self) -> float:
         return parse_duration(self.allowed_lateness)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_message_bytes, self.max_decompressed_bytes)
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_decompressed_bytes", "--max-decompressed-bytes",
            "DETECTOR_MAX_DECOMPRESSED_BYTES",
            "gzip messages inflating beyond this go to the dead-letter topic", _positive_int),
+    Option("max_attempts", "--max-attempts", "DETECTOR_MAX_ATTEMPTS",
+           "times a message may kill the worker before it goes to the dead-letter topic "
+           "unprocessed", _positive_int),
     Option("state_partitions", "--state-partitions", "DETECTOR_STATE_PARTITIONS",
            "partitions of the repartition and changelog topics (fixed once created)",
            _positive_int),
@@ -279,6 +291,11 @@ def _check(settings: Settings, given: set[str]) -> None:
         settings.lateness_seconds  # noqa: B018 - validation by parsing
     except ValueError as error:
         raise ConfigError(f"DETECTOR_ALLOWED_LATENESS / --allowed-lateness: {error}") from None
+    if settings.max_message_bytes > MAX_MESSAGE_BYTES_LIMIT:
+        raise ConfigError(f"{_option('max_message_bytes')}: at most {MAX_MESSAGE_BYTES_LIMIT} "
+                          "(a dead letter holds a whole input message, and brokers refuse "
+                          "requests over 100 MiB by default)")
+    _check_data_dir(settings.data_dir)
     if settings.heartbeat_interval * 3 > settings.session_timeout:
         raise ConfigError("the heartbeat interval must be at most a third of the session timeout")
     sasl = settings.security_protocol.startswith("SASL")
@@ -292,6 +309,23 @@ def _check(settings: Settings, given: set[str]) -> None:
     _check_unused(settings, given)
     if settings.security_protocol in TLS_PROTOCOLS:
         ssl_context(settings)  # a missing or bad PEM file is a ConfigError now, not at connect
+
+
+def _check_data_dir(path: str) -> None:
+    """The data directory exists and is writable, or can be created (its parent does and is)."""
+    directory = Path(path)
+    where = _option("data_dir")
+    if directory.exists():
+        if not directory.is_dir():
+            raise ConfigError(f"{where}: {path} is not a directory")
+        target = directory
+    else:
+        target = directory.parent
+        if not target.is_dir():
+            problem = "is not a directory" if target.exists() else "does not exist"
+            raise ConfigError(f"{where}: cannot create {path}: {target} {problem}")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: {target} is not writable")
 
 
 def _check_unused(settings: Settings, given: set[str]) -> None:

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
 
 from detector.alerts import Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An alert as a Kafka message; `alert` is None when it is sent again from a ledger."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    alert: Alert | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers."""
+        return len(self.key) + len(self.value) + sum(len(name) + len(value)
+                                                     for name, value in self.headers)
+
+    @classmethod
+    def of(cls, alert: Alert) -> Sent:
+        """The message of `alert`, encoded once (for the alerts topic and the ledger)."""
+        return cls(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
 
 
 def alert_key(alert: Alert) -> bytes:

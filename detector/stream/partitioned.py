@@ -48,9 +48,10 @@ from detector.engine import Rule, RuleSet
 from detector.engine.state import MemoryState
 from detector.engine.stateful import Stateful
 from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION, Fields
-from detector.events import Record, decode_record
+from detector.events import DEFAULT_LIMITS, Record, decode_record
 from detector.metrics import Metrics
-from detector.stream.messages import alert_headers, alert_key
+from detector.stream.deadletter import INTERNAL_ERROR, TOO_LARGE, max_output_bytes
+from detector.stream.messages import Sent
 from detector.stream.tables import (
     Changelog,
     LoggedTable,
@@ -73,13 +74,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """An alert as a Kafka message; `alert` is None when it is sent again from the ledger."""
+class ItemFailure:
+    """A record of a repartition message that could not be evaluated, or whose alerts could
+    not be sent (`too_large`)."""
 
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    alert: Alert | None = None
+    index: int  # its position in the message (0 for a message of one record)
+    value: bytes  # the item as JSON
+    event_id: str | None
+    reason: str
+    error: str
+    exception: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -353,7 +357,8 @@ class GroupRunner:
 
     def __init__(self, group: Group, table: LoggedTable, metrics: Metrics, *,
                  partitions: int, lateness: float, idle_timeout: float,
-                 input_partitions: Callable[[], int]) -> None:
+                 input_partitions: Callable[[], int],
+                 max_bytes: int = max_output_bytes(DEFAULT_LIMITS)) -> None:
         self.input_partitions = input_partitions  # asked when a partition's evaluator is built
         self.changelog = Changelog(table)  # every write goes through it
         self.table = self.changelog.store
@@ -362,6 +367,9 @@ class GroupRunner:
         self.idle_timeout = idle_timeout
         self.metrics = metrics
         self._evaluators: dict[int, _Partition] = {}
+        self.max_bytes = max_bytes  # of an alert, and of the ledger entry of an event's alerts
+        self._failures: list[ItemFailure] = []
+        self._unsent: list[str] = []  # why alerts of the current item were not sent
         self.swap(group)
 
     def swap(self, group: Group) -> None:
@@ -382,16 +390,27 @@ class GroupRunner:
     def process(self, partition: int, offset: int, payload: bytes) -> list[Sent]:
         """Alerts raised in `partition` by one message of the repartition topic: a record,
         records sent together (a batch), an input partition's progress (a beat) or an idle
-        tick."""
+        tick. A record that fails costs the others nothing: it waits in `take_failures`
+        (the agent dead-letters it)."""
         message = orjson.loads(payload)
         sent: list[Sent] = []
-        for item in message.get("b", [message]):
+        for index, item in enumerate(message.get("b", [message])):
             try:
                 sent += self._process(partition, offset, item)
-            except Exception:  # a bug on one record must not cost the others their alerts
-                log.exception("stateful evaluation failed in %s[%d]@%d", self.group.name,
-                              partition, offset)
+            except Exception as error:  # a bug on one record must not cost the others
+                self._failures.append(ItemFailure(
+                    index, orjson.dumps(item), _event_id(item), INTERNAL_ERROR,
+                    f"{type(error).__name__}: {error}", error))
+            if self._unsent:
+                self._failures.append(ItemFailure(index, orjson.dumps(item), _event_id(item),
+                                                  TOO_LARGE, "; ".join(self._unsent)))
+                self._unsent = []
         return sent
+
+    def take_failures(self) -> list[ItemFailure]:
+        """The records `process` could not evaluate since the last call."""
+        failures, self._failures = self._failures, []
+        return failures
 
     def _process(self, partition: int, offset: int, message: dict[str, Any]) -> list[Sent]:
         self.changelog.begin()
@@ -399,10 +418,8 @@ class GroupRunner:
         record: Record | None = None
         if "r" in message:
             decoded = decode_record(message["r"])
-            if not isinstance(decoded, Record):
-                log.error("unreadable repartitioned record in %s[%d]: %s", self.group.name,
-                          partition, decoded.message)
-                return []
+            if not isinstance(decoded, Record):  # the input side decoded it: our bug
+                raise ValueError(f"unreadable repartitioned record: {decoded.message}")
             record = decoded
             ledger_key = own_key("sent", partition, event_key(record))
         else:
@@ -470,11 +487,11 @@ class GroupRunner:
             self.changelog.set(partition, own_key("clock", partition), clock.dump())
             evaluator.written = (clock.max_seen, clock.floor)
         self._count(evaluator, counted)
-        sent = [Sent(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
-                for alert in alerts]
+        sent = self._sendable([Sent.of(alert) for alert in alerts])
         if sent:
-            for alert in alerts:
-                self.metrics.alerts.labels(alert.rule_id, alert.level).inc()
+            for item in sent:
+                if item.alert is not None:
+                    self.metrics.alerts.labels(item.alert.rule_id, item.alert.level).inc()
             self.changelog.set(partition, ledger_key, {
                 "t": event_time,
                 "a": [[item.key.hex(), item.value.decode(),
@@ -485,6 +502,23 @@ class GroupRunner:
             self.changelog.publish_event()
         self._expire_ledger(partition, evaluator)
         return sent
+
+    def _sendable(self, sent: list[Sent]) -> list[Sent]:
+        """The alerts that fit, with their ledger entry, in the largest message the worker
+        sends; why the others do not (`_unsent`)."""
+        kept: list[Sent] = []
+        total = 0
+        for item in sent:
+            size = item.size + len(item.key)  # the ledger keeps the key as hex
+            if total + size > self.max_bytes:
+                rule = item.alert.rule_id if item.alert is not None else "?"
+                self._unsent.append(f"rule {rule}: its alert is {size} bytes, over the "
+                                    f"{self.max_bytes - total} left of the {self.max_bytes} "
+                                    "the worker sends")
+                continue
+            kept.append(item)
+            total += size
+        return kept
 
     def _expire_ledger(self, partition: int, evaluator: _Partition) -> None:
         """Drop ledger entries an hour behind the watermark (oldest first, in write order)."""
@@ -573,6 +607,13 @@ class GroupRunner:
 def _prefix(state_key: str) -> str:
     """`<kind>|<rule id>` of a state key: what its rule's entries share."""
     return "|".join(state_key.split("|", 2)[:2])
+
+
+def _event_id(item: object) -> str | None:
+    """The eventID of a repartitioned record, if it has a readable one."""
+    record = item.get("r") if isinstance(item, dict) else None
+    event_id = record.get("eventID") if isinstance(record, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 def _headers(pairs: list[list[str]]) -> list[tuple[str, bytes]]:

@@ -2,6 +2,12 @@
 
 The Faust agents in `detector.stream.app` only move bytes between topics and this class; so
 everything here is tested without a broker, and the worker's verdicts are the engine's.
+
+A record is the boundary of a failure: an exception while evaluating one (our bug, whatever
+the record holds) is counted in `detector_processing_failures_total{reason="internal_error"}`,
+logged once with the record's event id, and the record goes to the dead-letter topic with
+reason `internal_error`; the other records of its message carry on. So does a record whose
+alert or forwarded copy would be larger than the worker sends (`too_large`).
 """
 
 from __future__ import annotations
@@ -16,22 +22,41 @@ import orjson
 from detector.alerts import Alert
 from detector.engine import Engine, Rule, RuleSet
 from detector.events import DecodeError, Limits, Record, decode
-from detector.metrics import Metrics
-from detector.stream.deadletter import DeadLetter, Source, dead_letter, dead_letters
+from detector.metrics import Metrics, zero
+from detector.stream.deadletter import (
+    ATTEMPTS_EXHAUSTED,
+    DEAD_LETTER_REASONS,
+    INTERNAL_ERROR,
+    TOO_LARGE,
+    DeadLetter,
+    Source,
+    dead_letter,
+    dead_letters,
+    max_output_bytes,
+)
+from detector.stream.messages import Sent
 from detector.stream.partitioned import Forward, Group, Router, plan_groups
 from detector.stream.watermark import Progress
 
 log = logging.getLogger(__name__)
-PROCESSING_ERROR = "processing_error"  # dead-letter reason when the engine raised
+FAILURE_REASONS = (INTERNAL_ERROR, ATTEMPTS_EXHAUSTED)
 
 
 @dataclass
 class Output:
     """What one message produced: alerts, dead letters, and records for repartition topics."""
 
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[Sent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one record (or message) could not be processed: the rule, when one rule's."""
+
+    rule_id: str | None
+    error: str
 
 
 class _Matches:
@@ -58,7 +83,11 @@ class Processor:
         self._matches = _Matches()
         self.engine = Engine(ruleset, self._matches)
         self.router = Router(self.groups, partitions)
-        self.metrics.rules_loaded.set(self.engine.rule_count)
+        self.max_output_bytes = max_output_bytes(limits)
+        self._failed_kinds: set[tuple[str | None, str]] = set()  # (rule, error type) logged
+        zero(metrics.dead_letters, DEAD_LETTER_REASONS)
+        zero(metrics.processing_failures, [(reason, "") for reason in FAILURE_REASONS])
+        self._loaded(ruleset)
 
     def swap(self, ruleset: RuleSet) -> str | None:
         """Evaluate with `ruleset` from the next record on; why not, when it cannot be.
@@ -74,8 +103,17 @@ class Processor:
         self.groups = groups
         self.engine = Engine(ruleset, self._matches)
         self.router = Router(groups, self.partitions)
-        self.metrics.rules_loaded.set(self.engine.rule_count)
+        self._loaded(ruleset)
         return None
+
+    def _loaded(self, ruleset: RuleSet) -> None:
+        """Rules in force: their alert series start at 0 (a counter that appears at 1 shows
+        no increase at its first alert)."""
+        self.metrics.rules_loaded.set(self.engine.rule_count)
+        zero(self.metrics.alerts,
+             [(rule.id, rule.meta.level) for rule in ruleset.rules if rule.meta.enabled]
+             + [(correlation.id, correlation.meta.level)
+                for correlation in ruleset.correlations if correlation.meta.enabled])
 
     def on_message(self, payload: bytes, source: Source) -> Output:
         """Decode one input message and evaluate every record it holds."""
@@ -97,6 +135,53 @@ class Processor:
                            max((record.event_time for record in records), default=None))
         return output
 
+    def failed(self, payload: bytes, source: Source, error: Exception) -> Output:
+        """The message could not be processed at all (our code raised outside a record)."""
+        log.error("processing %s[%d]@%d failed: %s: %s", source.topic, source.partition,
+                  source.offset, type(error).__name__, error, exc_info=error)
+        self.metrics.processing_failures.labels(INTERNAL_ERROR, "").inc()
+        return self._whole(payload, source, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+
+    def abandoned(self, payload: bytes, source: Source, deaths: int) -> Output:
+        """The worker died `deaths` times processing this message: give up on it."""
+        log.error("%s[%d]@%d goes to the dead-letter topic unprocessed: the worker died %d "
+                  "times processing it", source.topic, source.partition, source.offset, deaths)
+        self.metrics.processing_failures.labels(ATTEMPTS_EXHAUSTED, "").inc()
+        return self._whole(payload, source, ATTEMPTS_EXHAUSTED, (
+            f"the worker died {deaths} times processing this message (killed for its memory, "
+            "a failed liveness probe or a signal); it was not processed"))
+
+    def _whole(self, payload: bytes, source: Source, reason: str, message: str) -> Output:
+        output = Output()
+        self._add_dead_letters(output, [dead_letter(source, payload, DecodeError(reason, message),
+                                                    self.limits)])
+        return output
+
+    def record_failed(self, source: Source, value: bytes, event_id: str | None,
+                      failures: list[Failure], *, index: int | None = None,
+                      reason: str = INTERNAL_ERROR, error: BaseException | None = None
+                      ) -> DeadLetter:
+        """Count and log (once) the failures of one record; its dead letter (`value`: the
+        record as JSON). The traceback of `error` is logged the first time its rule and type
+        fail in this process, not for each record a broken rule fails on."""
+        for failure in failures:
+            self.metrics.processing_failures.labels(reason, failure.rule_id or "").inc()
+        described = "; ".join((f"rule {failure.rule_id}: " if failure.rule_id else "")
+                              + failure.error for failure in failures)
+        first = error is not None and self._first_failure(failures, error)
+        log.error("record %s of %s[%d]@%d goes to the dead-letter topic (%s): %s", event_id,
+                  source.topic, source.partition, source.offset, reason, described,
+                  exc_info=error if first else None)
+        letter = dead_letter(source, value, DecodeError(reason, described, index), self.limits)
+        self.metrics.dead_letters.labels(letter.reason).inc()
+        return letter
+
+    def _first_failure(self, failures: list[Failure], error: BaseException) -> bool:
+        kinds = {(failure.rule_id, type(error).__name__) for failure in failures}
+        new = bool(kinds - self._failed_kinds)
+        self._failed_kinds |= kinds
+        return new
+
     def beats(self, source: int, committed: int | None, end: int | None) -> list[Forward]:
         """What to tell the state partitions of input partition `source`, whose offsets
         before `committed` are committed and whose next message will have offset `end`:
@@ -113,30 +198,63 @@ class Processor:
 
     def _evaluate(self, records: Iterable[Record], source: Source, output: Output) -> None:
         metrics = self.metrics
-        engine, router, matches = self.engine, self.router, self._matches
         observe = metrics.evaluation_seconds.observe
         for record in records:
             started = time.perf_counter()
-            matches.rules = []
             try:
-                alerts = engine.process(record)
-                output.forwards.extend(router.route(record, matches.rules, source.partition))
+                sent, forwards = self._record(record, source.partition)
             except Exception as exc:  # one bad record must not stop the worker
-                log.exception("evaluating record %s failed", record.event_id)
-                error = DecodeError(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
-                self._add_dead_letters(output, [dead_letter(source, orjson.dumps(record.data),
-                                                            error)])
+                output.dead_letters.append(self.record_failed(
+                    source, record_json(record), record.event_id,
+                    [Failure(None, f"{type(exc).__name__}: {exc}")], error=exc))
                 continue
+            oversized = self._oversized(sent, forwards)
+            if oversized:
+                output.dead_letters.append(self.record_failed(
+                    source, record_json(record), record.event_id, oversized, reason=TOO_LARGE))
+                sent = [item for item in sent if item.size <= self.max_output_bytes]
+                forwards = []
             observe(time.perf_counter() - started)
             metrics.evaluated.inc()
-            for alert in alerts:
-                metrics.alerts.labels(alert.rule_id, alert.level).inc()
-            output.alerts.extend(alerts)
+            for item in sent:
+                if item.alert is not None:
+                    metrics.alerts.labels(item.alert.rule_id, item.alert.level).inc()
+            output.alerts.extend(sent)
+            output.forwards.extend(forwards)
+
+    def _record(self, record: Record, partition: int) -> tuple[list[Sent], list[Forward]]:
+        """The single-event alerts of `record` and its copies for the stateful groups."""
+        self._matches.rules = []
+        sent = [Sent.of(alert) for alert in self.engine.process(record)]
+        return sent, self.router.route(record, self._matches.rules, partition)
+
+    def _oversized(self, sent: list[Sent], forwards: list[Forward]) -> list[Failure]:
+        """What of a record's output the worker cannot send: larger than `max_output_bytes`."""
+        limit = self.max_output_bytes
+        failures = [Failure(item.alert.rule_id if item.alert else None,
+                            f"its alert is {size} bytes, over the {limit} the worker sends")
+                    for item in sent if (size := item.size) > limit]
+        failures += [Failure(None, f"its copy for the stateful rules ({forward.group}) is "
+                             f"{size} bytes, over the {limit} the worker sends")
+                     for forward in forwards
+                     if (size := len(forward.key or b"") + len(forward.value)) > limit]
+        return failures
 
     def _add_dead_letters(self, output: Output, letters: list[DeadLetter]) -> None:
         for letter in letters:
             self.metrics.dead_letters.labels(letter.reason).inc()
         output.dead_letters.extend(letters)
+
+
+def record_json(record: Record) -> bytes:
+    """The record as JSON for its dead letter; its identifying fields alone when it cannot be
+    written whole (orjson writes 254 levels of nesting, and reads 1,024)."""
+    try:
+        return orjson.dumps(record.data)
+    except orjson.JSONEncodeError:
+        return orjson.dumps({"eventID": record.event_id, "eventSource": record.event_source,
+                             "eventName": record.event_name, "eventTimeEpoch": record.event_time,
+                             "detector": "the record is too deeply nested to be written whole"})
 
 
 def _describe(groups: list[Group]) -> str:

@@ -12,6 +12,7 @@ from detector.metrics import Metrics
 
 BASE_DIR = REPO / "deploy" / "k8s" / "base"
 PRODUCTION_DIR = REPO / "deploy" / "k8s" / "overlays" / "production"
+AUTOSCALED_DIR = REPO / "deploy" / "k8s" / "overlays" / "production-autoscaled"
 
 
 def _render(directory: Path, tmp: Path) -> Rendered:
@@ -33,7 +34,13 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return _render(PRODUCTION_DIR, tmp_path_factory.mktemp("render-production"))
 
 
-@pytest.fixture(scope="session", params=["base", "production"])
+@pytest.fixture(scope="session")
+def autoscaled(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """Production with the KEDA ScaledObject, rendered."""
+    return _render(AUTOSCALED_DIR, tmp_path_factory.mktemp("render-autoscaled"))
+
+
+@pytest.fixture(scope="session", params=["base", "production", "autoscaled"])
 def rendered(request: pytest.FixtureRequest) -> Rendered:
     """Each render in turn, for checks that hold for every environment."""
     result: Rendered = request.getfixturevalue(request.param)

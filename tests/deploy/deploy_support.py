@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO / ".venv-tools" / "bin"
 TOOLS_PYTHON = TOOLS_BIN / "python"
 INSTALL_HINT = "run scripts/install-test-tools (as root it also installs the Debian packages)"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# apimachinery's TotalAnnotationSizeLimitB: all annotations of one object together.
+ANNOTATIONS_LIMIT = 256 * 1024
 
 # Names that look like identifiers in PromQL but are not metric names.
 PROMQL_KEYWORDS = frozenset(
@@ -80,12 +83,39 @@ def run(
 
 
 def kustomize(directory: Path) -> str:
-    """Render a kustomization; the rules ConfigMaps read files outside it, hence the flag."""
-    result = run(
-        [tool("kubectl"), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)]
-    )
+    """Render a kustomization exactly as `kubectl apply -k` does: default load restrictor."""
+    result = run([tool("kubectl"), "kustomize", str(directory)])
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"
     return result.stdout
+
+
+def go_json(value: Any) -> bytes:
+    """What Go's encoding/json Encoder writes for a decoded YAML/JSON value: sorted keys, no
+    spaces, UTF-8 kept, <, > and & (and U+2028/U+2029) escaped, a final newline."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return (text + "\n").encode()
+
+
+def annotation_bytes_after_client_side_apply(resource: dict[str, Any]) -> int:
+    """The size the API server checks (all annotation keys and values, at most
+    ANNOTATIONS_LIMIT bytes) once client-side `kubectl apply` has added its
+    last-applied-configuration annotation.
+
+    kubectl (k8s.io/kubectl/pkg/util/apply.go, GetModifiedConfiguration) removes that
+    annotation, sets the annotations to what is left (an empty map stays, as
+    `"annotations":{}`), encodes the object with unstructured.UnstructuredJSONScheme (Go's
+    json.Encoder) and stores the result as the annotation's value.
+    """
+    metadata = dict(resource.get("metadata") or {})
+    annotations = dict(metadata.get("annotations") or {})
+    annotations.pop(LAST_APPLIED, None)
+    metadata["annotations"] = annotations
+    config = go_json({**resource, "metadata": metadata})
+    others = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+    return others + len(LAST_APPLIED.encode()) + len(config)
 
 
 def load_documents(text: str) -> list[dict[str, Any]]:
@@ -154,16 +184,25 @@ def promtool_parse_errors(expressions: dict[str, str], workdir: Path) -> str:
     return f"{result.stdout}{result.stderr}\nexpressions:\n{names}"
 
 
+# Custom resources and the cloudcoil model module (in .venv-tools) that holds their CRD schema.
+CRD_MODELS = {
+    "ServiceMonitor": "cloudcoil.models.prometheus_operator.v1",
+    "PrometheusRule": "cloudcoil.models.prometheus_operator.v1",
+    "ScaledObject": "cloudcoil.models.keda.v1alpha1",
+    "TriggerAuthentication": "cloudcoil.models.keda.v1alpha1",
+}
+
+
 def crd_schema(kind: str) -> dict[str, Any]:
-    """JSON schema of a prometheus-operator resource, from the cloudcoil models, made strict:
-    objects with declared properties reject unknown ones, as the API server's pruning would
-    silently drop them."""
+    """JSON schema of a custom resource (prometheus-operator, KEDA), from the cloudcoil
+    models, made strict: objects with declared properties reject unknown ones, as the API
+    server's pruning would silently drop them."""
     script = (
-        "import json, sys\n"
-        "from cloudcoil.models.prometheus_operator import v1\n"
-        "print(json.dumps(getattr(v1, sys.argv[1]).model_json_schema(by_alias=True)))\n"
+        "import importlib, json, sys\n"
+        "model = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])\n"
+        "print(json.dumps(model.model_json_schema(by_alias=True)))\n"
     )
-    result = run([tools_python(), "-c", script, kind])
+    result = run([tools_python(), "-c", script, CRD_MODELS[kind], kind])
     assert result.returncode == 0, f"cannot load the {kind} model: {result.stderr}\n{INSTALL_HINT}"
     schema: dict[str, Any] = json.loads(result.stdout)
     _forbid_unknown_properties(schema)

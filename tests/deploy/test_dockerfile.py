@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import tomllib
 
 import pytest
 
@@ -54,13 +55,13 @@ def test_checkov_finds_no_failed_check_and_every_skip_has_a_reason() -> None:
         assert len(check["check_result"].get("suppress_comment") or "") >= 20, check["check_id"]
 
 
-def test_it_builds_in_two_stages_from_one_pinned_slim_bookworm_python() -> None:
+def test_it_builds_in_two_stages_from_one_slim_bookworm_python_pinned_by_digest() -> None:
     images = [
         rest.split()[0] for stage in _stages() for keyword, rest in stage if keyword == "FROM"
     ]
     assert len(images) >= 2
     for image in images:
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", image), image
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", image), image
     assert len(set(images)) == 1, "builder and runtime must use the same Python"
 
 
@@ -136,6 +137,7 @@ def _dockerignored(path: str) -> bool:
         ".venv-tools/bin/checkov",
         "docs/deploy.md",
         "deploy/k8s/base/kustomization.yaml",
+        "rules/Kustomization",
         "detector/__pycache__/metrics.cpython-311.pyc",
     ],
 )
@@ -152,6 +154,7 @@ def test_the_build_context_leaves_out(path: str) -> None:
         "detector/metrics.py",
         "rules/kinesisvideo/rule.yml",
         "rules/lists/trusted_cidrs.yml",
+        "LICENSE",
     ],
 )
 def test_the_build_context_keeps(path: str) -> None:
@@ -165,3 +168,13 @@ def test_every_copied_source_is_in_the_build_context() -> None:
         sources = [arg for arg in shlex.split(rest) if not arg.startswith("--")][:-1]
         for source in sources:
             assert not _dockerignored(source.rstrip("/")), source
+
+
+def test_the_license_file_is_the_one_the_package_and_the_image_declare() -> None:
+    words = (REPO / "LICENSE").read_text().split()
+    assert words[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in " ".join(words)
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    labels = " ".join(rest for keyword, rest in _runtime() if keyword == "LABEL")
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in labels

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.deploy_support import REPO, grafana_to_promql, metric_names, promtool_parse_errors
+from deploy.deploy_support import (
+    REPO,
+    grafana_to_promql,
+    metric_names,
+    promtool_parse_errors,
+    run,
+    tool,
+)
 
 GRAFANA_DIR = REPO / "deploy" / "grafana"
 DASHBOARD = GRAFANA_DIR / "detector-dashboard.json"
@@ -150,3 +157,67 @@ def test_the_job_variable_lists_jobs_of_a_real_metric(known_metric_names: frozen
     match = re.fullmatch(r"label_values\((\w+), job\)", variables["job"]["definition"])
     assert match is not None
     assert match.group(1) in known_metric_names
+
+
+PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
+COMPARISONS = {"gt": ">", "lt": "<"}
+
+
+def _prometheus_rules() -> dict[str, dict[str, Any]]:
+    groups = yaml.safe_load((PROMETHEUS_DIR / "detector-rules.yml").read_text())["groups"]
+    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
+
+
+def _as_prometheus_rule(rule: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
+    """The Grafana rule's condition as a Prometheus alert under its twin's name, labels and
+    annotations: what it fires on is then all that can differ."""
+    (query,) = [q for q in rule["data"] if q["datasourceUid"] != EXPRESSION_DATASOURCE]
+    threshold = next(q["model"] for q in rule["data"] if q["model"].get("type") == "threshold")
+    assert threshold["refId"] == rule["condition"]
+    (condition,) = threshold["conditions"]
+    comparison = COMPARISONS[condition["evaluator"]["type"]]
+    (limit,) = condition["evaluator"]["params"]
+    converted = {
+        "alert": twin["alert"],
+        "expr": f"({grafana_to_promql(query['model']['expr'])}) {comparison} {limit}",
+        "labels": twin["labels"],
+        "annotations": twin["annotations"],
+    }
+    if rule["for"] not in ("0s", "0m", "0"):
+        converted["for"] = rule["for"]
+    return converted
+
+
+def test_every_grafana_alert_names_its_prometheus_twin() -> None:
+    twins = [rule["annotations"].get("prometheus_alert") for rule in _alert_rules()]
+    assert None not in twins
+    assert set(twins) <= set(_prometheus_rules())
+    assert len(twins) == len(set(twins))
+
+
+def test_grafana_alerts_fire_when_their_prometheus_twins_do(tmp_path: Path) -> None:
+    """The Prometheus rules' promtool tests, run against the Grafana queries, thresholds and
+    pending periods: same firing times, same label sets, same values."""
+    prometheus = _prometheus_rules()
+    converted = [
+        _as_prometheus_rule(rule, prometheus[rule["annotations"]["prometheus_alert"]])
+        for rule in _alert_rules()
+    ]
+    names = {rule["alert"] for rule in converted}
+    (tmp_path / "grafana.rules.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "grafana", "rules": converted}]})
+    )
+    cases = []
+    for unit_test in sorted((PROMETHEUS_DIR / "tests").glob("*.yml")):
+        for case in yaml.safe_load(unit_test.read_text())["tests"]:
+            checks = [c for c in case.get("alert_rule_test", []) if c["alertname"] in names]
+            if checks:
+                cases.append({**case, "alert_rule_test": checks})
+    assert {c["alertname"] for case in cases for c in case["alert_rule_test"]} == names
+    (tmp_path / "grafana.test.yml").write_text(
+        yaml.safe_dump(
+            {"rule_files": ["grafana.rules.yml"], "evaluation_interval": "1m", "tests": cases}
+        )
+    )
+    result = run([tool("promtool"), "test", "rules", "grafana.test.yml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -9,36 +9,29 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.deploy_support import REPO, Rendered, only, run
+import detector.sinks.config as sink_settings
+import detector.stream.config as worker_options
+from deploy.deploy_support import (
+    ANNOTATIONS_LIMIT,
+    REPO,
+    Rendered,
+    annotation_bytes_after_client_side_apply,
+    only,
+    run,
+)
 
-RULE_FOLDERS = ("kinesisvideo", "aws-core", "lists")
-# The worker's configuration surface (detector/config); a ConfigMap key outside it is a typo.
-KNOWN_SETTINGS = {
-    "DETECTOR_BOOTSTRAP_SERVERS",
-    "DETECTOR_INPUT_TOPIC",
-    "DETECTOR_ALERTS_TOPIC",
-    "DETECTOR_DEAD_LETTER_TOPIC",
-    "DETECTOR_GROUP_ID",
-    "DETECTOR_RULES_DIR",
-    "DETECTOR_LISTS_DIR",
-    "DETECTOR_ALLOWED_LATENESS",
-    "DETECTOR_WEB_HOST",
-    "DETECTOR_WEB_PORT",
-    "DETECTOR_DATA_DIR",
-    "DETECTOR_SECURITY_PROTOCOL",
-    "DETECTOR_SSL_CA_FILE",
-    "DETECTOR_SSL_CERT_FILE",
-    "DETECTOR_SSL_KEY_FILE",
-    "DETECTOR_SASL_MECHANISM",
-    "DETECTOR_SASL_USERNAME",
-    "DETECTOR_SASL_PASSWORD",
-    "DETECTOR_ENABLE_RULES",
-    "DETECTOR_WEBHOOK_URL",
-    "DETECTOR_WEBHOOK_SECRET",
-    "DETECTOR_SLACK_WEBHOOK_URL",
-    "DETECTOR_ALERTMANAGER_URL",
-}
-SECRET_SETTINGS = {"DETECTOR_SASL_PASSWORD", "DETECTOR_WEBHOOK_SECRET"}
+RULE_FOLDERS = sorted(path.name for path in (REPO / "rules").iterdir() if path.is_dir())
+# The worker's configuration surface, from the code that reads it: a ConfigMap key outside it
+# is a typo, and a secret value in it would be readable by anyone who can read ConfigMaps.
+KNOWN_SETTINGS = (
+    {option.env for option in worker_options.OPTIONS}
+    | {worker_options.PASSWORD_FILE_ENV}
+    | sink_settings.known_variables()
+)
+SECRET_SETTINGS = {
+    option.env for option in worker_options.OPTIONS if option.secret
+} | sink_settings.secret_variables()
+SECRETS_DIR = "/etc/detector/secrets"
 POD_LABELS = {"app.kubernetes.io/name": "detector", "app.kubernetes.io/component": "worker"}
 
 
@@ -93,17 +86,46 @@ def test_the_base_runs_two_workers_of_the_pinned_image(base: Rendered) -> None:
     assert deployment["spec"]["replicas"] == 2
     container = _container(base)
     assert container["command"] == ["detector", "worker"]
-    image = container["image"]
-    assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"image must be pinned by tag: {image}"
-    assert not image.endswith(":latest")
-    assert container["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_configuration_comes_from_the_configmap_and_the_optional_secret(rendered: Rendered) -> None:
-    sources = _container(rendered)["envFrom"]
+def test_the_image_is_pinned_by_tag_and_digest(rendered: Rendered) -> None:
+    image = _container(rendered)["image"]
+    assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
+    assert ":latest@" not in image
+    assert _container(rendered)["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_settings_come_from_the_configmap_and_secrets_only_from_files(rendered: Rendered) -> None:
+    container = _container(rendered)
     config_name = only(rendered.documents, "ConfigMap", "detector-config")["metadata"]["name"]
-    assert {"configMapRef": {"name": config_name}} in sources
-    assert {"secretRef": {"name": "detector-secrets", "optional": True}} in sources
+    assert container["envFrom"] == [{"configMapRef": {"name": config_name}}]
+    assert "env" not in container, "secrets as environment variables leak into /proc and dumps"
+    mount = _mounts(rendered)[SECRETS_DIR]
+    assert mount["readOnly"] is True
+    secret = _volumes(rendered)[mount["name"]]["secret"]
+    assert secret["secretName"] == "detector-secrets"
+    assert secret["defaultMode"] == 0o440
+
+
+def test_every_file_setting_names_a_file_in_a_mounted_secret(rendered: Rendered) -> None:
+    mounts, volumes = _mounts(rendered), _volumes(rendered)
+    for key, value in _config(rendered).items():
+        if not key.endswith("_FILE"):
+            continue
+        directory = str(Path(value).parent)
+        assert directory in mounts, f"{key}={value} is in no mounted directory"
+        assert "secret" in volumes[mounts[directory]["name"]], f"{key} must come from a Secret"
+
+
+def test_the_base_runs_without_a_secret_and_production_requires_it(
+    base: Rendered, production: Rendered
+) -> None:
+    def optional(rendered: Rendered) -> bool:
+        volume = _volumes(rendered)[_mounts(rendered)[SECRETS_DIR]["name"]]
+        return bool(volume["secret"].get("optional", False))
+
+    assert optional(base) is True
+    assert optional(production) is False
 
 
 def test_the_configmap_sets_only_known_non_secret_settings(rendered: Rendered) -> None:
@@ -148,12 +170,16 @@ def test_writable_paths_are_emptydirs(rendered: Rendered) -> None:
         assert not mounts[path].get("readOnly", False)
 
 
-def test_workers_spread_over_nodes_and_stop_gracefully(rendered: Rendered) -> None:
+def test_workers_spread_over_zones_and_nodes_and_stop_gracefully(rendered: Rendered) -> None:
     pod = _pod(rendered)["spec"]
     assert pod["terminationGracePeriodSeconds"] == 60
-    (spread,) = pod["topologySpreadConstraints"]
-    assert spread["topologyKey"] == "kubernetes.io/hostname"
-    assert spread["labelSelector"]["matchLabels"] == POD_LABELS
+    spreads = {spread["topologyKey"]: spread for spread in pod["topologySpreadConstraints"]}
+    assert set(spreads) == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    for spread in spreads.values():
+        assert spread["labelSelector"]["matchLabels"] == POD_LABELS
+        assert spread["maxSkew"] == 1
+        # A lost zone or a cluster without zone labels must never block scheduling.
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
     assert _pod(rendered)["metadata"]["labels"] == POD_LABELS
     resources = _container(rendered)["resources"]
     for kind in ("requests", "limits"):
@@ -161,43 +187,62 @@ def test_workers_spread_over_nodes_and_stop_gracefully(rendered: Rendered) -> No
 
 
 def _shipped_files(folder: str) -> dict[str, str]:
-    directory = REPO / "rules" / folder
-    if not directory.is_dir():
-        return {}
     return {
         path.name: path.read_text()
-        for path in sorted(directory.iterdir())
+        for path in sorted((REPO / "rules" / folder).iterdir())
         if path.is_file() and not path.name.startswith(".")
     }
 
 
 @pytest.mark.parametrize("folder", RULE_FOLDERS)
-def test_each_rule_folder_is_a_configmap_mounted_as_a_directory(
+def test_each_rule_folder_is_mounted_as_one_directory_of_its_configmaps(
     rendered: Rendered, folder: str
 ) -> None:
-    configmap = only(rendered.documents, "ConfigMap", f"detector-rules-{folder}")
-    # A stable name: the ConfigMap is updated in place and reaches pods by the symlink swap.
-    assert configmap["metadata"]["name"] == f"detector-rules-{folder}"
-    shipped = _shipped_files(folder)
-    data = configmap.get("data", {})
-    assert sorted(data) == sorted(shipped), "rules/ changed: run scripts/gen-prometheusrule"
-    assert data == shipped
+    configmaps = [
+        doc
+        for doc in rendered.documents
+        if doc["kind"] == "ConfigMap"
+        and doc["metadata"]["labels"].get("detector.io/rules") == folder
+    ]
+    assert configmaps, f"no ConfigMap for rules/{folder}: run scripts/gen-prometheusrule"
+    keys = [key for configmap in configmaps for key in configmap.get("data", {})]
+    assert len(keys) == len(set(keys)), "a rule file is in two ConfigMaps of its folder"
+    data = {key: value for configmap in configmaps for key, value in configmap["data"].items()}
+    assert data == _shipped_files(folder), "rules/ changed: run scripts/gen-prometheusrule"
     mount = _mounts(rendered)[f"/etc/detector/rules/{folder}"]
     assert "subPath" not in mount, "subPath mounts never see ConfigMap updates"
     assert mount["readOnly"] is True
-    volume = _volumes(rendered)[mount["name"]]
-    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    sources = _volumes(rendered)[mount["name"]]["projected"]["sources"]
+    # Stable names (no hash suffix): updated in place, they reach pods by the symlink swap.
+    assert [source["configMap"]["name"] for source in sources] == [
+        configmap["metadata"]["name"] for configmap in configmaps
+    ]
 
 
-def test_every_rule_folder_in_the_repository_is_deployed() -> None:
-    folders = {path.name for path in (REPO / "rules").iterdir() if path.is_dir()}
-    assert folders <= set(RULE_FOLDERS), (
-        f"rules/ has folders the manifests do not mount: {sorted(folders - set(RULE_FOLDERS))}; "
-        "add them to RULE_FOLDERS in scripts/gen-prometheusrule and deploy/k8s/base/deployment.yaml"
-    )
-    for folder in folders:
+def test_no_rule_folder_has_subfolders() -> None:
+    for folder in RULE_FOLDERS:
         nested = [path for path in (REPO / "rules" / folder).iterdir() if path.is_dir()]
         assert nested == [], f"a ConfigMap cannot hold subfolders: {nested}"
+
+
+def test_every_object_survives_client_side_apply(rendered: Rendered) -> None:
+    """`kubectl apply` (and Argo CD's default sync) stores each object in an annotation, and
+    all annotations of an object share one size limit."""
+    for doc in rendered.documents:
+        size = annotation_bytes_after_client_side_apply(doc)
+        assert size <= ANNOTATIONS_LIMIT, f"{doc['kind']} {doc['metadata']['name']}: {size}"
+
+
+def test_the_annotation_size_check_catches_an_oversized_configmap() -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "big", "namespace": "detector"},
+        "data": {"rules.yml": "x" * (ANNOTATIONS_LIMIT - 1000) + "<" * 200},
+    }
+    assert annotation_bytes_after_client_side_apply(configmap) > ANNOTATIONS_LIMIT
+    configmap["data"]["rules.yml"] = "<" * 50_000
+    assert annotation_bytes_after_client_side_apply(configmap) > 6 * 50_000
 
 
 def test_every_configmap_fits_the_one_mebibyte_limit(rendered: Rendered) -> None:
@@ -222,10 +267,11 @@ def test_the_service_and_servicemonitor_expose_metrics_on_port_web(rendered: Ren
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
-def test_a_disruption_keeps_one_worker(rendered: Rendered) -> None:
-    budget = only(rendered.documents, "PodDisruptionBudget", "detector")
-    assert budget["spec"]["minAvailable"] == 1
-    assert budget["spec"]["selector"]["matchLabels"] == POD_LABELS
+def test_disruptions_take_one_worker_at_a_time(rendered: Rendered) -> None:
+    budget = only(rendered.documents, "PodDisruptionBudget", "detector")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
+    assert budget["selector"]["matchLabels"] == POD_LABELS
 
 
 def test_the_network_policy_admits_only_scrapes_and_the_needed_egress(rendered: Rendered) -> None:
@@ -249,10 +295,15 @@ def test_production_runs_four_bigger_workers(base: Rendered, production: Rendere
             assert _quantity(big[kind][resource]) > _quantity(small[kind][resource])
 
 
+def test_production_replicates_the_topics_it_creates_three_times(production: Rendered) -> None:
+    assert _config(production)["DETECTOR_REPLICATION_FACTOR"] == "3"
+
+
 def test_production_talks_sasl_ssl_with_a_mounted_ca(production: Rendered) -> None:
     config = _config(production)
     assert config["DETECTOR_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert config["DETECTOR_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert config["DETECTOR_SASL_PASSWORD_FILE"].startswith(SECRETS_DIR + "/")
     ca_file = Path(config["DETECTOR_SSL_CA_FILE"])
     mount = _mounts(production)[str(ca_file.parent)]
     assert mount["readOnly"] is True

@@ -8,10 +8,12 @@ import jsonschema
 import pytest
 import yaml
 
-from deploy.deploy_support import Rendered, checkov, crd_schema, run, tool
+from deploy.deploy_support import CRD_MODELS, Rendered, checkov, crd_schema, run, tool
 
 KUBERNETES_VERSION = "1.37.0"
-CUSTOM_KINDS = ("ServiceMonitor", "PrometheusRule")
+CUSTOM_KINDS = tuple(CRD_MODELS)
+# Every render has these; the autoscaled overlay also has KEDA's.
+EVERYWHERE = ("ServiceMonitor", "PrometheusRule")
 
 
 def test_every_builtin_resource_passes_strict_schema_validation(
@@ -30,7 +32,7 @@ def test_every_builtin_resource_passes_strict_schema_validation(
     assert output.count("passed for resource") == len(builtin), output
 
 
-@pytest.fixture(scope="module", params=CUSTOM_KINDS)
+@pytest.fixture(scope="module", params=EVERYWHERE)
 def custom_kind(request: pytest.FixtureRequest) -> tuple[str, jsonschema.Draft202012Validator]:
     kind: str = request.param
     return kind, jsonschema.Draft202012Validator(crd_schema(kind))
@@ -65,3 +67,12 @@ def test_checkov_finds_no_failed_check_and_every_skip_is_explained(rendered: Ren
     for check in results.get("skipped_checks", []):
         reason = check["check_result"].get("suppress_comment") or ""
         assert len(reason) >= 40, f"{check['check_id']} is skipped without a real reason"
+
+
+@pytest.mark.parametrize("kind", ["ScaledObject", "TriggerAuthentication"])
+def test_keda_resources_match_their_crd_schema(autoscaled: Rendered, kind: str) -> None:
+    validator = jsonschema.Draft202012Validator(crd_schema(kind))
+    (resource,) = [doc for doc in autoscaled.documents if doc["kind"] == kind]
+    assert [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(resource)] == []
+    broken = {**resource, "spec": {**resource["spec"], "minReplicas": 2}}
+    assert not validator.is_valid(broken)

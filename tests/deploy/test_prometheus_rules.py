@@ -3,13 +3,18 @@ gets through the PrometheusRule."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sinks.builders import make_alert
 
 from deploy.deploy_support import REPO, Rendered, metric_names, only, run, tool
+from detector.sinks import AlertmanagerConfig, Secret
+from detector.sinks.alertmanager import alertmanager_alert
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULES_FILE = PROMETHEUS_DIR / "detector-rules.yml"
@@ -85,6 +90,28 @@ def test_the_example_alertmanager_config_is_valid() -> None:
 def test_the_example_routes_detections_to_security_and_health_to_platform(
     labels: list[str], receiver: str
 ) -> None:
+    assert _route(labels) == receiver
+
+
+@pytest.mark.parametrize(
+    ("level", "receiver"),
+    [
+        ("critical", "security-critical"),
+        ("high", "security"),
+        ("medium", "security"),
+        ("low", "security"),
+        ("informational", "security"),
+    ],
+)
+def test_the_example_routes_what_the_alertmanager_sink_sends(level: str, receiver: str) -> None:
+    config = AlertmanagerConfig(name="am", url=Secret("http://alertmanager:9093"))
+    posted = alertmanager_alert(make_alert(level=level), config, datetime.now(UTC))
+    labels = [f"{name}={json.dumps(value)}" for name, value in posted["labels"].items()]
+    assert _route(labels) == receiver
+
+
+def _route(labels: list[str]) -> str:
+    """The receiver the example config picks for an alert with these labels."""
     result = run(
         [
             tool("amtool"),
@@ -96,4 +123,4 @@ def test_the_example_routes_detections_to_security_and_health_to_platform(
         ]
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == receiver
+    return result.stdout.strip()

@@ -166,3 +166,69 @@ def test_enable_and_references_accept_upper_case_ids(tmp_path: Path) -> None:
     load(tmp_path, GOOD + "detector:\n  enabled: false\n")
     result = load_rules([tmp_path / "rules"], enable=["0B1C2D3E-0000-4000-8000-000000000001"])
     assert result.ruleset.rules[0].meta.enabled is True
+
+
+def test_a_regex_re2_cannot_run_is_refused_at_its_field_and_line(tmp_path: Path) -> None:
+    message = only_error(tmp_path, rule(
+        "sel:\n  eventName: GetObject\n  userAgent|re:\n    - '^aws'\n    - '(a)\\1'\n"
+        "condition: sel"))
+    assert "rule0.yml:12:" in message  # the line of the refused value
+    assert "userAgent|re" in message and "invalid escape sequence" in message
+
+
+def test_lookaround_is_refused_not_evaluated(tmp_path: Path) -> None:
+    message = only_error(tmp_path, rule("sel:\n  userAgent|re|i: '(?=evil)'\ncondition: sel"))
+    assert "rule0.yml:9:" in message and "RE2 cannot run" in message
+
+
+def test_an_unsupported_value_names_its_field_and_line(tmp_path: Path) -> None:
+    message = only_error(tmp_path, rule(
+        "sel:\n  eventName: GetObject\nwhen:\n  eventTime|minute: 5\ncondition: sel and when"))
+    assert "rule0.yml:11:" in message and "eventTime" in message
+
+
+def test_a_path_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    from detector.engine import load_rules
+
+    result = load_rules([tmp_path / "nowhere"], [tmp_path / "no-lists"])
+    assert [str(error) for error in result.errors] == [
+        f"{tmp_path / 'no-lists'}: (path): no such file or directory",
+        f"{tmp_path / 'nowhere'}: (path): no such file or directory",
+    ]
+
+
+def test_a_rule_file_over_the_size_cap_is_refused_before_parsing(tmp_path: Path) -> None:
+    from detector.engine.yamlfiles import MAX_FILE_BYTES
+
+    padding = "# " + "x" * 1022 + "\n"
+    message = only_error(tmp_path, GOOD + padding * (MAX_FILE_BYTES // len(padding) + 1))
+    assert "rule0.yml: (file): rule file refused: the file is larger than 4 MiB" in message
+
+
+def test_an_alias_bomb_is_refused(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + n)}: &{chr(98 + n)} [{', '.join([f'*{chr(97 + n)}'] * 10)}]\n"
+        for n in range(8))
+    message = only_error(tmp_path, GOOD + "bomb:\n" + "".join(
+        f"  {line}\n" for line in bomb.splitlines()))
+    assert "rule file refused: more than 1,000,000 values" in message
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    message = only_error(tmp_path, GOOD + "loop: &loop [*loop]\n")
+    assert "an alias refers to a node that contains it" in message
+
+
+def test_absurd_nesting_is_refused(tmp_path: Path) -> None:
+    deep = only_error(tmp_path, GOOD + "deep: " + "[" * 100 + "]" * 100 + "\n")
+    assert "nested deeper than 64 levels" in deep
+    (tmp_path / "rules" / "rule0.yml").unlink()
+    deeper = only_error(tmp_path, GOOD + "deep: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert "rule0.yml:" in deeper and "nesting depth" in deeper
+
+
+def test_a_rule_with_a_huge_value_list_loads(tmp_path: Path) -> None:
+    values = "".join(f"    - 'arn:aws:iam::111122223333:user/u{n}'\n" for n in range(50_000))
+    result = load(tmp_path, rule(f"sel:\n  userIdentity.arn|endswith:\n{values}condition: sel"))
+    assert result.errors == []
+    assert len(result.ruleset.rules) == 1

@@ -324,3 +324,69 @@ def test_deeply_nested_records_do_not_break_matching(tmp_path: Path) -> None:
         nested = [nested]
     detection = "sel:\n  requestParameters|contains: evil\ncondition: sel"
     assert fires(tmp_path, detection, record(requestParameters={"a": nested}))
+
+
+HUNDRED_KB = 100_000
+
+
+def test_nested_quantifier_regex_finishes_on_hostile_user_agents(tmp_path: Path) -> None:
+    detector = engine(tmp_path, rule("sel:\n  userAgent|re: '(a+)+$'\ncondition: sel"))
+    assert RULE_ID not in [a.rule_id for a in detector.process(record(userAgent="a" * 30 + "!"))]
+    assert RULE_ID in [a.rule_id for a in detector.process(record(userAgent="a" * HUNDRED_KB))]
+    assert RULE_ID not in [a.rule_id for a in detector.process(
+        record(userAgent="a" * HUNDRED_KB + "!"))]
+
+
+def test_many_star_wildcard_finishes_on_long_fields(tmp_path: Path) -> None:
+    detector = engine(tmp_path, rule("sel:\n  userAgent: '*a*a*a*a*a*b'\ncondition: sel"))
+    for text in ("a" * 200, "a" * HUNDRED_KB):
+        assert RULE_ID not in [a.rule_id for a in detector.process(record(userAgent=text))]
+    assert RULE_ID in [a.rule_id for a in detector.process(record(userAgent="a" * 200 + "b"))]
+
+
+def test_ten_thousand_contains_values_keep_sigma_semantics(tmp_path: Path) -> None:
+    values = "".join(f"    - 'tool-{n}/'\n" for n in range(10_000))
+    detector = engine(tmp_path, rule(f"sel:\n  userAgent|contains:\n{values}condition: sel"))
+    assert RULE_ID in [a.rule_id for a in detector.process(record(userAgent="x TOOL-9999/1"))]
+    assert RULE_ID not in [a.rule_id for a in detector.process(record(userAgent="tool-10000"))]
+
+
+def test_many_contains_values_with_cased_and_all(tmp_path: Path) -> None:
+    values = "".join(f"    - 'Tool{n}'\n" for n in range(100))
+    cased = engine(tmp_path, rule(f"sel:\n  userAgent|contains|cased:\n{values}condition: sel"))
+    assert RULE_ID in [a.rule_id for a in cased.process(record(userAgent="xTool42y"))]
+    assert RULE_ID not in [a.rule_id for a in cased.process(record(userAgent="xtool42y"))]
+    (tmp_path / "all").mkdir()
+    every = engine(tmp_path / "all", rule(f"sel:\n  userAgent|contains|all:\n{values}"
+                                           "condition: sel"))
+    everything = "".join(f"tool{n} " for n in range(100))
+    assert RULE_ID in [a.rule_id for a in every.process(record(userAgent=everything))]
+    assert RULE_ID not in [a.rule_id for a in every.process(
+        record(userAgent=everything.replace("tool42 ", "")))]
+
+
+def test_many_keywords_search_every_value(tmp_path: Path) -> None:
+    keywords = "".join(f"  - 'marker-{n}'\n" for n in range(200))
+    detector = engine(tmp_path, rule(f"keywords:\n{keywords}condition: keywords"))
+    assert RULE_ID in [a.rule_id for a in detector.process(
+        record(requestParameters={"tags": [{"value": "has MARKER-199 inside"}]}))]
+    assert RULE_ID not in [a.rule_id for a in detector.process(record())]
+
+
+def test_long_lists_of_wildcards_and_networks(tmp_path: Path) -> None:
+    detection = "sel:\n  sourceIPAddress|expand: '%trusted%'\ncondition: sel"
+    lists = {"trusted": [*(f"10.{n}.0.0/16" for n in range(200)),
+                         *(f"host-{n}.example.*" for n in range(200)), "2001:db8::/32"]}
+    for address in ("10.199.3.4", "host-7.example.org", "2001:db8::9"):
+        assert fires(tmp_path, detection, record(sourceIPAddress=address), lists)
+    for address in ("10.200.3.4", "xhost-7.example.org", "11.0.0.1"):
+        assert not fires(tmp_path, detection, record(sourceIPAddress=address), lists)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1e3", True), ("-2.5E+2", False), ("٢٠٠", True), ("1.", False), (".5", False),
+    ("1e", False), ("+200", False), ("2e--1", False),
+])
+def test_numbers_written_as_text(tmp_path: Path, text: str, expected: bool) -> None:
+    detection = "sel:\n  requestParameters.size|gt: 100\ncondition: sel"
+    assert fires(tmp_path, detection, record(requestParameters={"size": text})) is expected

@@ -24,6 +24,8 @@ from sinks.http_receiver import Receiver
 from detector.metrics import Metrics
 from detector.sinks import AlertmanagerConfig, AlertmanagerSink, RetryPolicy, Secret, SinkSet
 
+pytestmark = pytest.mark.alertmanager
+
 BINARY = "prometheus-alertmanager"
 PACKAGE = "prometheus-alertmanager"
 CONFIG = """
@@ -145,6 +147,7 @@ async def test_alertmanager_receives_our_alerts_with_our_labels(
         assert received["labels"] == {
             "alertname": "KinesisVideoStreamDeleted",
             "severity": alert.level,
+            "category": "detection",
             "rule_id": alert.rule_id,
             "kind": "single",
             "alert_id": alert.id,

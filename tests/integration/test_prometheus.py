@@ -17,7 +17,7 @@ from prometheus_server import PrometheusServer
 
 from integration.worker_support import REPO, WorkerProcess, read_topic, replay, unique
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 SCENARIO = REPO / "examples" / "scenarios" / "kinesisvideo-intruder.jsonl"
 ALERT_RULES = REPO / "deploy" / "prometheus" / "detector-rules.yml"

@@ -56,6 +56,7 @@ class WorkerProcess:
     input_topic: str
     rules: Sequence[Path] = (RULES,)
     extra: Sequence[str] = ()
+    program: Sequence[str] = ("-m", "detector")  # or a script that calls detector.cli.main
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -78,7 +79,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "detector", "worker",
+        args = [sys.executable, *self.program, "worker",
                 "--bootstrap-servers", self.broker.bootstrap,
                 "--input-topic", self.input_topic, "--alerts-topic", self.alerts_topic,
                 "--dead-letter-topic", self.dead_letter_topic, "--group-id", self.group,
@@ -93,6 +94,12 @@ class WorkerProcess:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=log,
                                             stdin=subprocess.DEVNULL)
         return self
+
+    def restart(self) -> WorkerProcess:
+        """Start it again after it died, with its data dir (as a container restarted in its
+        pod keeps its emptyDir)."""
+        assert self.process is not None and self.process.poll() is not None
+        return self.start()
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -174,10 +181,11 @@ def _normalise(series: str) -> str:
 
 def produce(broker: KafkaBroker, topic: str,
             messages: Sequence[bytes | tuple[bytes | None, bytes]],
-            headers: Sequence[tuple[str, bytes]] = ()) -> None:
+            headers: Sequence[tuple[str, bytes]] = (),
+            max_request_size: int = 4 * 1024 * 1024) -> None:
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
-                                    max_request_size=4 * 1024 * 1024)
+                                    max_request_size=max_request_size)
         await producer.start()
         try:
             for message in messages:
@@ -190,14 +198,16 @@ def produce(broker: KafkaBroker, topic: str,
 
 
 def read_topic(broker: KafkaBroker, topic: str, done: Callable[[list[Message]], bool],
-               timeout: float = 60.0, settle: float = 0.0) -> list[Message]:
+               timeout: float = 60.0, settle: float = 0.0, *,
+               fetch_bytes: int = 8 * 1024 * 1024) -> list[Message]:
     """Everything in `topic` from the start, read until `done` holds (or the timeout), then
     on until nothing new came for `settle` seconds (to see that nothing more comes)."""
 
     async def run() -> list[Message]:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
                                     auto_offset_reset="earliest", group_id=None,
-                                    fetch_max_bytes=8 * 1024 * 1024)
+                                    fetch_max_bytes=fetch_bytes,
+                                    max_partition_fetch_bytes=fetch_bytes)
         await consumer.start()
         found: list[Message] = []
         try:

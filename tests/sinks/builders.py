@@ -12,18 +12,9 @@ _serial = itertools.count(1)
 EVENT_ID = "6f1c1e0a-2b3c-4d5e-8f90-1a2b3c4d5e6f"
 
 
-def make_alert(
-    *,
-    level: str = "high",
-    tags: tuple[str, ...] = ("attack.impact", "attack.t1485"),
-    rule_id: str = "kvs-delete-stream",
-    rule_title: str = "Kinesis Video Stream deleted",
-    text: str | None = None,
-    **event: Any,
-) -> Alert:
-    """A single-event alert; keyword arguments override EventSummary fields."""
-    serial = next(_serial)
-    fields: dict[str, Any] = {
+def make_event(**fields: Any) -> EventSummary:
+    """A KVS DeleteStream call by a camera-fleet role; keyword arguments override fields."""
+    defaults: dict[str, Any] = {
         "event_id": EVENT_ID,
         "event_time": "2026-03-10T12:00:00.000000Z",
         "event_source": "kinesisvideo.amazonaws.com",
@@ -37,8 +28,21 @@ def make_alert(
         "error_code": None,
         "request_parameters": {"streamName": "front-door"},
     }
-    fields.update(event)
-    summary = EventSummary(**fields)
+    return EventSummary(**{**defaults, **fields})
+
+
+def make_alert(
+    *,
+    level: str = "high",
+    tags: tuple[str, ...] = ("attack.impact", "attack.t1485"),
+    rule_id: str = "kvs-delete-stream",
+    rule_title: str = "Kinesis Video Stream deleted",
+    text: str | None = None,
+    **event: Any,
+) -> Alert:
+    """A single-event alert; keyword arguments override EventSummary fields."""
+    serial = next(_serial)
+    summary = make_event(**event)
     return Alert(
         id=f"alert-{serial:04d}",
         rule_id=rule_id,
@@ -46,7 +50,7 @@ def make_alert(
         level=level,
         tags=tags,
         kind="single",
-        text=text or f"{fields['principal_arn']} deleted stream front-door",
+        text=text or f"{summary.principal_arn} deleted stream front-door",
         event_time=summary.event_time,
         detected_at="2026-03-10T12:05:00.000000Z",
         group_key=None,

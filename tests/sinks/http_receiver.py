@@ -6,6 +6,7 @@ Sink tests and the Alertmanager integration test use it as the other end of the 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Reply:
 @dataclass(frozen=True)
 class Received:
     path: str
+    url: str  # absolute; a request sent to a proxy names its real target here and in Host
     headers: dict[str, str]
     body: bytes
     at: float
@@ -40,7 +42,13 @@ class Received:
 class Receiver:
     """Answers requests with the scripted replies in order, then with `default`."""
 
-    def __init__(self, replies: Iterable[Reply] = (), default: Reply | None = None) -> None:
+    def __init__(
+        self,
+        replies: Iterable[Reply] = (),
+        default: Reply | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.tls = tls
         self.replies = list(replies)
         self.default = default or Reply()
         self.requests: list[Received] = []
@@ -51,7 +59,7 @@ class Receiver:
 
     async def start(self) -> Receiver:
         # No access log: it would print request paths, and the tests read the captured log.
-        await self._server.start_server(access_log=None)
+        await self._server.start_server(access_log=None, ssl=self.tls)
         return self
 
     async def close(self) -> None:
@@ -71,6 +79,7 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         received = Received(
             path=request.path_qs,
+            url=str(request.url),
             headers=dict(request.headers),
             body=await request.read(),
             at=time.monotonic(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -17,7 +18,10 @@ class ReceiverFactory(Protocol):
     """The `receiver` fixture: start a loopback receiver with scripted replies."""
 
     async def __call__(
-        self, replies: Iterable[Reply] = (), default: Reply | None = None
+        self,
+        replies: Iterable[Reply] = (),
+        default: Reply | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> Receiver: ...
 
 

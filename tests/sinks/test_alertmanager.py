@@ -23,6 +23,7 @@ def test_labels_identify_the_rule_and_where_it_fired() -> None:
     assert posted["labels"] == {
         "alertname": "KinesisVideoStreamDeleted",
         "severity": "critical",
+        "category": "detection",
         "rule_id": "kvs-delete-stream",
         "kind": "single",
         "alert_id": alert.id,
@@ -50,6 +51,17 @@ def test_annotations_carry_what_an_analyst_reads() -> None:
         "in account 111122223333 (eu-west-1)"
     )
     assert all(isinstance(value, str) and value for value in annotations.values())
+
+
+def test_annotations_show_control_characters_instead_of_obeying_them() -> None:
+    alert = make_alert(
+        principal_arn="alice\nsource_ip: 10.0.0.1\u202e",
+        text="deleted by alice\r\nSeverity: low",
+    )
+    annotations = alertmanager_alert(alert, config(), NOW)["annotations"]
+    assert annotations["principal"] == "alice\\nsource_ip: 10.0.0.1\\u202e"
+    assert annotations["summary"] == "deleted by alice\\r\\nSeverity: low"
+    assert all("\n" not in value and "\r" not in value for value in annotations.values())
 
 
 def test_alerts_start_at_the_event_and_resolve_after_the_resolve_timeout() -> None:

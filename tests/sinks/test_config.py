@@ -25,6 +25,7 @@ from detector.sinks import (
     sink_configs,
 )
 from sinks.builders import make_alert
+from sinks.tls import PrivateCA
 
 SLACK_URL = "https://hooks.slack.com/services/T0/B0/slacksecret"
 
@@ -113,6 +114,29 @@ def test_each_kind_and_the_common_defaults(metrics: Metrics) -> None:
     assert stdout.config.queue_size == 10
 
 
+def test_webhook_and_stdout_write_native_documents_unless_told_ocsf(tmp_path: Path) -> None:
+    sinks_file = tmp_path / "sinks.yaml"
+    sinks_file.write_text(
+        "sinks:\n"
+        "  - {name: siem, type: webhook, url: https://siem.example/in, format: ocsf}\n"
+        "  - {name: archive, type: webhook, url: https://archive.example/in}\n"
+        "  - {name: lines, type: stdout, format: Native}\n"
+    )
+    environ = {
+        "DETECTOR_WEBHOOK_URL": "https://soar.example/hook",
+        "DETECTOR_WEBHOOK_FORMAT": "OCSF",
+        "DETECTOR_STDOUT_SINK": "1",
+        "DETECTOR_STDOUT_FORMAT": "ocsf",
+        "DETECTOR_SINKS_FILE": str(sinks_file),
+    }
+    formats = {config.name: getattr(config, "alert_format", None)
+               for config in sink_configs(environ)}
+    assert formats == {"webhook": "ocsf", "stdout": "ocsf", "siem": "ocsf",
+                       "archive": "native", "lines": "native"}
+    defaults = sink_configs({"DETECTOR_WEBHOOK_URL": "https://w/", "DETECTOR_STDOUT_SINK": "1"})
+    assert [getattr(config, "alert_format", None) for config in defaults] == ["native", "native"]
+
+
 def test_empty_variables_count_as_unset() -> None:
     """Manifests often template every variable and leave the unused ones empty."""
     environ = dict.fromkeys(
@@ -173,6 +197,48 @@ def test_stdout_sink_off_by_default_and_for_false_values() -> None:
         (
             {"DETECTOR_STDOUT_SINK": "maybe"},
             "DETECTOR_STDOUT_SINK must be one of",
+        ),
+        (
+            {"DETECTOR_WEBHOOK_URL": "https://bot:slacksecret@hooks.example.com/x",
+             "DETECTOR_WEBHOOK_TOKEN": "tok"},
+            "DETECTOR_WEBHOOK_URL carries credentials .* DETECTOR_WEBHOOK_TOKEN sets a token",
+        ),
+        (
+            {"DETECTOR_ALERTMANAGER_URL": "https://am:slacksecret@am.example.com",
+             "DETECTOR_ALERTMANAGER_TOKEN": "Basic eDp5"},
+            "DETECTOR_ALERTMANAGER_URL carries credentials",
+        ),
+        (
+            {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_SINK_PROXY": "proxy:3128"},
+            "DETECTOR_SINK_PROXY must be an http:// or https:// URL",
+        ),
+        (
+            {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_CA_FILE": "/nonexistent"},
+            "DETECTOR_SLACK_CA_FILE: cannot load CA bundle /nonexistent",
+        ),
+        (
+            {"DETECTOR_STDOUT_SINK": "1", "DETECTOR_STDOUT_CA_FILE": "/etc/ssl/ca.pem"},
+            "unknown sink setting DETECTOR_STDOUT_CA_FILE",
+        ),
+        (
+            {"DETECTOR_WEBHOOK_PROXY": "http://proxy:3128"},
+            "DETECTOR_WEBHOOK_PROXY is set but neither DETECTOR_WEBHOOK_URL",
+        ),
+        (
+            {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_FORMAT": "cef"},
+            "DETECTOR_WEBHOOK_FORMAT: 'cef' is not an alert format; use one of native, ocsf",
+        ),
+        (
+            {"DETECTOR_STDOUT_SINK": "1", "DETECTOR_STDOUT_FORMAT": "ocsf-1.5"},
+            "DETECTOR_STDOUT_FORMAT: 'ocsf-1.5' is not an alert format",
+        ),
+        (
+            {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_FORMAT": "ocsf"},
+            "unknown sink setting DETECTOR_SLACK_FORMAT",
+        ),
+        (
+            {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_SINK_FORMAT": "ocsf"},
+            "unknown sink setting DETECTOR_SINK_FORMAT",
         ),
     ],
 )
@@ -252,6 +318,10 @@ sinks:
          "url_env names UNSET_VARIABLE, which is not set"),
         ("name: Bad Name\n    type: stdout", "sink name 'Bad Name' must be"),
         ("name: webhook\n    type: stdout", "sink names must be unique: webhook repeated"),
+        ("name: a\n    type: alertmanager\n    url: http://am\n    format: ocsf",
+         "unknown key 'format' for a alertmanager sink"),
+        ("name: a\n    type: stdout\n    format: xml",
+         "sink 'a': format: 'xml' is not an alert format"),
     ],
 )
 def test_sinks_file_mistakes_are_explained(tmp_path: Path, entry: str, message: str) -> None:
@@ -285,3 +355,76 @@ def test_configs_and_sinks_show_no_secret_in_repr_or_logs(
     assert "Secret('***')" in shown
     for secret in ("urlsecret", "tokensecret", "hmacsecret", "slacksecret"):
         assert secret not in shown
+
+
+def test_url_credentials_go_with_a_token_in_another_header() -> None:
+    config = only(sink_configs({
+        "DETECTOR_WEBHOOK_URL": "https://bot:pw@hooks.example.com/x",
+        "DETECTOR_WEBHOOK_TOKEN": "key",
+        "DETECTOR_WEBHOOK_AUTH_HEADER": "X-Api-Key",
+    }))
+    assert isinstance(config, WebhookConfig)
+    assert config.auth_header == "X-Api-Key"
+
+
+def test_url_credentials_and_a_token_fail_when_the_sinks_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "sinks.yaml"
+    path.write_text(
+        "sinks:\n"
+        "  - {name: pager, type: webhook, url: 'https://u:p@pager.example.com/',"
+        " token_env: PAGER_TOKEN}\n"
+    )
+    environ = {"DETECTOR_SINKS_FILE": str(path), "PAGER_TOKEN": "t"}
+    with pytest.raises(SinkConfigError, match="sink 'pager': url carries credentials") as caught:
+        sink_configs(environ)
+    assert ":p@" not in str(caught.value)
+
+
+def test_proxy_for_every_http_sink_with_a_per_sink_override(tmp_path: Path) -> None:
+    proxy_file = tmp_path / "proxy"
+    proxy_file.write_text("http://user:proxysecret@proxy.internal:3128\n")
+    configs = {
+        config.name: config
+        for config in sink_configs({
+            "DETECTOR_WEBHOOK_URL": "https://hooks.example.com/x",
+            "DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL,
+            "DETECTOR_STDOUT_SINK": "1",
+            "DETECTOR_SINK_PROXY_FILE": str(proxy_file),
+            "DETECTOR_SLACK_PROXY": "http://egress.internal:8080",
+        })
+    }
+    webhook, slack = configs["webhook"], configs["slack"]
+    assert isinstance(webhook, WebhookConfig) and isinstance(slack, SlackConfig)
+    assert webhook.proxy == Secret("http://user:proxysecret@proxy.internal:3128")
+    assert slack.proxy == Secret("http://egress.internal:8080")
+    assert "proxysecret" not in repr(configs)
+
+
+def test_a_ca_bundle_for_every_http_sink(tmp_path: Path, private_ca: PrivateCA) -> None:
+    (config,) = sink_configs({
+        "DETECTOR_ALERTMANAGER_URL": "https://alertmanager.monitoring:9093",
+        "DETECTOR_SINK_CA_FILE": str(private_ca.ca_file),
+    })
+    assert isinstance(config, AlertmanagerConfig)
+    assert config.ca_file == str(private_ca.ca_file)
+    garbage = tmp_path / "not-a-ca.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(SinkConfigError, match=f"cannot load CA bundle {garbage}"):
+        sink_configs({
+            "DETECTOR_ALERTMANAGER_URL": "https://alertmanager.monitoring:9093",
+            "DETECTOR_ALERTMANAGER_CA_FILE": str(garbage),
+        })
+
+
+def test_proxy_and_ca_file_in_the_sinks_file(tmp_path: Path, private_ca: PrivateCA) -> None:
+    path = tmp_path / "sinks.yaml"
+    path.write_text(
+        f"defaults: {{ca_file: {private_ca.ca_file}}}\n"
+        "sinks:\n"
+        "  - {name: soar, type: webhook, url: 'https://soar.example.com/',"
+        " proxy_env: SOAR_PROXY}\n"
+    )
+    (config,) = sink_configs({"DETECTOR_SINKS_FILE": str(path), "SOAR_PROXY": "http://p:3128"})
+    assert isinstance(config, WebhookConfig)
+    assert config.proxy == Secret("http://p:3128")
+    assert config.ca_file == str(private_ca.ca_file)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from detector.metrics import Metrics
 from detector.sinks import Secret, SinkSet, SlackConfig, SlackSink
 from detector.sinks.slack import LEVEL_COLOURS, slack_message
@@ -14,8 +16,26 @@ from sinks.support import FAST, ReceiverFactory
 def fields(message: dict[str, Any]) -> dict[str, str]:
     (attachment,) = message["attachments"]
     section = next(block for block in attachment["blocks"] if "fields" in block)
-    pairs = (item["text"].split("\n", 1) for item in section["fields"])
-    return {title.strip("*"): value for title, value in pairs}
+    pairs = (item["text"].split(": ", 1) for item in section["fields"])
+    return {title: value for title, value in pairs}
+
+
+def text_objects(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Block Kit text object of the message."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("plain_text", "mrkdwn") and "text" in node:
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(message["attachments"])
+    return found
 
 
 def test_the_message_has_a_title_text_and_the_triage_fields() -> None:
@@ -27,7 +47,11 @@ def test_the_message_has_a_title_text_and_the_triage_fields() -> None:
     header = attachment["blocks"][0]
     assert header == {
         "type": "header",
-        "text": {"type": "plain_text", "text": "CRITICAL: Kinesis Video Stream deleted"},
+        "text": {
+            "type": "plain_text",
+            "text": "CRITICAL: Kinesis Video Stream deleted",
+            "emoji": False,
+        },
     }
     assert fields(message) == {
         "Principal": "arn:aws:sts::111122223333:assumed-role/CameraFleet/device-1",
@@ -38,7 +62,7 @@ def test_the_message_has_a_title_text_and_the_triage_fields() -> None:
         "Account": "111122223333",
         "Rule": "kvs-delete-stream",
         "CloudTrail": "<https://eu-west-1.console.aws.amazon.com/cloudtrailv2/home"
-        f"?region=eu-west-1#/events/{EVENT_ID}|Open event>",
+        f"?region=eu-west-1#/events/{EVENT_ID}|open the event>",
     }
 
 
@@ -51,17 +75,58 @@ def test_each_level_has_its_colour() -> None:
     assert len(set(colours.values())) == len(colours)
 
 
-def test_event_values_cannot_inject_links_or_mentions() -> None:
-    hostile = make_alert(
-        principal_arn="<!channel> <https://evil.example|click>",
-        text="deleted by <@U123> & friends",
+HOSTILE = {
+    "bold": "*bold*",
+    "italic": "_x_",
+    "strike": "~gone~",
+    "code": "`rm -rf /` ```block```",
+    "quote": "> quoted",
+    "link": "<http://evil.example|click here>",
+    "mention": "<!channel> <@U123> <#C123>",
+    "entity": "&lt;!here&gt;",
+    "forged field": "alice\nPrincipal: arn:aws:iam::111122223333:root\r\nRule: benign",
+    "bidi": "evil\u202egnp.exe",
+    "emoji": ":rotating_light: :white_check_mark:",
+}
+
+
+@pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
+def test_event_values_render_literally(value: str) -> None:
+    message = slack_message(make_alert(principal_arn=value, text=f"deleted by {value}"))
+    shown = fields(message)["Principal"]
+    # What Slack displays after decoding its three entities is the value, with control
+    # characters written out.
+    decoded = shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert decoded == value.replace("\n", "\\n").replace("\r", "\\r").replace(
+        "\u202e", "\\u202e"
     )
-    message = slack_message(hostile)
-    assert fields(message)["Principal"] == (
-        "&lt;!channel&gt; &lt;https://evil.example|click&gt;"
-    )
-    assert "<@U123>" not in str(message)
-    assert "&amp; friends" in message["text"]
+    assert "\n" not in shown and "\r" not in shown
+    for obj in text_objects(message):
+        if obj["type"] == "mrkdwn":  # only the link, built from validated values
+            assert obj["verbatim"] is True
+            assert obj["text"].startswith("CloudTrail: <https://")
+        else:
+            assert obj["emoji"] is False
+        assert "<" not in obj["text"] or obj["type"] == "mrkdwn"
+    assert message["mrkdwn"] is False
+    assert "<" not in message["text"] and "\n" not in message["text"]
+
+
+def test_the_alert_text_is_plain_text() -> None:
+    message = slack_message(make_alert(text="*root* deleted <https://x|all> streams"))
+    section = message["attachments"][0]["blocks"][1]
+    assert section["text"] == {
+        "type": "plain_text",
+        "text": "*root* deleted &lt;https://x|all&gt; streams",
+        "emoji": False,
+    }
+
+
+def test_long_values_are_cut_without_breaking_an_entity() -> None:
+    message = slack_message(make_alert(principal_arn="&" * 5000))
+    shown = fields(message)["Principal"]
+    assert len(shown) <= 1900
+    assert shown.endswith("&amp;…")
 
 
 def test_no_link_without_a_region_that_looks_like_aws() -> None:

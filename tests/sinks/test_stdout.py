@@ -12,7 +12,9 @@ import pytest
 
 from detector.metrics import Metrics
 from detector.sinks import RetryPolicy, Route, SinkSet, StdoutConfig, StdoutSink
+from detector.sinks.formats import encode_alert
 from sinks.builders import make_alert
+from sinks.ocsf_schema import ocsf_errors
 from sinks.support import eventually, sample
 
 
@@ -26,6 +28,21 @@ async def test_alerts_are_written_as_json_lines(metrics: Metrics) -> None:
         await eventually(lambda: sample(metrics, "detector_sink_deliveries_total", "stdout") == 2)
     lines = stream.getvalue().splitlines()
     assert [orjson.loads(line) for line in lines] == [alert.to_dict() for alert in alerts]
+
+
+async def test_lines_can_be_ocsf_detection_findings(metrics: Metrics) -> None:
+    stream = io.BytesIO()
+    sink = StdoutSink(StdoutConfig(name="stdout", alert_format="ocsf"), metrics, stream=stream)
+    alerts = [make_alert(), make_alert(level="low", user_agent="a\nb")]
+    async with SinkSet([sink]) as sinks:
+        for alert in alerts:
+            sinks.submit(alert)
+        await eventually(lambda: sample(metrics, "detector_sink_deliveries_total", "stdout") == 2)
+    lines = stream.getvalue().splitlines()
+    assert lines == [encode_alert(alert, "ocsf") for alert in alerts]
+    documents = [orjson.loads(line) for line in lines]
+    assert [ocsf_errors(document) for document in documents] == [[], []]
+    assert [document["metadata"]["uid"] for document in documents] == [a.id for a in alerts]
 
 
 async def test_the_stdout_sink_routes_like_any_other(metrics: Metrics) -> None:

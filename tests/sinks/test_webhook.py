@@ -8,8 +8,10 @@ import time
 
 from detector.metrics import Metrics
 from detector.sinks import Secret, SinkSet, WebhookConfig, WebhookSink, verify_signature
+from detector.sinks.formats import encode_alert
 from detector.sinks.webhook import sign
 from sinks.builders import make_alert
+from sinks.ocsf_schema import ocsf_errors
 from sinks.support import FAST, ReceiverFactory
 
 KEY = "hmac-key-for-tests"
@@ -87,3 +89,42 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     expected = "sha256=" + hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest()
     assert sign(b"k", "1700000000", b"{}") == expected
     assert not verify_signature(b"k", "not-a-number", b"{}", expected)
+
+
+async def test_hostile_event_values_arrive_as_exact_json_strings(
+    receiver: ReceiverFactory, metrics: Metrics
+) -> None:
+    """The webhook renders nothing: values are JSON data, escaped by the encoder, and the
+    only header built from the alert is its id (hex)."""
+    server = await receiver()
+    config = WebhookConfig(name="hook", url=Secret(server.url("/alerts")), retry=FAST)
+    hostile = 'x"}, "level": "informational", "y": "\n<!channel> *b* \u202e\r\nX-Forged: 1'
+    alert = make_alert(principal_arn=hostile, user_agent=hostile, text=hostile)
+    async with SinkSet([WebhookSink(config, metrics)]) as sinks:
+        sinks.submit(alert)
+        (request,) = await server.wait_for(1)
+    document = request.json()
+    assert document["events"][0]["principal_arn"] == hostile
+    assert document["rule"]["level"] == alert.level
+    assert document["text"] == hostile
+    assert "X-Forged" not in request.headers
+
+
+async def test_the_body_can_be_an_ocsf_detection_finding(
+    receiver: ReceiverFactory, metrics: Metrics
+) -> None:
+    server = await receiver()
+    config = WebhookConfig(name="siem", url=Secret(server.url("/ocsf")), retry=FAST,
+                           hmac_secret=Secret(KEY), alert_format="ocsf")
+    alert = make_alert(user_agent='ua"\n*x*')
+    async with SinkSet([WebhookSink(config, metrics)]) as sinks:
+        sinks.submit(alert)
+        (request,) = await server.wait_for(1)
+    assert request.body == encode_alert(alert, "ocsf")
+    document = request.json()
+    assert ocsf_errors(document) == []
+    assert document["finding_info"]["uid"] == request.headers["X-Detector-Alert-Id"] == alert.id
+    assert document["evidences"][0]["http_request"]["user_agent"] == 'ua"\n*x*'
+    headers = request.headers
+    assert verify_signature(KEY.encode(), headers["X-Detector-Timestamp"], request.body,
+                            headers["X-Detector-Signature"])

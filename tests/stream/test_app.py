@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from detector.events import DecodeError
 from detector.stream.app import (
+    _attempt,
     _guarded,
     create_app,
     faust_settings,
     reload_rules,
 )
+from detector.stream.attempts import Attempts
 from detector.stream.config import Settings
+from detector.stream.deadletter import MAX_INPUT_HEADERS, MAX_INPUT_KEY, Source, dead_letter
+from detector.stream.processor import Output
 from detector.stream.rules import RuleSource
-from detector.stream.topics import internal_topics
+from detector.stream.topics import internal_topics, output_topic_config
 from stream.support import DELETE_RULE, FIXTURES, build
 
 
@@ -108,10 +116,86 @@ def test_the_internal_topics_created_beforehand_are_the_ones_faust_uses(tmp_path
 
 def test_the_output_topics_take_the_biggest_message_the_worker_produces(tmp_path: Path) -> None:
     settings = Settings(group_id="det", data_dir=str(tmp_path), max_message_bytes=4_000_000)
+    # the biggest dead letter: a whole input message, key and headers at their bounds
+    source = Source("in", 0, 1, b"k" * MAX_INPUT_KEY,
+                    [("h", b"v" * 1000)] * (MAX_INPUT_HEADERS // 1011))
+    letter = dead_letter(source, b"x" * 5_000_000, DecodeError("invalid_json", "\u00e9" * 2000),
+                         settings.limits)
+    assert "dropped" not in dict(letter.headers)
+    record = DefaultRecordBatchBuilder.estimate_size_in_bytes(letter.key, letter.value,
+                                                              letter.headers)
     request = faust_settings(settings)["producer_max_request_size"]
-    assert request > settings.max_message_bytes  # a whole input message plus headers
+    assert record <= request  # the producer sends it
     by_name = {spec.name: spec for spec in internal_topics(settings, ["g"])}
     for name in (settings.alerts_topic, settings.dead_letter_topic, "det-repartition-g",
                  "det-state-g-changelog"):
-        assert int(by_name[name].config["max.message.bytes"]) > request
+        config = by_name[name].config
+        assert int(config["max.message.bytes"]) >= request  # the broker takes it
+        assert int(config["segment.bytes"]) >= int(config["max.message.bytes"])
+        assert "min.insync.replicas" not in config  # one replica
     assert by_name[settings.input_topic].config == {}
+
+
+@pytest.mark.parametrize(("replicas", "min_insync"), [(1, None), (2, None), (3, "2"), (5, "2")])
+def test_topics_with_three_replicas_or_more_need_two_in_sync(
+    tmp_path: Path, replicas: int, min_insync: str | None
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), replication_factor=replicas)
+    for spec in internal_topics(settings, ["g"]):
+        assert spec.config.get("min.insync.replicas") == min_insync, spec.name
+    assert output_topic_config(settings).get("min.insync.replicas") == min_insync
+
+
+def test_everything_the_worker_produces_waits_for_every_in_sync_replica(tmp_path: Path) -> None:
+    detector = build(Settings(data_dir=str(tmp_path)))
+    assert detector.app.conf.producer_acks == -1  # acks=all
+    assert detector.app.producer.acks == -1
+
+
+def input_event(value: bytes, offset: int) -> Any:
+    """What the input agent reads of a Faust event."""
+    message = SimpleNamespace(topic="in", partition=0, offset=offset, key=b"k",
+                              headers=[("trace-id", b"t")])
+    return SimpleNamespace(message=message, value=value)
+
+
+def test_a_message_whose_processing_raises_is_dead_lettered_not_retried(tmp_path: Path) -> None:
+    detector = build(Settings(data_dir=str(tmp_path / "worker")))
+    attempts = Attempts.open(tmp_path / "attempts", agents=1)
+
+    def explode(value: bytes, source: Source) -> Output:
+        raise ZeroDivisionError("division by zero")
+
+    output = _attempt(detector, attempts.slot(), input_event(b"payload", 5), explode)
+    [letter] = output.dead_letters
+    assert (letter.key, letter.value, letter.reason) == (b"k", b"payload", "internal_error")
+    assert dict(letter.headers)["message"] == b"ZeroDivisionError: division by zero"
+    assert dict(letter.headers)["trace-id"] == b"t"
+    attempts.close()
+    assert Attempts.open(tmp_path / "attempts", agents=1).deaths == {}  # not in progress
+
+
+def test_a_message_the_worker_died_on_max_attempts_times_is_dead_lettered_unprocessed(
+    tmp_path: Path,
+) -> None:
+    detector = build(Settings(data_dir=str(tmp_path / "worker"), max_attempts=2))
+    processed: list[int] = []
+    directory = tmp_path / "run-0"
+
+    def die(value: bytes, source: Source) -> Output:
+        """The process dies here: what it leaves behind is the file as it is now."""
+        processed.append(source.offset)
+        shutil.copytree(directory, tmp_path / f"run-{len(processed)}")
+        return Output()
+
+    for run in range(3):
+        directory = tmp_path / f"run-{run}"
+        attempts = Attempts.open(directory, agents=1)
+        output = _attempt(detector, attempts.slot(), input_event(b"payload", 6), die)
+        attempts.close()
+    assert processed == [6, 6]  # two attempts, then no more
+    [letter] = output.dead_letters
+    assert (letter.value, letter.reason) == (b"payload", "attempts_exhausted")
+    assert detector.registry.get_sample_value(
+        "detector_processing_failures_total",
+        {"reason": "attempts_exhausted", "rule_id": ""}) == 1

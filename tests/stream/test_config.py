@@ -9,6 +9,7 @@ import faust
 import pytest
 
 from detector.stream.config import (
+    MAX_MESSAGE_BYTES_LIMIT,
     OPTIONS,
     ConfigError,
     Settings,
@@ -222,3 +223,64 @@ def test_the_worker_exits_2_with_a_message_not_a_traceback(
     assert code == EXIT_USAGE
     assert err.startswith("detector worker: DETECTOR_SSL_CA_FILE / --ssl-ca-file: cannot load")
     assert "Traceback" not in err
+
+
+def test_a_data_dir_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    missing_parent = tmp_path / "no" / "data"
+    with pytest.raises(ConfigError, match=f"--data-dir: cannot create {missing_parent}: "
+                                          f"{missing_parent.parent} does not exist"):
+        settings_from(["--data-dir", str(missing_parent)], env={})
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        settings_from(["--data-dir", str(a_file)], env={})
+    with pytest.raises(ConfigError, match=f"cannot create {a_file / 'data'}: {a_file} is not"):
+        settings_from(["--data-dir", str(a_file / "data")], env={})
+
+
+def test_a_data_dir_that_exists_or_whose_parent_does_is_accepted(tmp_path: Path) -> None:
+    assert settings_from(["--data-dir", str(tmp_path)], env={}).data_dir == str(tmp_path)
+    assert settings_from(["--data-dir", str(tmp_path / "new")], env={}).data_dir == str(
+        tmp_path / "new")
+
+
+def test_an_unreadable_password_file_is_a_config_error(tmp_path: Path) -> None:
+    env = {"DETECTOR_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "DETECTOR_SASL_USERNAME": "det",
+           "DETECTOR_SASL_PASSWORD_FILE": str(tmp_path)}  # a directory: cannot be read
+    with pytest.raises(ConfigError, match=f"DETECTOR_SASL_PASSWORD_FILE: cannot read {tmp_path}"):
+        settings_from([], env=env)
+
+
+def test_a_ca_file_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"--ssl-ca-file: cannot load {tmp_path}"):
+        settings_from(["--security-protocol", "SSL", "--ssl-ca-file", str(tmp_path)], env={})
+
+
+def test_input_messages_are_limited_to_what_a_broker_takes_as_a_dead_letter() -> None:
+    assert settings_from(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT)],
+                         env={}).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT
+    with pytest.raises(ConfigError, match="--max-message-bytes: at most"):
+        settings_from(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT + 1)], env={})
+
+
+def test_attempts_at_a_message_are_a_positive_number() -> None:
+    assert settings_from([], env={"DETECTOR_MAX_ATTEMPTS": "5"}).max_attempts == 5
+    with pytest.raises(ConfigError, match="--max-attempts"):
+        settings_from(["--max-attempts", "0"], env={})
+
+
+@pytest.mark.parametrize("rules", ["empty", "missing"])
+def test_a_worker_without_rules_exits_2_before_it_connects(
+    tmp_path: Path, rules: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [option.env for option in OPTIONS] + ["DETECTOR_SASL_PASSWORD_FILE"]:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "empty").mkdir()
+    code = worker_main(["--rules", str(tmp_path / rules), "--data-dir", str(tmp_path / "data"),
+                        "--bootstrap-servers", "127.0.0.1:9"])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(tmp_path / rules) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "data").exists()  # nothing was started

@@ -8,10 +8,14 @@ import orjson
 
 from detector.events import DecodeError, Limits, decode
 from detector.stream.deadletter import (
+    MAX_INPUT_HEADERS,
+    MAX_INPUT_KEY,
     MAX_RECORD_LETTERS,
+    DeadLetter,
     Source,
     dead_letter,
     dead_letters,
+    max_output_bytes,
 )
 
 SOURCE = Source("cloudtrail-events", 3, 42, b"key", [("trace-id", b"abc"), ("reason", b"x")])
@@ -26,7 +30,8 @@ def headers(letter_headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
 
 
 def test_a_dead_letter_carries_reason_message_and_source() -> None:
-    letter = dead_letter(SOURCE, b"junk", DecodeError("invalid_json", "unexpected character"))
+    letter = dead_letter(SOURCE, b"junk", DecodeError("invalid_json", "unexpected character"),
+                         Limits())
     assert letter.value == b"junk"
     assert letter.key == b"key"
     assert letter.reason == "invalid_json"
@@ -41,12 +46,12 @@ def test_a_dead_letter_carries_reason_message_and_source() -> None:
 
 
 def test_an_input_header_cannot_spoof_ours() -> None:
-    letter = dead_letter(SOURCE, b"junk", DecodeError("empty", "payload is empty"))
+    letter = dead_letter(SOURCE, b"junk", DecodeError("empty", "payload is empty"), Limits())
     assert [value for name, value in letter.headers if name == "reason"] == [b"empty"]
 
 
 def test_a_long_message_is_cut() -> None:
-    letter = dead_letter(SOURCE, b"", DecodeError("invalid_json", "x" * 5000))
+    letter = dead_letter(SOURCE, b"", DecodeError("invalid_json", "x" * 5000), Limits())
     assert len(headers(letter.headers)["message"]) == 1000
 
 
@@ -114,3 +119,32 @@ def test_a_too_large_message_is_cut_to_the_limit_so_its_dead_letter_fits_the_top
     assert letter.reason == "too_large"
     assert letter.value == payload[:40]
     assert headers(letter.headers)["truncated-from"] == str(len(payload)).encode()
+
+
+def size(letter: DeadLetter) -> int:
+    return len(letter.key or b"") + len(letter.value) + sum(
+        len(name) + len(value) for name, value in letter.headers)
+
+
+def test_a_dead_letter_fits_whatever_key_headers_and_record_its_input_had() -> None:
+    limits = Limits(max_message_bytes=50_000)
+    hostile = Source("in", 0, 1, b"k" * 10_000_000,
+                     [("h", b"v" * 1000)] * 1000 + [("empty", None)])  # type: ignore[list-item]
+    record = orjson.dumps(BAD | {"userAgent": "a" * 5_000_000})  # inflated from gzip: large
+    letter = dead_letter(hostile, record, DecodeError("bad_event_time", "é" * 5000), limits)
+    assert size(letter) <= max_output_bytes(limits)
+    assert letter.key is None
+    assert letter.value == record[:50_000]
+    assert headers(letter.headers)["truncated-from"] == str(len(record)).encode()
+    assert headers(letter.headers)["dropped"] == b"key of 10000000 bytes, 1001 headers"
+    assert "h" not in headers(letter.headers)
+
+
+def test_a_key_and_headers_within_their_bounds_are_kept() -> None:
+    within = Source("in", 0, 1, b"k" * MAX_INPUT_KEY,
+                    [("h", b"v" * (MAX_INPUT_HEADERS // 2)), ("null", None)])  # type: ignore[list-item]
+    letter = dead_letter(within, b"x", DecodeError("empty", "payload is empty"), Limits())
+    assert letter.key == within.key
+    assert headers(letter.headers)["h"] == within.headers[0][1]
+    assert headers(letter.headers)["null"] == b""  # Kafka allows a header without a value
+    assert "dropped" not in headers(letter.headers)

@@ -15,12 +15,12 @@ from detector.events import Limits, decode
 from detector.metrics import Metrics
 from detector.stream import partitioned
 from detector.stream.deadletter import Source
+from detector.stream.messages import Sent
 from detector.stream.partitioned import (
     TICK,
     Forward,
     GroupRunner,
     Outbox,
-    Sent,
     batched,
     plan_groups,
     project,
@@ -136,19 +136,59 @@ def test_records_sent_together_at_a_commit_raise_what_the_engine_raises(
 
 
 def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
-    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
-    caplog: pytest.LogCaptureFixture,
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
     sent: list[Sent] = []
+    broken_items = []
     for offset, forward in enumerate(forwards):
         batch = orjson.loads(forward.value)
         broken = dict(batch["b"][0], s="no input partition")  # raises in the runner
         broken["r"] = dict(broken["r"], eventID=f"broken-{offset}")
         batch["b"].insert(0, broken)
+        broken_items.append(broken)
         sent += runner.process(forward.partition, offset, orjson.dumps(batch))
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
-    assert "stateful evaluation failed" in caplog.text
+    failures = runner.take_failures()
+    assert [(f.index, orjson.loads(f.value), f.event_id) for f in failures] == [
+        (0, item, item["r"]["eventID"]) for item in broken_items]
+    assert all(isinstance(f.exception, ValueError) for f in failures)
+    assert {f.reason for f in failures} == {"internal_error"}
+    assert runner.take_failures() == []  # taken once
+
+
+def test_a_repartitioned_record_that_does_not_decode_is_a_failure_of_its_item(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
+    forward = forwards[0]
+    batch = orjson.loads(forward.value)
+    batch["b"].insert(1, {"m": [NEW_IP_RULE], "r": {"eventName": "x"}, "s": 0})
+    runner.process(forward.partition, 0, orjson.dumps(batch))
+    [failure] = runner.take_failures()
+    assert failure.index == 1
+    assert failure.error.startswith("ValueError: unreadable repartitioned record")
+
+
+def test_an_alert_larger_than_the_worker_sends_is_a_failure_of_its_record_not_sent(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    [group] = processor.groups
+    table = ChangelogDict()
+    runner = GroupRunner(group, table, metrics, partitions=PARTITIONS, lateness=60.0,
+                         idle_timeout=3600.0, input_partitions=lambda: 1, max_bytes=1000)
+    sent: list[Sent] = []
+    for offset, event in enumerate(scenario):
+        for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards:
+            sent += runner.process(forward.partition, offset, forward.value)
+    assert sent == []
+    failures = runner.take_failures()
+    expected = engine_ids(ruleset, scenario, NEW_IP_RULE)
+    assert len(failures) == len(expected) > 0
+    assert all(f.reason == "too_large" and f"rule {NEW_IP_RULE}: its alert is" in f.error
+               for f in failures)
+    assert not [key for key in table if key.startswith("@sent")]  # no ledger entry either
 
 
 def test_a_runner_reset_by_a_rebalance_drops_the_changes_it_did_not_send(

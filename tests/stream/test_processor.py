@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import orjson
+import pytest
 
+from detector.alerts import Alert
 from detector.engine import RuleSet
-from detector.events import Limits
+from detector.events import REASONS, Limits, Record
 from detector.metrics import Metrics
-from detector.stream.deadletter import Source
+from detector.stream.deadletter import DEAD_LETTER_REASONS, HEADROOM, Source
 from detector.stream.messages import alert_headers, alert_key
-from detector.stream.processor import Processor
+from detector.stream.processor import Output, Processor
 from detector.stream.tables import group_key, partition_for
 from stream.support import DELETE_RULE, NEW_IP_RULE, sample
 
@@ -22,12 +25,16 @@ def deletion(scenario: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in scenario if e["eventName"] == "DeleteStream")
 
 
+def rule_ids(output: Output) -> list[str]:
+    return [item.alert.rule_id for item in output.alerts if item.alert is not None]
+
+
 def test_a_matching_record_raises_its_single_event_alert(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     processor = Processor(ruleset, metrics, Limits())
     output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
-    assert [alert.rule_id for alert in output.alerts] == [DELETE_RULE]
+    assert rule_ids(output) == [DELETE_RULE]
     assert output.dead_letters == []
     assert sample(metrics, "detector_messages_total", outcome="ok") == 1
     assert sample(metrics, "detector_records_total", format="record") == 1
@@ -108,7 +115,7 @@ def test_a_partly_bad_log_file_is_processed_and_its_bad_records_dead_lettered(
     bad = dict(deletion(scenario), eventTime="not a time")
     payload = orjson.dumps({"Records": [deletion(scenario), bad]})
     output = Processor(ruleset, metrics, Limits()).on_message(payload, SOURCE)
-    assert [alert.rule_id for alert in output.alerts] == [DELETE_RULE]
+    assert rule_ids(output) == [DELETE_RULE]
     assert [orjson.loads(letter.value) for letter in output.dead_letters] == [bad]
     assert sample(metrics, "detector_messages_total", outcome="partial") == 1
     assert sample(metrics, "detector_decode_errors_total", reason="bad_event_time") == 1
@@ -130,24 +137,121 @@ def test_a_message_of_mostly_bad_records_is_dead_lettered_once_and_counted_by_re
     output = Processor(ruleset, metrics, Limits()).on_message(payload, SOURCE)
     assert [(letter.value, letter.reason) for letter in output.dead_letters] == [
         (payload, "too_many_bad_records")]
-    assert [alert.rule_id for alert in output.alerts] == [DELETE_RULE]  # the good one is read
+    assert rule_ids(output) == [DELETE_RULE]  # the good one is read
     assert sample(metrics, "detector_dead_letter_messages_total",
                   reason="too_many_bad_records") == 1
     assert sample(metrics, "detector_decode_errors_total", reason="missing_field") == 1000
 
 
-def test_a_crashing_rule_dead_letters_its_record_and_spares_the_others(
+def test_a_record_our_code_fails_on_is_dead_lettered_and_the_others_carry_on(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    evaluate = processor.engine.process
+
+    def explode_on_poison(record: Record) -> list[Alert]:
+        if record.event_id == "poison":
+            raise RuntimeError("boom")
+        return evaluate(record)
+
+    processor.engine.process = explode_on_poison  # type: ignore[method-assign]
+    poison = dict(deletion(scenario), eventID="poison")
+    payload = orjson.dumps({"Records": [poison, deletion(scenario)]})
+    output = processor.on_message(payload, SOURCE)
+    [letter] = output.dead_letters
+    assert (letter.reason, orjson.loads(letter.value)) == ("internal_error", poison)
+    assert dict(letter.headers)["message"] == b"RuntimeError: boom"
+    assert rule_ids(output) == [DELETE_RULE]  # the next record of the message was evaluated
+    assert sample(metrics, "detector_processing_failures_total", reason="internal_error",
+                  rule_id="") == 1
+    assert sample(metrics, "detector_dead_letter_messages_total", reason="internal_error") == 1
+    assert sample(metrics, "detector_records_evaluated_total") == 1
+    [logged] = [r for r in caplog.records if "poison" in r.getMessage()]
+    assert logged.exc_info is not None  # the first failure of its kind has its traceback
+
+    processor.on_message(orjson.dumps(poison), SOURCE)
+    [again] = [r for r in caplog.records if "poison" in r.getMessage()][1:]
+    assert again.exc_info is None  # a broken rule does not flood the log with tracebacks
+
+
+def test_a_record_too_deep_to_write_whole_is_dead_lettered_by_its_identity(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     processor = Processor(ruleset, metrics, Limits())
 
-    def explode(record: object) -> list[Any]:
-        raise RuntimeError("boom")
+    def explode(record: Record) -> list[Alert]:
+        raise RecursionError("maximum recursion depth exceeded")
 
     processor.engine.process = explode  # type: ignore[method-assign]
-    output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
-    assert [letter.reason for letter in output.dead_letters] == ["processing_error"]
-    assert orjson.loads(output.dead_letters[0].value) == deletion(scenario)
+    record = orjson.dumps(dict(deletion(scenario), requestParameters="NESTED"))
+    nested = b'{"n":' * 600 + b"{}" + b"}" * 600  # orjson reads 1,024 levels, writes 254
+    [letter] = processor.on_message(record.replace(b'"NESTED"', nested), SOURCE).dead_letters
+    assert letter.reason == "internal_error"
+    assert orjson.loads(letter.value)["eventID"] == deletion(scenario)["eventID"]
+
+
+def test_a_message_our_code_fails_on_as_a_whole_is_dead_lettered_whole(
+    ruleset: RuleSet, metrics: Metrics
+) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    output = processor.failed(b"the message", SOURCE, KeyError("x"))
+    [letter] = output.dead_letters
+    assert (letter.value, letter.reason) == (b"the message", "internal_error")
+    assert dict(letter.headers)["source-offset"] == b"7"
+    assert sample(metrics, "detector_processing_failures_total", reason="internal_error",
+                  rule_id="") == 1
+
+
+def test_a_message_the_worker_died_on_is_dead_lettered_unprocessed(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    payload = orjson.dumps(deletion(scenario))
+    output = processor.abandoned(payload, SOURCE, deaths=3)
+    assert output.alerts == [] and output.forwards == []
+    [letter] = output.dead_letters
+    assert (letter.value, letter.reason) == (payload, "attempts_exhausted")
+    assert b"died 3 times" in dict(letter.headers)["message"]
+    assert sample(metrics, "detector_records_evaluated_total") == 0
+    assert sample(metrics, "detector_dead_letter_messages_total",
+                  reason="attempts_exhausted") == 1
+
+
+def test_a_record_too_large_to_forward_is_dead_lettered_not_sent(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    limits = Limits(max_message_bytes=1000, max_decompressed_bytes=10_000_000)
+    processor = Processor(ruleset, metrics, limits, partitions=2)
+    big = dict(scenario[0], userAgent="x" * (HEADROOM + 2000))  # matches the first-seen rule
+    output = processor.on_message(gzip.compress(orjson.dumps(big)), SOURCE)
+    assert [forward for forward in output.forwards if forward.key is not None] == []
+    [letter] = output.dead_letters
+    assert letter.reason == "too_large"
+    assert b"copy for the stateful rules" in dict(letter.headers)["message"]
+    assert len(letter.value) == 1000  # cut to the limit like any dead letter
+    assert sample(metrics, "detector_processing_failures_total", reason="too_large",
+                  rule_id="") == 1
+
+
+def test_every_known_series_is_exported_before_the_first_message(
+    ruleset: RuleSet, metrics: Metrics
+) -> None:
+    Processor(ruleset, metrics, Limits())
+    for outcome in ("ok", "partial", "rejected"):
+        assert metrics.registry.get_sample_value("detector_messages_total",
+                                                 {"outcome": outcome}) == 0
+    for reason in REASONS:
+        assert metrics.registry.get_sample_value("detector_decode_errors_total",
+                                                 {"reason": reason}) == 0
+    for reason in DEAD_LETTER_REASONS:
+        assert metrics.registry.get_sample_value("detector_dead_letter_messages_total",
+                                                 {"reason": reason}) == 0
+    assert metrics.registry.get_sample_value(
+        "detector_alerts_total", {"rule_id": DELETE_RULE, "level": "high"}) == 0
+    assert metrics.registry.get_sample_value(
+        "detector_processing_failures_total",
+        {"reason": "attempts_exhausted", "rule_id": ""}) == 0
 
 
 def test_new_rules_grouped_alike_are_swapped_in(ruleset: RuleSet, metrics: Metrics) -> None:
@@ -169,7 +273,10 @@ def test_rules_grouped_by_other_fields_need_a_restart(ruleset: RuleSet, metrics:
 def test_alerts_are_keyed_by_group_key_or_rule_and_carry_their_id(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    [alert] = Processor(ruleset, metrics, Limits()).on_message(
+    [sent] = Processor(ruleset, metrics, Limits()).on_message(
         orjson.dumps(deletion(scenario)), SOURCE).alerts
-    assert alert_key(alert) == DELETE_RULE.encode()
-    assert ("alert-id", alert.id.encode()) in alert_headers(alert)
+    assert sent.alert is not None
+    assert sent.key == alert_key(sent.alert) == DELETE_RULE.encode()
+    assert sent.headers == alert_headers(sent.alert)
+    assert ("alert-id", sent.alert.id.encode()) in sent.headers
+    assert orjson.loads(sent.value)["id"] == sent.alert.id

@@ -1,0 +1,88 @@
+"""Reading rule and list files, which people write and anyone with access to the rules folder
+can change: a file is bounded in bytes, nesting and alias expansion before anything walks it,
+so one file cannot exhaust the loader's memory or stack ("billion laughs", `[[[[…]]]]`).
+
+Parsing is libyaml's (PyYAML's C loader, ten times the pure-Python one: loading dominates
+`detector rules test`); libyaml itself refuses nesting past 1,000 levels while scanning, and
+the limits below are checked on the composed nodes before any data is built from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64  # nested mappings and lists in one document, aliases expanded
+MAX_NODES = 1_000_000  # values of one document, an alias counting as often as it is used
+
+
+class LimitError(yaml.MarkedYAMLError):
+    """A YAML file beyond one of the limits above; `problem` says which."""
+
+
+def read_text(path: Path) -> str:
+    """The file's text; never more than MAX_FILE_BYTES are read (a FIFO or /dev/zero too)."""
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise LimitError(problem=f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB, "
+                                 "the limit for rule and list files")
+    return data.decode("utf-8")
+
+
+def documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
+    """Each document of `text` as (node, data): the node keeps the lines for error messages.
+    Raises yaml.YAMLError (LimitError for the limits) at the first document that fails."""
+    loader = yaml.CSafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            _measure(node, 1, {}, set())
+            yield node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _measure(node: yaml.Node, level: int, known: dict[int, tuple[int, int]],
+             open_: set[int]) -> tuple[int, int]:
+    """(values, height) of a node once aliases are expanded. A node that several aliases
+    use is counted once per use but walked once: this is linear in the composed document."""
+    if level > MAX_DEPTH:
+        raise LimitError(problem=f"nested deeper than {MAX_DEPTH} levels",
+                         problem_mark=node.start_mark)
+    seen = known.get(id(node))
+    if seen is None:
+        if id(node) in open_:
+            raise LimitError(problem="an alias refers to a node that contains it",
+                             problem_mark=node.start_mark)
+        seen = _walk(node, level, known, open_)
+        known[id(node)] = seen
+    if level + seen[1] > MAX_DEPTH:
+        raise LimitError(problem=f"nested deeper than {MAX_DEPTH} levels once its aliases "
+                                 "are expanded", problem_mark=node.start_mark)
+    return seen
+
+
+def _walk(node: yaml.Node, level: int, known: dict[int, tuple[int, int]],
+          open_: set[int]) -> tuple[int, int]:
+    if not isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+        return 1, 0
+    open_.add(id(node))
+    children = (node.value if isinstance(node, yaml.SequenceNode)
+                else [item for pair in node.value for item in pair])
+    size, height = 1, 0
+    for child in children:
+        child_size, child_height = _measure(child, level + 1, known, open_)
+        size += child_size
+        height = max(height, child_height + 1)
+        if size > MAX_NODES:
+            raise LimitError(problem=f"more than {MAX_NODES:,} values once its aliases are "
+                                     "expanded", problem_mark=node.start_mark)
+    open_.discard(id(node))
+    return size, height
