@@ -23,7 +23,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _IPV4_CHARACTERS = frozenset("0123456789.")
 _IPV6_CHARACTERS = frozenset("0123456789abcdefABCDEF.:")
-_LENGTH_CHARACTERS = frozenset("0123456789/")
+_LENGTH_CHARACTERS = frozenset("0123456789/+- ")  # a sign or space is a typo, not a path
 _INVISIBLE = frozenset(("Cc", "Cf", "Cs"))  # control, format, lone surrogate
 _NULL_TAG = "tag:yaml.org,2002:null"
 
@@ -32,7 +32,7 @@ def network(entry: str) -> Network | None:
     """The network an entry in CIDR notation names, None for any other entry.
 
     Raises ValueError for an entry written as a network (an address, `/`, digits) that is
-    not a valid one: `203.0.113.0/33`, `10.0.0.0/8/8`, `300.1.1.1/24`."""
+    not a valid one: `203.0.113.0/33`, `10.0.0.0/8/8`, `300.1.1.1/24`, `10.0.0.0/-1`."""
     address, slash, length = entry.partition("/")
     if not (slash and address and set(length) <= _LENGTH_CHARACTERS
             and set(address) <= (_IPV6_CHARACTERS if ":" in address else _IPV4_CHARACTERS)):

@@ -26,7 +26,8 @@ def test_good_entries_load_as_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("entry", ["203.0.113.0/33", "10.0.0.0/8/8", "300.1.1.1/24",
-                                   "'2001:db8::/129'", "10.0.0/8", "10.0.0.0/"])
+                                   "'2001:db8::/129'", "10.0.0/8", "10.0.0.0/",
+                                   "10.0.0.0/-1", "10.0.0.0/+8", "'10.0.0.0/ 8'"])
 def test_an_invalid_network_is_refused_at_its_line(tmp_path: Path, entry: str) -> None:
     lists, errors = load(tmp_path, f"trusted:\n  - 10.0.0.0/8\n  - {entry}\n")
     assert len(errors) == 1
