@@ -96,11 +96,14 @@ class SourceClock(Clock):
         max_seen, floor = saved.get("max_event_time"), saved.get("floor")
         self.load(None if max_seen is None else float(max_seen), saved.get("latest_event_times"))
         self.floor = -math.inf if floor is None else float(floor)
+        latest_of = saved.get("sources") or {}
         times = saved.get("source_times") or {}
-        for name, latest in (saved.get("sources") or {}).items():
+        # a source may have times kept and no latest yet (fewer than `corroboration` times)
+        for name in {*latest_of, *times}:
             kept = times.get(name)
-            restored = Latest(self.corroboration, [float(latest)] * self.corroboration
-                              if kept is None else map(float, kept))
+            restored = Latest(self.corroboration,
+                              [float(latest_of[name])] * self.corroboration if kept is None
+                              else map(float, kept))
             source = int(name)
             self.latest_of[source] = restored
             self.sources[source] = max(restored.value, self.sources.get(source, -math.inf))

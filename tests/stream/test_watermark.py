@@ -157,6 +157,17 @@ def test_corroborated_times_survive_a_restart() -> None:
     assert restored.watermark == 1020.0 - 60  # the stray is still alone
 
 
+def test_a_time_not_yet_corroborated_survives_a_restart() -> None:
+    wall = Wall()
+    c = clock(wall, sources=1, corroboration=CORROBORATION)
+    c.hear(0, 1000.0)  # one record of the partition: the clock does not move yet
+    assert c.watermark == -math.inf
+    restored = clock(wall, sources=1, corroboration=CORROBORATION)
+    restored.restore(c.dump())
+    restored.hear(0, 1010.0)  # the second record, after a restart, corroborates the first
+    assert restored.watermark == 1000.0 - 60
+
+
 def test_a_saved_clock_without_kept_times_comes_back_as_corroborated() -> None:
     restored = clock(Wall(), sources=1, corroboration=CORROBORATION)
     restored.restore({"max_event_time": 1000.0, "floor": 1000.0, "sources": {"0": 1000.0}})
