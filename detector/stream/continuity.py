@@ -1,11 +1,15 @@
-"""Every offset of a partition is processed: the guard against records Faust skips.
+"""Every offset of a partition is processed, once: the guard against records Faust skips or
+delivers twice.
 
 While a restarted worker recovers its tables, Faust (faust-streaming 0.15) may fetch stream
 partitions before it seeks them back to their committed offsets; the seek and the queues it
 clears leave holes in what the agents are given (faust-streaming issue 596). A hole of one
 offset right after the committed one is then committed over (issue 606) and the record is
 lost for good; a longer one stops the partition's commits. Seen here in about one SIGKILL
-recovery in thirty (tests/integration/test_worker_scaling.py).
+recovery in thirty (tests/integration/test_worker_scaling.py). The same seek can also hand
+the agents again offsets they have processed since the partition was assigned (seen after a
+SIGTERM, tests/integration/test_worker.py: a repartition message processed, committed, then
+delivered again): those are dropped, since their output was sent and their state changed.
 
 So the agents check that the offsets of each partition come without holes. On a hole they
 seek the partition back to the first missing offset and drop what was delivered after the
@@ -61,6 +65,9 @@ class OffsetGuard(Generic[K]):
     def check(self, tp: K, offset: int, committed: int | None) -> Verdict:
         """What to do with the message at `offset` of `tp`, whose committed offset (next to
         read, the baseline for the first message after an assignment) is `committed`."""
+        processed = self._next.get(tp)
+        if processed is not None and offset < processed:  # delivered again
+            return Verdict(process=False)
         hole = self._holes.get(tp)
         if hole is not None:
             if offset > hole.revealed_by:  # left over from the fetch before the seek
@@ -72,7 +79,7 @@ class OffsetGuard(Generic[K]):
                 log.info("offsets %d-%d of %s are not in the topic (compaction, transaction "
                          "markers or retention)", hole.missing, offset - 1, tp)
         else:
-            expected = self._next.get(tp, committed)
+            expected = committed if processed is None else processed
             if expected is not None and offset > expected:
                 log.warning("offsets %d-%d of %s were skipped by the consumer; reading them "
                             "again", expected, offset - 1, tp)
