@@ -292,7 +292,7 @@ def _check(settings: Settings, given: set[str]) -> None:
     except ValueError as error:
         raise ConfigError(f"DETECTOR_ALLOWED_LATENESS / --allowed-lateness: {error}") from None
     if settings.max_message_bytes > MAX_MESSAGE_BYTES_LIMIT:
-        raise ConfigError(f"{_option('max_message_bytes')}: at most {MAX_MESSAGE_BYTES_LIMIT} "
+        raise ConfigError(f"{option_name('max_message_bytes')}: at most {MAX_MESSAGE_BYTES_LIMIT} "
                           "(a dead letter holds a whole input message, and brokers refuse "
                           "requests over 100 MiB by default)")
     _check_data_dir(settings.data_dir)
@@ -314,7 +314,7 @@ def _check(settings: Settings, given: set[str]) -> None:
 def _check_data_dir(path: str) -> None:
     """The data directory exists and is writable, or can be created (its parent does and is)."""
     directory = Path(path)
-    where = _option("data_dir")
+    where = option_name("data_dir")
     if directory.exists():
         if not directory.is_dir():
             raise ConfigError(f"{where}: {path} is not a directory")
@@ -339,13 +339,13 @@ def _check_unused(settings: Settings, given: set[str]) -> None:
         unused += [name for name in ("sasl_mechanism", "sasl_username", "sasl_password")
                    if name in given and getattr(settings, name)]
     if unused:
-        names = ", ".join(_option(name) for name in unused)
+        names = ", ".join(option_name(name) for name in unused)
         raise ConfigError(f"{names}: not used with security protocol {protocol} (TLS options "
                           f"need {' or '.join(TLS_PROTOCOLS)}, SASL options "
                           f"{' or '.join(SASL_PROTOCOLS)})")
 
 
-def _option(name: str) -> str:
+def option_name(name: str) -> str:
     """How an operator sets a field: `VARIABLE / --flag` (the variable alone for secrets)."""
     option = next(option for option in OPTIONS if option.name == name)
     return f"{option.env} / {option.flag}" if option.flag else option.env
@@ -360,7 +360,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                              cafile=settings.ssl_ca_file)
     except OSError as error:  # ssl.SSLError is an OSError
-        raise ConfigError(f"{_option('ssl_ca_file')}: cannot load {settings.ssl_ca_file}: "
+        raise ConfigError(f"{option_name('ssl_ca_file')}: cannot load {settings.ssl_ca_file}: "
                           f"{error.strerror or error}") from None
     if settings.ssl_cert_file and settings.ssl_key_file:
         try:
@@ -368,7 +368,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
             context.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file, password="")
         except OSError as error:
             raise ConfigError(
-                f"{_option('ssl_cert_file')}, {_option('ssl_key_file')}: cannot load "
+                f"{option_name('ssl_cert_file')}, {option_name('ssl_key_file')}: cannot load "
                 f"{settings.ssl_cert_file} with {settings.ssl_key_file}: "
                 f"{error.strerror or error}") from None
     return context

@@ -1,16 +1,18 @@
 """`detector worker`: load the rules, build the Faust app, run it until SIGTERM.
 
-Rules are loaded before anything connects to Kafka: a worker with broken rules exits with
-status 2 and the problems on stderr instead of joining the group and alerting on nothing.
+Rules are loaded before anything connects to Kafka: a worker with broken rules, a rules or
+lists path that does not exist, or no rule at all (an empty folder) exits with status 2 and
+the problem on stderr instead of joining the group and alerting on nothing.
 On SIGTERM (or SIGINT) Faust stops the agent after its current event, flushes the producer,
 commits the offsets and leaves the consumer group.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from detector.stream.config import ConfigError, settings_from
+from detector.stream.config import ConfigError, option_name, settings_from
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -23,6 +25,14 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except SystemExit:  # --help was printed
         return EXIT_OK
+    missing = [f"no such {name} path: {path} ({option_name(name)})"
+               for name in ("rules", "lists") for path in getattr(settings, name)
+               if not os.path.exists(path)]
+    if missing:
+        for problem in missing:
+            print(f"detector worker: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from detector.engine.loader import RULE_SUFFIXES
     from detector.stream.rules import RuleSource
 
     rules = RuleSource(settings.rules, settings.lists, settings.enable_rules)
@@ -34,7 +44,9 @@ def main(argv: list[str]) -> int:
               "rules (see `detector rules validate`)", file=sys.stderr)
         return EXIT_USAGE
     if not loaded.ruleset.rules and not loaded.ruleset.correlations:
-        print(f"detector worker: no rules under {', '.join(settings.rules)}", file=sys.stderr)
+        print(f"detector worker: no rules found under {', '.join(settings.rules)} "
+              f"({option_name('rules')}): no rule file ({', '.join(RULE_SUFFIXES)}) in it",
+              file=sys.stderr)
         return EXIT_USAGE
 
     import faust

@@ -197,8 +197,8 @@ def test_settings_that_cannot_work_stop_the_worker_before_it_creates_anything(
     cases = [
         ([*rules, "--data-dir", str(tmp_path / "missing" / "data")], "does not exist"),
         ([*rules, "--security-protocol", "SSL", "--ssl-ca-file", str(tmp_path)], "cannot load"),
-        (["--rules", str(tmp_path / "empty")], "no rules"),
-        (["--rules", str(tmp_path / "missing")], "no rules"),
+        (["--rules", str(tmp_path / "empty")], f"no rules found under {tmp_path / 'empty'}"),
+        (["--rules", str(tmp_path / "missing")], f"no such rules path: {tmp_path / 'missing'}"),
     ]
     for extra, message in cases:
         result = subprocess.run([*base, *extra], cwd=tmp_path, capture_output=True, text=True,
