@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.durations import parse_duration
-from detector.events import Limits
+from detector.events import DEFAULT_LIMITS, Limits
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -47,8 +47,10 @@ class Settings:
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     data_dir: str = "detector-data"
-    max_message_bytes: int = 16 * 1024 * 1024
-    max_decompressed_bytes: int = 256 * 1024 * 1024
+    max_message_bytes: int = DEFAULT_LIMITS.max_message_bytes
+    max_decompressed_bytes: int = DEFAULT_LIMITS.max_decompressed_bytes
+    max_records: int = DEFAULT_LIMITS.max_records
+    max_clock_skew: float = DEFAULT_LIMITS.max_clock_skew
     max_attempts: int = 3
     state_partitions: int = 8
     replication_factor: int = 1
@@ -77,7 +79,10 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_message_bytes, self.max_decompressed_bytes)
+        """What one input message may cost and hold (`detector.events.Limits`)."""
+        return Limits(max_message_bytes=self.max_message_bytes,
+                      max_decompressed_bytes=self.max_decompressed_bytes,
+                      max_records=self.max_records, max_clock_skew=self.max_clock_skew)
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_decompressed_bytes", "--max-decompressed-bytes",
            "DETECTOR_MAX_DECOMPRESSED_BYTES",
            "gzip messages inflating beyond this go to the dead-letter topic", _positive_int),
+    Option("max_records", "--max-records", "DETECTOR_MAX_RECORDS",
+           "log files, arrays and JSON lines holding more records than this go to the "
+           "dead-letter topic", _positive_int),
+    Option("max_clock_skew", "--max-clock-skew", "DETECTOR_MAX_CLOCK_SKEW",
+           "how far (duration) an eventTime may lie ahead of the wall clock; later records go "
+           "to the dead-letter topic", parse_duration),
     Option("max_attempts", "--max-attempts", "DETECTOR_MAX_ATTEMPTS",
            "times a message may kill the worker before it goes to the dead-letter topic "
            "unprocessed", _positive_int),

@@ -25,6 +25,7 @@ import orjson
 from detector.events import DEFAULT_LIMITS, EVENTBRIDGE_DETAIL_TYPE, DecodeError, Limits, gunzip
 from detector.scan import find_inputs, read_input
 from detector.stream.config import ConfigError, Settings, client_options
+from detector.stream.topics import output_message_bytes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 GZIP_MAGIC = b"\x1f\x8b"
@@ -130,7 +131,7 @@ def _producer_options(settings: Settings) -> dict[str, object]:
         **client_options(settings),
         "acks": "all",
         "linger_ms": 5,
-        "max_request_size": max(1024 * 1024, settings.max_message_bytes + 64 * 1024),
+        "max_request_size": output_message_bytes(settings),  # what the worker's producer takes
     }
 
 
@@ -143,7 +144,7 @@ async def _replay(args: argparse.Namespace, settings: Settings, inputs: list[str
     started = time.perf_counter()
     pending: list[asyncio.Future[object]] = []
     try:
-        for message in _all_messages(args, inputs, summary, _limits(settings)):
+        for message in _all_messages(args, inputs, summary, settings.limits):
             value = compress(message.value) if args.gzip else message.value
             if args.rate:
                 delay = started + summary.messages / args.rate - time.perf_counter()
@@ -168,12 +169,6 @@ def compress(value: bytes) -> bytes:
     """Gzip a message, unless it is gzip already (a CloudTrail .json.gz file with --batch):
     the worker inflates once, so gzip in gzip would end in its dead-letter topic."""
     return value if value[:2] == GZIP_MAGIC else gzip.compress(value, mtime=0)
-
-
-def _limits(settings: Settings) -> Limits:
-    """The worker's decoding limits, so a replay inflates no more than the worker would."""
-    return Limits(max_message_bytes=settings.max_message_bytes,
-                  max_decompressed_bytes=settings.max_decompressed_bytes)
 
 
 def _all_messages(args: argparse.Namespace, inputs: list[str], summary: Summary,

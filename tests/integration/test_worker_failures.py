@@ -154,12 +154,15 @@ def test_records_that_fail_or_kill_on_the_state_side_are_dead_lettered_and_state
 def test_a_message_over_the_limit_is_dead_lettered_cut_and_the_worker_carries_on(
     kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
 ) -> None:
-    """scripts/kafka's broker keeps 16 MiB segments; the default limit is 16 MiB too."""
+    """scripts/kafka's broker keeps 16 MiB segments: a limit of 16 MiB makes dead letters as
+    large as them."""
     topic = unique("huge-in")
     kafka_broker.create_topic(topic, config={"max.message.bytes": str(24 * MIB),
                                              "segment.bytes": str(64 * MIB)})
     huge = b'{"padding": "' + b"x" * (20 * 1000 * 1000) + b'"}'
-    worker = workers(kafka_broker, group=unique("huge"), input_topic=topic)
+    worker = workers(kafka_broker, group=unique("huge"), input_topic=topic,
+                     extra=["--max-message-bytes", str(16 * MIB)])
+
     worker.wait_ready()
     produce(kafka_broker, topic, [huge, orjson.dumps(deletion("after-it"))],
             max_request_size=24 * MIB)

@@ -8,6 +8,7 @@ from pathlib import Path
 import faust
 import pytest
 
+from detector.events import DEFAULT_LIMITS, Limits
 from detector.stream.config import (
     MAX_MESSAGE_BYTES_LIMIT,
     OPTIONS,
@@ -262,6 +263,21 @@ def test_input_messages_are_limited_to_what_a_broker_takes_as_a_dead_letter() ->
                          env={}).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT
     with pytest.raises(ConfigError, match="--max-message-bytes: at most"):
         settings_from(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT + 1)], env={})
+
+
+def test_decoding_limits_default_to_the_decoders_and_are_all_settings() -> None:
+    assert settings_from([], env={}).limits == DEFAULT_LIMITS  # one place for each number
+    settings = settings_from(["--max-records", "500"], env={
+        "DETECTOR_MAX_MESSAGE_BYTES": "1000000", "DETECTOR_MAX_DECOMPRESSED_BYTES": "4000000",
+        "DETECTOR_MAX_RECORDS": "7", "DETECTOR_MAX_CLOCK_SKEW": "2m"})
+    assert settings.limits == Limits(max_message_bytes=1_000_000,
+                                     max_decompressed_bytes=4_000_000, max_records=500,
+                                     max_clock_skew=120.0)
+    assert settings_from([], env={"DETECTOR_MAX_CLOCK_SKEW": "0"}).max_clock_skew == 0
+    with pytest.raises(ConfigError, match="DETECTOR_MAX_CLOCK_SKEW"):
+        settings_from([], env={"DETECTOR_MAX_CLOCK_SKEW": "-5m"})
+    with pytest.raises(ConfigError, match="--max-records"):
+        settings_from(["--max-records", "0"], env={})
 
 
 def test_attempts_at_a_message_are_a_positive_number() -> None:
