@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from detector.events import REASONS, DecodeError, Limits, gunzip
+from detector.stream.messages import json_bounded
 
 Headers = list[tuple[str, bytes]]
 MAX_MESSAGE_HEADER = 1000  # characters of the error message kept in the `message` header
@@ -125,7 +126,7 @@ def dead_letters(
             f"{first.index}: {first.reason}: {first.message}"))
         return [dead_letter(source, payload, summary, limits)]
     items = _items(payload, limits)
-    return [dead_letter(source, _item_bytes(items, error, payload), error, limits)
+    return [dead_letter(source, _item_bytes(items, error, payload, limits), error, limits)
             for error in errors]
 
 
@@ -146,11 +147,13 @@ def _items(payload: bytes, limits: Limits) -> list[object] | list[bytes] | None:
 
 
 def _item_bytes(items: list[object] | list[bytes] | None, error: DecodeError,
-                payload: bytes) -> bytes:
-    """The bytes of the record an error is about; the whole payload when it cannot be found."""
+                payload: bytes, limits: Limits) -> bytes:
+    """The bytes of the record an error is about (as JSON, cut to the bounds of
+    `detector.bounded` when too deep to write whole); the whole payload when it cannot be
+    found."""
     if items is None or error.index is None or not 0 <= error.index < len(items):
         return payload
     item = items[error.index]
     if isinstance(item, bytes):
         return item
-    return orjson.dumps(item)
+    return json_bounded(item, limits.max_message_bytes)

@@ -1,12 +1,15 @@
-"""Alerts as Kafka messages: the key and headers every alert is produced with."""
+"""Alerts as Kafka messages: the key and headers every alert is produced with; and JSON for
+anything the worker writes out of a record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from detector.alerts import Alert
+from detector.bounded import bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +43,13 @@ def alert_key(alert: Alert) -> bytes:
 def alert_headers(alert: Alert) -> list[tuple[str, bytes]]:
     return [("alert-id", alert.id.encode()), ("rule-id", alert.rule_id.encode()),
             ("level", alert.level.encode())]
+
+
+def json_bounded(value: Any, max_size: int) -> bytes:
+    """`value` (taken from a record) as JSON; cut to the bounds of `detector.bounded`, in
+    about `max_size` bytes, when orjson cannot write it whole (it reads 1,024 levels of
+    nesting and writes 254). Values within the bounds are written as they are."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(bounded(value, max_size))

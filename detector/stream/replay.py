@@ -25,6 +25,7 @@ import orjson
 from detector.events import DEFAULT_LIMITS, EVENTBRIDGE_DETAIL_TYPE, DecodeError, Limits, gunzip
 from detector.scan import find_inputs, read_input
 from detector.stream.config import ConfigError, Settings, client_options
+from detector.stream.messages import json_bounded
 from detector.stream.topics import output_message_bytes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -183,7 +184,7 @@ def _all_messages(args: argparse.Namespace, inputs: list[str], summary: Summary,
     items = [item for name, payload in files
              for item in split_records(payload, limits, partial(_report, name, summary))]
     items.sort(key=lambda item: str(_field(item, "eventTime") or ""))
-    yield from (_record_message(item, args.key_field) for item in items)
+    yield from (_record_message(item, args.key_field, limits) for item in items)
 
 
 def _payloads(names: Iterable[str], summary: Summary) -> Iterator[tuple[str, bytes]]:
@@ -211,16 +212,18 @@ def messages(payload: bytes, *, batch: bool, key_field: str | None = None,
         yield Message(None, payload, sum(1 for item in items if not isinstance(item, bytes)))
         return
     for item in items:
-        yield _record_message(item, key_field)
+        yield _record_message(item, key_field, limits)
 
 
-def _record_message(item: object, key_field: str | None) -> Message:
-    """One record's message (raw bytes stay as they are), keyed by `key_field` if given."""
+def _record_message(item: object, key_field: str | None, limits: Limits) -> Message:
+    """One record's message (raw bytes stay as they are), keyed by `key_field` if given; a
+    record nested deeper than orjson writes goes cut (`json_bounded`)."""
     key = None
     if key_field and not isinstance(item, bytes):
         value = _field(item, key_field)
         key = value.encode() if isinstance(value, str) else None
-    return Message(key, item if isinstance(item, bytes) else orjson.dumps(item), 1)
+    return Message(key, item if isinstance(item, bytes)
+                   else json_bounded(item, limits.max_message_bytes), 1)
 
 
 def split_records(payload: bytes, limits: Limits = DEFAULT_LIMITS,

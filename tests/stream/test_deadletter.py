@@ -71,6 +71,20 @@ def test_bad_records_of_a_log_file_are_forwarded_one_by_one_as_json() -> None:
     assert [headers(letter.headers)["record-index"] for letter in letters] == [b"1", b"3"]
 
 
+def test_a_bad_record_nested_deeper_than_orjson_writes_is_forwarded_cut() -> None:
+    """orjson reads 1,024 levels and writes 254: the record is cut (`detector.bounded`)."""
+    bad = orjson.dumps(dict(BAD, requestParameters="NESTED")).replace(
+        b'"NESTED"', b'{"a":' * 400 + b"1" + b"}" * 400)
+    payload = b'{"Records": [%s, %s, %s]}' % (orjson.dumps(GOOD), bad, orjson.dumps(GOOD))
+    decoded = decode(payload)
+    assert len(decoded.records) == 2
+    [letter] = dead_letters(SOURCE, payload, decoded.errors, 2, Limits())
+    assert letter.reason == "bad_event_time"
+    forwarded = orjson.loads(letter.value)
+    assert forwarded["eventID"] == "bad-1"
+    assert "truncated: nested deeper than" in letter.value.decode()
+
+
 def test_bad_lines_of_gzipped_json_lines_are_forwarded_as_their_raw_line() -> None:
     lines = [orjson.dumps(GOOD), b"{not json", orjson.dumps(BAD),
              orjson.dumps(GOOD | {"eventID": "good-2"})]

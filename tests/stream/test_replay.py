@@ -36,6 +36,15 @@ def test_records_are_keyed_by_a_dotted_field() -> None:
     assert [(m.key, orjson.loads(m.value)) for m in sent] == [(b"arn:a", A), (b"arn:b", B)]
 
 
+def test_a_record_nested_deeper_than_orjson_writes_is_sent_cut_not_a_crash() -> None:
+    """orjson reads 1,024 levels and writes 254 (`detector.bounded` cuts it)."""
+    deep = orjson.dumps(dict(A, requestParameters="NESTED")).replace(
+        b'"NESTED"', b'{"a":' * 300 + b"1" + b"}" * 300)
+    sent = list(messages(orjson.dumps(B) + b"\n" + deep, batch=False))
+    assert [orjson.loads(m.value)["eventName"] for m in sent] == ["DeleteStream", "ListStreams"]
+    assert b"truncated: nested deeper than" in sent[1].value
+
+
 def test_an_eventbridge_envelope_is_keyed_by_its_detail() -> None:
     envelope = {"detail-type": "AWS API Call via CloudTrail", "detail": A}
     [message] = messages(orjson.dumps(envelope), batch=False, key_field="userIdentity.arn")
