@@ -106,8 +106,9 @@ class Metrics:
         )
         self.processing_failures = Counter(
             "detector_processing_failures_total",
-            "Records or messages the worker could not process, by reason (internal_error, "
-            "attempts_exhausted) and rule (empty when not known).",
+            "Records, messages and stateful decisions the worker could not process, by reason "
+            "(internal_error, too_large, attempts_exhausted) and rule (one per rule that "
+            "failed; empty for a record or message that failed as a whole).",
             ["reason", "rule_id"],
             registry=registry,
         )

@@ -53,7 +53,7 @@ from detector.stream.config import Settings, broker_credentials, client_options
 from detector.stream.continuity import OffsetGuard, Verdict
 from detector.stream.deadletter import Source
 from detector.stream.partitioned import TICK, Group, GroupRunner, Outbox
-from detector.stream.processor import Failure, Output, Processor
+from detector.stream.processor import Output, Processor
 from detector.stream.rules import RuleSource
 from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
 from detector.stream.topics import (
@@ -312,10 +312,10 @@ def _wire_group(detector: Detector, group: Group, outputs: Outputs) -> faust.Top
         finally:
             failures = runner.take_failures()
         output = Output(alerts=sent)
-        for failure in failures:
+        for failed in failures:
             output.dead_letters.append(detector.processor.record_failed(
-                source, failure.value, failure.event_id, [Failure(None, failure.error)],
-                index=failure.index, reason=failure.reason, error=failure.exception))
+                source, failed.value, failed.failures, index=failed.index,
+                reason=failed.reason, error=failed.exception))
         return output
 
     slot = detector.attempts.slot()

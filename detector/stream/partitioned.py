@@ -43,15 +43,17 @@ from typing import Any
 
 import orjson
 
-from detector.alerts import Alert, event_key
+from detector.alerts import Alert, event_key, format_time
 from detector.engine import Rule, RuleSet
+from detector.engine.evaluator import Failure, failure
 from detector.engine.state import MemoryState
 from detector.engine.stateful import Stateful
+from detector.engine.stateful.clock import CORROBORATION
 from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION, Fields
 from detector.events import DEFAULT_LIMITS, Record, decode_record
 from detector.metrics import Metrics
 from detector.stream.deadletter import INTERNAL_ERROR, TOO_LARGE, max_output_bytes
-from detector.stream.messages import Sent
+from detector.stream.messages import Sent, json_bounded
 from detector.stream.tables import (
     Changelog,
     LoggedTable,
@@ -75,15 +77,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True, slots=True)
 class ItemFailure:
-    """A record of a repartition message that could not be evaluated, or whose alerts could
-    not be sent (`too_large`)."""
+    """A record of a repartition message that could not be evaluated (in whole, or by some of
+    its rules), or whose alerts could not be sent (`too_large`)."""
 
     index: int  # its position in the message (0 for a message of one record)
     value: bytes  # the item as JSON
-    event_id: str | None
     reason: str
-    error: str
-    exception: BaseException | None = None
+    failures: list[Failure]
+    exception: BaseException | None = None  # what raised, when the item failed as a whole
 
 
 @dataclass(frozen=True)
@@ -302,14 +303,17 @@ def batched(forwards: list[Forward]) -> list[Forward]:
 class Router:
     """On the input side: which groups need a record, and the message to send them."""
 
-    def __init__(self, groups: list[Group], partitions: int) -> None:
+    def __init__(self, groups: list[Group], partitions: int,
+                 max_bytes: int = max_output_bytes(DEFAULT_LIMITS)) -> None:
         self.partitions = partitions
+        self.max_bytes = max_bytes  # of a record written cut (`json_bounded`)
         self._groups = [(group.name, group.rule_ids, Fields(group.fields), group.top_level)
                         for group in groups]
 
     def route(self, record: Record, matched: list[Rule], source: int) -> list[Forward]:
         """The messages for the groups whose rules matched: the rule ids, what they read and
-        the input partition the record came from (`source`, for the watermark)."""
+        the input partition the record came from (`source`, for the watermark). A record
+        nested deeper than orjson writes goes cut to the bounds of `detector.bounded`."""
         if not matched:
             return []
         ids = {rule.id for rule in matched}
@@ -323,7 +327,7 @@ class Router:
                                        "s": source}
             if forwards:
                 message["q"] = 1
-            value = orjson.dumps(message)
+            value = json_bounded(message, self.max_bytes)
             key = group_key(fields.values(data))
             forwards.append(Forward(name, key, partition_for(key, self.partitions), value))
         return forwards
@@ -346,20 +350,27 @@ class _Partition:
     stateful: Stateful
     clock: SourceClock
     ledger: dict[str, float]  # ledger key -> event time
+    last_event: float  # wall clock (monotonic) of its last record or beat
     written: tuple[float, float] = (-math.inf, -math.inf)  # clock (max_seen, floor) in table
-    last_event: float = field(default_factory=time.monotonic)
     late: int = 0
     duplicates: int = 0
 
 
 class GroupRunner:
-    """Evaluates one group's records, partition by partition, over its faust Table."""
+    """Evaluates one group's records, partition by partition, over its faust Table.
+
+    A rule that raises on a record makes the record's item fail (`take_failures`: the agent
+    dead-letters it) and costs the record nothing else; one that raises on a decision taken as
+    the watermark moved (no record at hand) is counted and logged here.
+    """
 
     def __init__(self, group: Group, table: LoggedTable, metrics: Metrics, *,
                  partitions: int, lateness: float, idle_timeout: float,
                  input_partitions: Callable[[], int],
-                 max_bytes: int = max_output_bytes(DEFAULT_LIMITS)) -> None:
+                 max_bytes: int = max_output_bytes(DEFAULT_LIMITS),
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.input_partitions = input_partitions  # asked when a partition's evaluator is built
+        self.now = now  # the wall clock of idle ticks and input partitions gone quiet
         self.changelog = Changelog(table)  # every write goes through it
         self.table = self.changelog.store
         self.partitions = partitions
@@ -369,7 +380,8 @@ class GroupRunner:
         self._evaluators: dict[int, _Partition] = {}
         self.max_bytes = max_bytes  # of an alert, and of the ledger entry of an event's alerts
         self._failures: list[ItemFailure] = []
-        self._unsent: list[str] = []  # why alerts of the current item were not sent
+        self._failed: list[Failure] = []  # rules that raised on the current item's record
+        self._unsent: list[Failure] = []  # alerts of the current item that were not sent
         self.swap(group)
 
     def swap(self, group: Group) -> None:
@@ -395,15 +407,20 @@ class GroupRunner:
         message = orjson.loads(payload)
         sent: list[Sent] = []
         for index, item in enumerate(message.get("b", [message])):
+            exception: Exception | None = None
             try:
                 sent += self._process(partition, offset, item)
             except Exception as error:  # a bug on one record must not cost the others
-                self._failures.append(ItemFailure(
-                    index, orjson.dumps(item), _event_id(item), INTERNAL_ERROR,
-                    f"{type(error).__name__}: {error}", error))
+                exception = error
+                self._failed.append(replace(failure(None, None, error),
+                                            event_id=_event_id(item)))
+            if self._failed:
+                self._failures.append(ItemFailure(index, self._item_json(item), INTERNAL_ERROR,
+                                                  self._failed, exception))
+                self._failed = []
             if self._unsent:
-                self._failures.append(ItemFailure(index, orjson.dumps(item), _event_id(item),
-                                                  TOO_LARGE, "; ".join(self._unsent)))
+                self._failures.append(ItemFailure(index, self._item_json(item), TOO_LARGE,
+                                                  self._unsent))
                 self._unsent = []
         return sent
 
@@ -412,12 +429,17 @@ class GroupRunner:
         failures, self._failures = self._failures, []
         return failures
 
+    def _item_json(self, item: object) -> bytes:
+        return json_bounded(item, self.max_bytes)
+
     def _process(self, partition: int, offset: int, message: dict[str, Any]) -> list[Sent]:
         self.changelog.begin()
         evaluator = self._evaluator(partition)
         record: Record | None = None
         if "r" in message:
-            decoded = decode_record(message["r"])
+            # the input side checked its eventTime against its wall clock; this worker's
+            # may be behind it
+            decoded = decode_record(message["r"], latest=math.inf)
             if not isinstance(decoded, Record):  # the input side decoded it: our bug
                 raise ValueError(f"unreadable repartitioned record: {decoded.message}")
             record = decoded
@@ -436,7 +458,7 @@ class GroupRunner:
             return self._pass_time(partition, evaluator, ledger_key, evaluator.clock.max_seen)
         if record is None:
             return self._tick(partition, evaluator, ledger_key)
-        evaluator.last_event = time.monotonic()
+        evaluator.last_event = self.now()
         stateful = evaluator.stateful
         counted = not message.get("q")
         if not stateful.admit(record):
@@ -444,14 +466,14 @@ class GroupRunner:
             return []
         matched = [self._rules[rule_id] for rule_id in message["m"] if rule_id in self._rules]
         evaluator.clock.hear(int(message["s"]), record.event_time)
-        alerts = stateful.observe(record, matched)
+        alerts = self._observe(partition, evaluator, record, matched)
         return self._finish(partition, evaluator, alerts, ledger_key, record.event_time,
-                            counted=counted)
+                            counted=counted, event_id=record.event_id)
 
     def _beat(self, partition: int, evaluator: _Partition, ledger_key: str, source: int,
               latest: float) -> list[Sent]:
         """Input partition `source` has got to eventTime `latest`: the watermark may move."""
-        evaluator.last_event = time.monotonic()
+        evaluator.last_event = self.now()
         clock = evaluator.clock
         clock.hear(source, latest)
         now = max(clock.max_seen, latest)
@@ -460,10 +482,10 @@ class GroupRunner:
     def _tick(self, partition: int, evaluator: _Partition, ledger_key: str) -> list[Sent]:
         """Without events for `idle_timeout`, event time is taken to pass like wall time."""
         clock = evaluator.clock
-        idle = time.monotonic() - evaluator.last_event
+        idle = self.now() - evaluator.last_event
         if idle < self.idle_timeout or clock.max_seen == -math.inf:
             return []
-        evaluator.last_event = time.monotonic()
+        evaluator.last_event = self.now()
         now = clock.max_seen + idle
         clock.pass_idle(now)
         return self._pass_time(partition, evaluator, ledger_key, now)
@@ -473,11 +495,29 @@ class GroupRunner:
         """Event time is `now` (not late): take the decisions and close the windows due."""
         if now == -math.inf:
             return []
-        alerts = evaluator.stateful.observe(Record({}, "", "", now, None), [])
+        alerts = self._observe(partition, evaluator, Record({}, "", "", now, None), [])
         return self._finish(partition, evaluator, alerts, ledger_key, now)
 
+    def _observe(self, partition: int, evaluator: _Partition, record: Record,
+                 matched: list[Rule]) -> list[Alert]:
+        """The evaluator's alerts for `record` (or for event time passing). Rules that raised
+        on the record make its item fail; those that raised on a decision taken as the
+        watermark moved have no record to dead-letter: they are counted and logged."""
+        alerts = evaluator.stateful.observe(record, matched)
+        for failed in evaluator.stateful.take_failures():
+            if failed.event_id is not None:
+                self._failed.append(failed)
+                continue
+            self.metrics.processing_failures.labels(INTERNAL_ERROR, failed.rule_id or "").inc()
+            log.error("rule %s failed on a decision of partition %d of %s, taken as event time "
+                      "reached %s (no record to dead-letter): %s", failed.rule_id or "(none)",
+                      partition, self.group.name, format_time(evaluator.clock.watermark),
+                      failed.error)
+        return alerts
+
     def _finish(self, partition: int, evaluator: _Partition, alerts: list[Alert],
-                ledger_key: str, event_time: float, *, counted: bool = True) -> list[Sent]:
+                ledger_key: str, event_time: float, *, counted: bool = True,
+                event_id: str | None = None) -> list[Sent]:
         for summary in evaluator.stateful.closed_suppressions():
             log.info("suppressed: %s", summary.describe())
         clock = evaluator.clock
@@ -487,7 +527,7 @@ class GroupRunner:
             self.changelog.set(partition, own_key("clock", partition), clock.dump())
             evaluator.written = (clock.max_seen, clock.floor)
         self._count(evaluator, counted)
-        sent = self._sendable([Sent.of(alert) for alert in alerts])
+        sent = self._sendable([Sent.of(alert) for alert in alerts], event_id)
         if sent:
             for item in sent:
                 if item.alert is not None:
@@ -503,7 +543,7 @@ class GroupRunner:
         self._expire_ledger(partition, evaluator)
         return sent
 
-    def _sendable(self, sent: list[Sent]) -> list[Sent]:
+    def _sendable(self, sent: list[Sent], event_id: str | None) -> list[Sent]:
         """The alerts that fit, with their ledger entry, in the largest message the worker
         sends; why the others do not (`_unsent`)."""
         kept: list[Sent] = []
@@ -511,10 +551,10 @@ class GroupRunner:
         for item in sent:
             size = item.size + len(item.key)  # the ledger keeps the key as hex
             if total + size > self.max_bytes:
-                rule = item.alert.rule_id if item.alert is not None else "?"
-                self._unsent.append(f"rule {rule}: its alert is {size} bytes, over the "
-                                    f"{self.max_bytes - total} left of the {self.max_bytes} "
-                                    "the worker sends")
+                self._unsent.append(Failure(
+                    item.alert.rule_id if item.alert is not None else None, event_id,
+                    f"its alert is {size} bytes, over the {self.max_bytes - total} left of the "
+                    f"{self.max_bytes} the worker sends"))
                 continue
             kept.append(item)
             total += size
@@ -548,14 +588,16 @@ class GroupRunner:
         state = TableState(self.changelog, partition,
                            lambda key: group.partition_of(key, partitions))
         self._forget_stale(partition)
-        clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions())
+        clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions(),
+                            now=self.now, corroboration=CORROBORATION)
         saved = self.table.get(own_key("clock", partition)) or {}
         clock.restore(saved)
         stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock)
         stateful.resume()  # the clock came back above, the entries are in the table
         ledger = dict(sorted(((key, float(self.table.get(key, {}).get("t", 0.0)))
                               for key in state.own_keys("sent")), key=lambda item: item[1]))
-        evaluator = _Partition(stateful, clock, ledger, (clock.max_seen, clock.floor))
+        evaluator = _Partition(stateful, clock, ledger, self.now(),
+                               (clock.max_seen, clock.floor))
         self._evaluators[partition] = evaluator
         return evaluator
 

@@ -4,10 +4,12 @@ The Faust agents in `detector.stream.app` only move bytes between topics and thi
 everything here is tested without a broker, and the worker's verdicts are the engine's.
 
 A record is the boundary of a failure: an exception while evaluating one (our bug, whatever
-the record holds) is counted in `detector_processing_failures_total{reason="internal_error"}`,
-logged once with the record's event id, and the record goes to the dead-letter topic with
-reason `internal_error`; the other records of its message carry on. So does a record whose
-alert or forwarded copy would be larger than the worker sends (`too_large`).
+the record holds) is counted in `detector_processing_failures_total{reason="internal_error"}`
+with the rule that raised (the engine catches them per rule: `Engine.take_failures`), logged
+once with the record's event id, and the record goes to the dead-letter topic with reason
+`internal_error`; its alerts from the other rules are sent, and the other records of its
+message carry on. So does a record whose alert or forwarded copy would be larger than the
+worker sends (`too_large`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import orjson
-
 from detector.alerts import Alert
 from detector.engine import Engine, Rule, RuleSet
+from detector.engine.evaluator import Failure, failure
+from detector.engine.stateful.clock import CORROBORATION
 from detector.events import DecodeError, Limits, Record, decode
 from detector.metrics import Metrics, zero
 from detector.stream.deadletter import (
@@ -34,7 +36,7 @@ from detector.stream.deadletter import (
     dead_letters,
     max_output_bytes,
 )
-from detector.stream.messages import Sent
+from detector.stream.messages import Sent, json_bounded
 from detector.stream.partitioned import Forward, Group, Router, plan_groups
 from detector.stream.watermark import Progress
 
@@ -49,14 +51,6 @@ class Output:
     alerts: list[Sent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why one record (or message) could not be processed: the rule, when one rule's."""
-
-    rule_id: str | None
-    error: str
 
 
 class _Matches:
@@ -78,12 +72,12 @@ class Processor:
         self.metrics = metrics
         self.limits = limits
         self.partitions = partitions
-        self.progress = Progress()
+        self.progress = Progress(CORROBORATION)
         self.groups = plan_groups(ruleset)
         self._matches = _Matches()
         self.engine = Engine(ruleset, self._matches)
-        self.router = Router(self.groups, partitions)
         self.max_output_bytes = max_output_bytes(limits)
+        self.router = Router(self.groups, partitions, self.max_output_bytes)
         self._failed_kinds: set[tuple[str | None, str]] = set()  # (rule, error type) logged
         zero(metrics.dead_letters, DEAD_LETTER_REASONS)
         zero(metrics.processing_failures, [(reason, "") for reason in FAILURE_REASONS])
@@ -102,7 +96,7 @@ class Processor:
                     "worker to apply them")
         self.groups = groups
         self.engine = Engine(ruleset, self._matches)
-        self.router = Router(groups, self.partitions)
+        self.router = Router(groups, self.partitions, self.max_output_bytes)
         self._loaded(ruleset)
         return None
 
@@ -157,17 +151,17 @@ class Processor:
                                                     self.limits)])
         return output
 
-    def record_failed(self, source: Source, value: bytes, event_id: str | None,
-                      failures: list[Failure], *, index: int | None = None,
-                      reason: str = INTERNAL_ERROR, error: BaseException | None = None
-                      ) -> DeadLetter:
+    def record_failed(self, source: Source, value: bytes, failures: list[Failure], *,
+                      index: int | None = None, reason: str = INTERNAL_ERROR,
+                      error: BaseException | None = None) -> DeadLetter:
         """Count and log (once) the failures of one record; its dead letter (`value`: the
         record as JSON). The traceback of `error` is logged the first time its rule and type
         fail in this process, not for each record a broken rule fails on."""
-        for failure in failures:
-            self.metrics.processing_failures.labels(reason, failure.rule_id or "").inc()
-        described = "; ".join((f"rule {failure.rule_id}: " if failure.rule_id else "")
-                              + failure.error for failure in failures)
+        for failed in failures:
+            self.metrics.processing_failures.labels(reason, failed.rule_id or "").inc()
+        described = "; ".join((f"rule {failed.rule_id}: " if failed.rule_id else "")
+                              + failed.error for failed in failures)
+        event_id = next((failed.event_id for failed in failures if failed.event_id), None)
         first = error is not None and self._first_failure(failures, error)
         log.error("record %s of %s[%d]@%d goes to the dead-letter topic (%s): %s", event_id,
                   source.topic, source.partition, source.offset, reason, described,
@@ -177,7 +171,7 @@ class Processor:
         return letter
 
     def _first_failure(self, failures: list[Failure], error: BaseException) -> bool:
-        kinds = {(failure.rule_id, type(error).__name__) for failure in failures}
+        kinds = {(failed.rule_id, type(error).__name__) for failed in failures}
         new = bool(kinds - self._failed_kinds)
         self._failed_kinds |= kinds
         return new
@@ -201,17 +195,23 @@ class Processor:
         observe = metrics.evaluation_seconds.observe
         for record in records:
             started = time.perf_counter()
+            error: Exception | None = None
             try:
                 sent, forwards = self._record(record, source.partition)
             except Exception as exc:  # one bad record must not stop the worker
+                sent, forwards, error = [], [], exc
+            failures = self.engine.take_failures()  # rules that raised, the others alerted
+            if error is not None:
+                failures.append(failure(None, record, error))
+            if failures:
                 output.dead_letters.append(self.record_failed(
-                    source, record_json(record), record.event_id,
-                    [Failure(None, f"{type(exc).__name__}: {exc}")], error=exc))
-                continue
-            oversized = self._oversized(sent, forwards)
+                    source, self._record_json(record), failures, error=error))
+                if error is not None:
+                    continue
+            oversized = self._oversized(record, sent, forwards)
             if oversized:
                 output.dead_letters.append(self.record_failed(
-                    source, record_json(record), record.event_id, oversized, reason=TOO_LARGE))
+                    source, self._record_json(record), oversized, reason=TOO_LARGE))
                 sent = [item for item in sent if item.size <= self.max_output_bytes]
                 forwards = []
             observe(time.perf_counter() - started)
@@ -228,33 +228,29 @@ class Processor:
         sent = [Sent.of(alert) for alert in self.engine.process(record)]
         return sent, self.router.route(record, self._matches.rules, partition)
 
-    def _oversized(self, sent: list[Sent], forwards: list[Forward]) -> list[Failure]:
+    def _oversized(self, record: Record, sent: list[Sent], forwards: list[Forward]
+                   ) -> list[Failure]:
         """What of a record's output the worker cannot send: larger than `max_output_bytes`."""
         limit = self.max_output_bytes
-        failures = [Failure(item.alert.rule_id if item.alert else None,
+        failures = [Failure(item.alert.rule_id if item.alert else None, record.event_id,
                             f"its alert is {size} bytes, over the {limit} the worker sends")
                     for item in sent if (size := item.size) > limit]
-        failures += [Failure(None, f"its copy for the stateful rules ({forward.group}) is "
-                             f"{size} bytes, over the {limit} the worker sends")
+        failures += [Failure(None, record.event_id, f"its copy for the stateful rules "
+                             f"({forward.group}) is {size} bytes, over the {limit} the "
+                             "worker sends")
                      for forward in forwards
                      if (size := len(forward.key or b"") + len(forward.value)) > limit]
         return failures
+
+    def _record_json(self, record: Record) -> bytes:
+        """The record as JSON for its dead letter (cut to the bounds of `detector.bounded`
+        when it cannot be written whole)."""
+        return json_bounded(record.data, self.limits.max_message_bytes)
 
     def _add_dead_letters(self, output: Output, letters: list[DeadLetter]) -> None:
         for letter in letters:
             self.metrics.dead_letters.labels(letter.reason).inc()
         output.dead_letters.extend(letters)
-
-
-def record_json(record: Record) -> bytes:
-    """The record as JSON for its dead letter; its identifying fields alone when it cannot be
-    written whole (orjson writes 254 levels of nesting, and reads 1,024)."""
-    try:
-        return orjson.dumps(record.data)
-    except orjson.JSONEncodeError:
-        return orjson.dumps({"eventID": record.event_id, "eventSource": record.event_source,
-                             "eventName": record.event_name, "eventTimeEpoch": record.event_time,
-                             "detector": "the record is too deeply nested to be written whole"})
 
 
 def _describe(groups: list[Group]) -> str:

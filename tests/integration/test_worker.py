@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -321,8 +322,9 @@ def test_the_kinesis_video_intruder_scenario_gives_the_alerts_of_scan(
     rules = [REPO / "rules"]
     expected = scan_alerts([KVS_SCENARIO], rules, tmp_path)
     assert {alert["kind"] for alert in expected.values()} >= {"match", "first_seen"}
-    # the file is not in delivery order; scan sorts it, the stream gets it sorted, as
-    # CloudTrail delivers (a few minutes late at most, well within the allowed lateness)
+    # the file is not in delivery order; scan evaluates it in event-time order (a file this
+    # small exactly), the stream gets it sorted, as CloudTrail delivers (a few minutes late at
+    # most, well within the allowed lateness)
     topic = unique("intruder-in")
     kafka_broker.create_topic(topic, partitions=1)
     worker = workers(kafka_broker, group=unique("intruder"), input_topic=topic, rules=rules,
@@ -332,3 +334,45 @@ def test_the_kinesis_video_intruder_scenario_gives_the_alerts_of_scan(
     alerts = read_topic(kafka_broker, worker.alerts_topic,
                         lambda found: alert_ids(found) >= set(expected), timeout=60)
     assert by_id(orjson.loads(m.value) for m in alerts) == expected
+
+
+def _shifted(event: dict[str, Any], seconds: float) -> dict[str, Any]:
+    when = datetime.fromisoformat(event["eventTime"]) + timedelta(seconds=seconds)
+    return dict(event, eventTime=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_one_record_ahead_of_its_neighbours_makes_no_later_record_late(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """One input partition: a record dated 2099 is refused at decode, and one four days ahead
+    of the records around it (still before the wall clock) moves no clock, so the first-seen
+    rule still decides the intrusion after it (issue 13, point 3)."""
+    events = scenario_events()
+    last = datetime.fromisoformat(events[-1]["eventTime"]).timestamp()
+    shift = time.time() - 5 * 86400 - last  # the scenario ends five days ago
+    intrusion = next(i for i, e in enumerate(events) if e["sourceIPAddress"] == "203.0.113.66")
+    before = events[intrusion - 2]  # the operator's last call from its usual address
+    ahead = dict(_shifted(before, shift + 4 * 86400), eventID="four-days-ahead")
+    far = dict(_shifted(before, 0), eventTime="2099-01-01T00:00:00Z", eventID="in-2099")
+    stream = [_shifted(e, shift) for e in events]
+    stream[intrusion:intrusion] = [far, ahead]
+    topic = unique("ahead-in")
+    kafka_broker.create_topic(topic, partitions=1)
+    worker = workers(kafka_broker, group=unique("ahead"), input_topic=topic,
+                     extra=["--allowed-lateness", "1m", "--state-partitions", "2"])
+    worker.wait_ready()
+    produce(kafka_broker, topic, [orjson.dumps(event) for event in stream])
+
+    expected = scan_alerts([SCENARIO], [RULES], tmp_path, "--allowed-lateness", "1m")
+    assert {alert["rule"]["id"] for alert in expected.values()} == {DELETE_RULE, NEW_IP_RULE}
+    alerts = read_topic(kafka_broker, worker.alerts_topic,
+                        lambda found: alert_ids(found) >= set(expected), settle=2.0)
+    assert alert_ids(alerts) == set(expected)
+    [letter] = read_topic(kafka_broker, worker.dead_letter_topic, lambda f: len(f) >= 1)
+    assert (letter.headers["reason"], orjson.loads(letter.value)["eventID"]) == (
+        b"event_time_out_of_range", "in-2099")
+    worker.wait_idle()
+    assert worker.metric("detector_late_events_total") == 0
+    assert worker.metric("detector_decode_errors_total", reason="event_time_out_of_range") == 1
+    assert worker.terminate() == 0
+

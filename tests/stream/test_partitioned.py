@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from detector.alerts import EventSummary
-from detector.engine import RuleSet, load_rules
+from detector.engine import Failure, RuleSet, load_rules
 from detector.engine.factory import make_engine
-from detector.events import Limits, decode
+from detector.engine.stateful.first_seen import FirstSeenUnit
+from detector.events import Limits, Record, decode
 from detector.metrics import Metrics
 from detector.stream import partitioned
 from detector.stream.deadletter import Source
@@ -27,7 +28,7 @@ from detector.stream.partitioned import (
 )
 from detector.stream.processor import Processor
 from detector.stream.tables import group_key, own_key, partition_for
-from stream.support import FIXTURES, NEW_IP_RULE, ChangelogDict
+from stream.support import DELETE_RULE, FIXTURES, NEW_IP_RULE, ChangelogDict, sample
 
 PARTITIONS = 3
 SOURCE = Source("in", 0, 0, None, [])
@@ -150,8 +151,9 @@ def test_a_record_that_fails_costs_the_others_of_its_batch_nothing(
         sent += runner.process(forward.partition, offset, orjson.dumps(batch))
     assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
     failures = runner.take_failures()
-    assert [(f.index, orjson.loads(f.value), f.event_id) for f in failures] == [
-        (0, item, item["r"]["eventID"]) for item in broken_items]
+    assert [(f.index, orjson.loads(f.value), [(x.rule_id, x.event_id) for x in f.failures])
+            for f in failures] == [(0, item, [(None, item["r"]["eventID"])])
+                                   for item in broken_items]
     assert all(isinstance(f.exception, ValueError) for f in failures)
     assert {f.reason for f in failures} == {"internal_error"}
     assert runner.take_failures() == []  # taken once
@@ -165,9 +167,92 @@ def test_a_repartitioned_record_that_does_not_decode_is_a_failure_of_its_item(
     batch = orjson.loads(forward.value)
     batch["b"].insert(1, {"m": [NEW_IP_RULE], "r": {"eventName": "x"}, "s": 0})
     runner.process(forward.partition, 0, orjson.dumps(batch))
-    [failure] = runner.take_failures()
-    assert failure.index == 1
-    assert failure.error.startswith("ValueError: unreadable repartitioned record")
+    [failed] = runner.take_failures()
+    assert failed.index == 1
+    [why] = failed.failures
+    assert why.error.startswith("ValueError: unreadable repartitioned record")
+
+
+def test_a_record_nested_deeper_than_orjson_writes_alerts_on_both_sides(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    """orjson reads 1,024 levels and writes 254: the record goes to its group cut to the
+    bounds of `detector.bounded`, and gives the engine's alerts."""
+    deep = next(i for i, e in enumerate(scenario) if e["eventName"] == "DeleteStream")
+    events = [*scenario[:deep], dict(scenario[deep], sourceIPAddress="198.18.0.7",
+                                     requestParameters="NESTED"), *scenario[deep + 1:]]
+    payloads = [orjson.dumps(event) for event in events]
+    nested = b'{"streamName":' * 400 + b'"x"' + b"}" * 400
+    payloads[deep] = payloads[deep].replace(b'"NESTED"', nested)
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    [group] = processor.groups
+    runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
+                         idle_timeout=3600.0, input_partitions=lambda: 1)
+    single: list[Sent] = []
+    stateful: list[Sent] = []
+    for offset, payload in enumerate(payloads):
+        output = processor.on_message(payload, SOURCE)
+        assert output.dead_letters == []
+        single += output.alerts
+        for forward in output.forwards:
+            stateful += runner.process(forward.partition, offset, forward.value)
+    assert runner.take_failures() == []
+    assert [dict(item.headers)["rule-id"] for item in single] == [DELETE_RULE.encode()]
+    engine = make_engine(ruleset, lateness=60.0)
+    records = [record for payload in payloads for record in decode(payload).records]
+    expected = [alert for record in records for alert in engine.process(record)]
+    expected += engine.flush()
+    assert ids(stateful) == [alert.id for alert in expected if alert.rule_id == NEW_IP_RULE]
+    assert [alert.event_ids for alert in expected if alert.rule_id == NEW_IP_RULE][-1] == (
+        events[deep]["eventID"],)  # the deep record is new from its address
+
+
+def test_a_rule_that_raises_on_a_record_fails_its_item_and_the_rule_goes_on(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    intruder = next(e for e in scenario if e["sourceIPAddress"] == "203.0.113.66")
+    offer = FirstSeenUnit.offer
+
+    def failing(unit: FirstSeenUnit, record: Record, watermark: float) -> Any:
+        if record.event_id == intruder["eventID"]:
+            raise MemoryError("no memory left")
+        return offer(unit, record, watermark)
+
+    monkeypatch.setattr(FirstSeenUnit, "offer", failing)
+    runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
+    sent = [item for offset, forward in enumerate(forwards)
+            for item in runner.process(forward.partition, offset, forward.value)]
+    [failed] = runner.take_failures()
+    assert failed.reason == "internal_error" and failed.exception is None
+    assert orjson.loads(failed.value)["r"]["eventID"] == intruder["eventID"]
+    assert failed.failures == [Failure(NEW_IP_RULE, intruder["eventID"],
+                                       "MemoryError: no memory left")]
+    # the intruder's next records from that address are new to its baseline: they alert
+    assert [s.alert.event_ids for s in sent if s.alert is not None] == [
+        (next(e["eventID"] for e in scenario if e["sourceIPAddress"] == "203.0.113.66"
+              and e["eventID"] != intruder["eventID"]),)]
+
+
+def test_a_rule_that_raises_on_a_decision_is_counted_and_logged_without_a_record(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    def failing(unit: FirstSeenUnit, skey: str, before: float) -> Any:
+        raise RuntimeError("corrupt entry")
+
+    monkeypatch.setattr(FirstSeenUnit, "release", failing)
+    runner, forwards = sent_at_one_commit(ruleset, metrics, scenario)
+    sent = [item for offset, forward in enumerate(forwards)
+            for item in runner.process(forward.partition, offset, forward.value)]
+    assert sent == []
+    assert runner.take_failures() == []  # no record of theirs to dead-letter
+    decisions = sample(metrics, "detector_processing_failures_total", reason="internal_error",
+                       rule_id=NEW_IP_RULE)
+    assert decisions > 0
+    logged = [r.getMessage() for r in caplog.records if "corrupt entry" in r.getMessage()]
+    assert len(logged) == decisions
+    assert all(f"rule {NEW_IP_RULE} failed on a decision" in line for line in logged)
 
 
 def test_an_alert_larger_than_the_worker_sends_is_a_failure_of_its_record_not_sent(
@@ -186,8 +271,9 @@ def test_an_alert_larger_than_the_worker_sends_is_a_failure_of_its_record_not_se
     failures = runner.take_failures()
     expected = engine_ids(ruleset, scenario, NEW_IP_RULE)
     assert len(failures) == len(expected) > 0
-    assert all(f.reason == "too_large" and f"rule {NEW_IP_RULE}: its alert is" in f.error
-               for f in failures)
+    assert all(f.reason == "too_large" for f in failures)
+    assert [(why.rule_id, why.error.startswith("its alert is")) for f in failures
+            for why in f.failures] == [(NEW_IP_RULE, True)] * len(expected)
     assert not [key for key in table if key.startswith("@sent")]  # no ledger entry either
 
 
@@ -263,29 +349,63 @@ def test_a_replayed_event_that_raised_nothing_raises_nothing(
     assert run(ruleset, metrics, table.recover(), scenario[-3:]) == []
 
 
+class Wall:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_an_idle_partition_decides_its_pending_events_on_a_tick(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
+    """Once as much wall time has passed as its last record is ahead of the partition's
+    event time (one record alone does not move it)."""
     intrusion = next(i for i, e in enumerate(scenario) if e["sourceIPAddress"] == "203.0.113.66")
     table = ChangelogDict()
     assert run(ruleset, metrics, table, scenario[: intrusion + 1]) == []  # still pending
     processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    wall = Wall()
     runner = GroupRunner(processor.groups[0], table, metrics, partitions=PARTITIONS,
-                         lateness=0.0, idle_timeout=0.0, input_partitions=lambda: 1)
-    sent = [s for p in range(PARTITIONS) for s in runner.process(p, 1000 + p, TICK)]
-    assert ids(sent) == engine_ids(ruleset, scenario, NEW_IP_RULE)
+                         lateness=0.0, idle_timeout=0.0, input_partitions=lambda: 1, now=wall)
+
+    def tick() -> list[Sent]:
+        return [s for p in range(PARTITIONS) for s in runner.process(p, 1000 + p, TICK)]
+
+    arn = scenario[intrusion]["userIdentity"]["arn"]
+    clock = table[own_key("clock", partition_for(group_key([arn]), PARTITIONS))]
+    [when] = decode(orjson.dumps(scenario[intrusion])).records
+    ahead = when.event_time - clock["max_event_time"]
+    assert ahead > 0 and clock["latest_event_times"][0] == when.event_time
+    assert tick() == []
+    wall.now = ahead  # event time has now reached the intrusion, not passed it
+    assert tick() == []
+    wall.now = ahead + 1  # a second later: event time has passed it
+    assert ids(tick()) == engine_ids(ruleset, scenario, NEW_IP_RULE)
 
 
 def test_the_clock_of_each_partition_is_kept_in_the_table(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
+    """With the two latest times of its input partition: its event time is the second."""
     table = ChangelogDict()
     run(ruleset, metrics, table, scenario)
     clocks = {key: value for key, value in table.items() if key.startswith("@clock|")}
-    assert clocks
-    latest = max(value["max_event_time"] for value in clocks.values())
-    assert latest == max(r.event_time for e in scenario for r in decode(orjson.dumps(e)).records)
+    assert len(clocks) > 1
     assert all(key == own_key("clock", int(key.split("|")[1])) for key in clocks)
+    times: dict[int, list[float]] = {}
+    for event in scenario:
+        [record] = decode(orjson.dumps(event)).records
+        key = group_key([event["userIdentity"]["arn"]])
+        times.setdefault(partition_for(key, PARTITIONS), []).append(record.event_time)
+    for partition, seen in times.items():
+        saved = table[own_key("clock", partition)]
+        latest = sorted(seen, reverse=True)[:2]
+        assert saved["latest_event_times"] == saved["source_times"]["0"] == latest
+        assert saved["max_event_time"] == saved["floor"] == latest[1]
 
 
 SUPPRESSED = """title: Suppressed per {name}
@@ -422,8 +542,9 @@ def test_a_reloaded_rule_with_another_stateful_definition_starts_afresh(
     reloaded = load_rules([tmp_path])
     assert not reloaded.errors
     later = scenario[half + 1:half + 3]  # one event of each principal
+    fresh = ChangelogDict()  # nothing learned, event time as far as the table's
+    fresh.update((key, value) for key, value in table.items() if key.startswith("@clock|"))
     run(reloaded.ruleset, metrics, table, later)
-    fresh = ChangelogDict()
     run(reloaded.ruleset, metrics, fresh, later)
 
     def first_seen(entries: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -76,26 +77,29 @@ def test_a_record_no_stateful_rule_matched_is_not_forwarded(
 def test_every_state_partition_hears_how_far_each_input_partition_has_got(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
+    """As far as two of its messages got (one message ahead of the others moves nothing)."""
     processor = Processor(ruleset, metrics, Limits(), partitions=3)
     [group] = processor.groups
     other = dict(scenario[1], eventSource="s3.amazonaws.com", eventName="GetObject")
     processor.on_message(orjson.dumps(other), Source("in", 2, 10, None, []))
+    assert processor.beats(2, 11, 12) == []  # one message (08:01:00Z) alone tells nothing
     processor.on_message(orjson.dumps(scenario[3]), Source("in", 2, 11, None, []))
-    assert processor.beats(2, 10, 12) == []  # offset 10 not committed yet: its records
+    assert processor.beats(2, 11, 12) == []  # offset 11 not committed yet: its records
     # may still be on their way to the state partitions
-    beats = processor.beats(2, 11, 12)
+    beats = processor.beats(2, 12, 13)
     assert [(beat.group, beat.key, beat.partition) for beat in beats] == [
         (group.name, None, p) for p in range(3)]
     assert {beat.value for beat in beats} == {
-        orjson.dumps({"s": 2, "w": 1772438460.0})}  # 2026-03-02T08:01:00Z, of offset 10
-    assert processor.beats(2, 11, 12) == []  # nothing new to tell
-    assert [beat.value for beat in processor.beats(2, 12, 12)] == [
-        orjson.dumps({"s": 2, "w": 1772438820.0})] * 3 + [  # 08:07:00Z, of offset 11
-        orjson.dumps({"s": 2, "quiet": True})] * 3  # and read to its end: not waited for
-    assert processor.beats(2, 12, 12) == []  # told once
+        orjson.dumps({"s": 2, "w": 1772438460.0})}  # 08:01:00Z, reached by offsets 10, 11
+    assert processor.beats(2, 12, 13) == []  # nothing new to tell
     processor.on_message(orjson.dumps(scenario[5]), Source("in", 2, 12, None, []))
     assert [beat.value for beat in processor.beats(2, 13, 13)] == [
-        orjson.dumps({"s": 2, "w": 1772439180.0})] * 3 + [  # 08:13:00Z, of offset 12
+        orjson.dumps({"s": 2, "w": 1772438820.0})] * 3 + [  # 08:07:00Z, of offsets 11, 12
+        orjson.dumps({"s": 2, "quiet": True})] * 3  # and read to its end: not waited for
+    assert processor.beats(2, 13, 13) == []  # told once
+    processor.on_message(orjson.dumps(scenario[7]), Source("in", 2, 13, None, []))
+    assert [beat.value for beat in processor.beats(2, 14, 14)] == [
+        orjson.dumps({"s": 2, "w": 1772439180.0})] * 3 + [  # 08:13:00Z, of offsets 12, 13
         orjson.dumps({"s": 2, "quiet": True})] * 3  # read to its new end: told again
 
 
@@ -175,7 +179,7 @@ def test_a_record_our_code_fails_on_is_dead_lettered_and_the_others_carry_on(
     assert again.exc_info is None  # a broken rule does not flood the log with tracebacks
 
 
-def test_a_record_too_deep_to_write_whole_is_dead_lettered_by_its_identity(
+def test_a_record_too_deep_to_write_whole_is_dead_lettered_cut_to_the_bounds(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     processor = Processor(ruleset, metrics, Limits())
@@ -188,7 +192,10 @@ def test_a_record_too_deep_to_write_whole_is_dead_lettered_by_its_identity(
     nested = b'{"n":' * 600 + b"{}" + b"}" * 600  # orjson reads 1,024 levels, writes 254
     [letter] = processor.on_message(record.replace(b'"NESTED"', nested), SOURCE).dead_letters
     assert letter.reason == "internal_error"
-    assert orjson.loads(letter.value)["eventID"] == deletion(scenario)["eventID"]
+    written = orjson.loads(letter.value)
+    assert {key: written[key] for key in ("eventID", "eventTime", "userIdentity")} == {
+        key: deletion(scenario)[key] for key in ("eventID", "eventTime", "userIdentity")}
+    assert "truncated: nested deeper than" in letter.value.decode()
 
 
 def test_a_message_our_code_fails_on_as_a_whole_is_dead_lettered_whole(
@@ -280,3 +287,49 @@ def test_alerts_are_keyed_by_group_key_or_rule_and_carry_their_id(
     assert sent.headers == alert_headers(sent.alert)
     assert ("alert-id", sent.alert.id.encode()) in sent.headers
     assert orjson.loads(sent.value)["id"] == sent.alert.id
+
+
+def raising_on(name: str) -> Any:
+    """A rule predicate that raises on records named `name` and holds on the others."""
+    def predicate(data: dict[str, Any]) -> bool:
+        if data.get("eventName") == name:
+            raise RuntimeError(f"cannot evaluate {name}")
+        return True
+    return predicate
+
+
+def test_a_rule_that_raises_dead_letters_its_record_and_the_other_rules_still_act(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = Processor(ruleset, metrics, Limits(), partitions=2)
+    broken = RuleSet(tuple(replace(rule, predicate=raising_on("DeleteStream"))
+                           if rule.id == DELETE_RULE else rule for rule in ruleset.rules))
+    assert processor.swap(broken) is None
+    event = deletion(scenario)
+    output = processor.on_message(orjson.dumps(event), SOURCE)
+    [letter] = output.dead_letters
+    assert (letter.reason, orjson.loads(letter.value)) == ("internal_error", event)
+    assert dict(letter.headers)["message"] == (
+        f"rule {DELETE_RULE}: RuntimeError: cannot evaluate DeleteStream".encode())
+    [forward] = [forward for forward in output.forwards if forward.key is not None]
+    assert orjson.loads(forward.value)["m"] == [NEW_IP_RULE]  # the stateful rule still sees it
+    assert sample(metrics, "detector_processing_failures_total", reason="internal_error",
+                  rule_id=DELETE_RULE) == 1
+    assert sample(metrics, "detector_records_evaluated_total") == 1
+    [logged] = [r for r in caplog.records if event["eventID"] in r.getMessage()]
+    assert DELETE_RULE in logged.getMessage()
+
+
+def test_a_rule_that_raises_costs_the_record_its_alert_only(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    processor = Processor(ruleset, metrics, Limits())
+    broken = RuleSet(tuple(replace(rule, predicate=raising_on("DeleteStream"))
+                           if rule.id == NEW_IP_RULE else rule for rule in ruleset.rules))
+    assert processor.swap(broken) is None
+    output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
+    assert rule_ids(output) == [DELETE_RULE]
+    assert [letter.reason for letter in output.dead_letters] == ["internal_error"]
+    assert output.forwards == []
+    assert sample(metrics, "detector_alerts_total", rule_id=DELETE_RULE, level="high") == 1
