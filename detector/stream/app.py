@@ -141,7 +141,8 @@ def create_app(settings: Settings, rules: RuleSource, loaded: LoadResult, *,
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    processor = Processor(loaded.ruleset, metrics, settings.limits, settings.state_partitions)
+    processor = Processor(loaded.ruleset, metrics, settings.limits, settings.state_partitions,
+                          settings.alert_format)
     attempts = Attempts.open(Path(settings.data_dir), agents=1 + len(processor.groups))
     _record_reload(metrics, ok=not loaded.errors, initial=True)
     app = DetectorApp(settings.group_id, fetch_max_wait=settings.fetch_max_wait,
@@ -302,7 +303,8 @@ def _wire_group(detector: Detector, group: Group, outputs: Outputs) -> faust.Top
     runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
                          lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout,
                          input_partitions=input_partitions,
-                         max_bytes=detector.processor.max_output_bytes)
+                         max_bytes=detector.processor.max_output_bytes,
+                         alert_format=settings.alert_format)
     detector.runners[group.name] = runner
     app.before_commit.append(runner.changelog.publish)
 

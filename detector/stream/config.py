@@ -16,6 +16,7 @@ from typing import Any
 
 from detector.durations import parse_duration
 from detector.events import DEFAULT_LIMITS, Limits
+from detector.sinks.formats import ALERT_FORMATS, DEFAULT_FORMAT, AlertFormat, alert_format
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -51,6 +52,7 @@ class Settings:
     max_decompressed_bytes: int = DEFAULT_LIMITS.max_decompressed_bytes
     max_records: int = DEFAULT_LIMITS.max_records
     max_clock_skew: float = DEFAULT_LIMITS.max_clock_skew
+    alert_format: AlertFormat = DEFAULT_FORMAT
     max_attempts: int = 3
     state_partitions: int = 8
     replication_factor: int = 1
@@ -156,6 +158,9 @@ OPTIONS: tuple[Option, ...] = (
            multiple=True),
     Option("enable_rules", "--enable", "DETECTOR_ENABLE_RULES",
            "ids of rules shipped disabled to turn on, comma-separated", multiple=True),
+    Option("alert_format", "--alert-format", "DETECTOR_ALERT_FORMAT",
+           "document the alerts topic gets: native (docs/alert.schema.json) or ocsf (an OCSF "
+           "Detection Finding)", alert_format, ALERT_FORMATS),
     Option("allowed_lateness", "--allowed-lateness", "DETECTOR_ALLOWED_LATENESS",
            "how late (event time) an event may arrive and still count in windows"),
     Option("web_host", "--web-host", "DETECTOR_WEB_HOST",

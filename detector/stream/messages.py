@@ -10,6 +10,7 @@ import orjson
 
 from detector.alerts import Alert
 from detector.bounded import bounded
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, encode_alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +29,11 @@ class Sent:
                                                      for name, value in self.headers)
 
     @classmethod
-    def of(cls, alert: Alert) -> Sent:
-        """The message of `alert`, encoded once (for the alerts topic and the ledger)."""
-        return cls(alert_key(alert), alert.to_json(), alert_headers(alert), alert)
+    def of(cls, alert: Alert, alert_format: AlertFormat = DEFAULT_FORMAT) -> Sent:
+        """The message of `alert` in `alert_format`, encoded once (for the alerts topic and
+        the ledger)."""
+        return cls(alert_key(alert), encode_alert(alert, alert_format), alert_headers(alert),
+                   alert)
 
 
 def alert_key(alert: Alert) -> bytes:

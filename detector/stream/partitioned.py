@@ -52,6 +52,7 @@ from detector.engine.stateful.clock import CORROBORATION
 from detector.engine.stateful.keys import CORRELATION, FIRST_SEEN, SUPPRESSION, Fields
 from detector.events import DEFAULT_LIMITS, Record, decode_record
 from detector.metrics import Metrics
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat
 from detector.stream.deadletter import INTERNAL_ERROR, TOO_LARGE, max_output_bytes
 from detector.stream.messages import Sent, json_bounded
 from detector.stream.tables import (
@@ -368,8 +369,10 @@ class GroupRunner:
                  partitions: int, lateness: float, idle_timeout: float,
                  input_partitions: Callable[[], int],
                  max_bytes: int = max_output_bytes(DEFAULT_LIMITS),
+                 alert_format: AlertFormat = DEFAULT_FORMAT,
                  now: Callable[[], float] = time.monotonic) -> None:
         self.input_partitions = input_partitions  # asked when a partition's evaluator is built
+        self.alert_format = alert_format
         self.now = now  # the wall clock of idle ticks and input partitions gone quiet
         self.changelog = Changelog(table)  # every write goes through it
         self.table = self.changelog.store
@@ -527,7 +530,8 @@ class GroupRunner:
             self.changelog.set(partition, own_key("clock", partition), clock.dump())
             evaluator.written = (clock.max_seen, clock.floor)
         self._count(evaluator, counted)
-        sent = self._sendable([Sent.of(alert) for alert in alerts], event_id)
+        sent = self._sendable([Sent.of(alert, self.alert_format) for alert in alerts],
+                              event_id)
         if sent:
             for item in sent:
                 if item.alert is not None:

@@ -25,6 +25,7 @@ from detector.engine.evaluator import Failure, failure
 from detector.engine.stateful.clock import CORROBORATION
 from detector.events import DecodeError, Limits, Record, decode
 from detector.metrics import Metrics, zero
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat
 from detector.stream.deadletter import (
     ATTEMPTS_EXHAUSTED,
     DEAD_LETTER_REASONS,
@@ -68,10 +69,11 @@ class Processor:
     """Decodes input messages, raises single-event alerts, routes records to stateful groups."""
 
     def __init__(self, ruleset: RuleSet, metrics: Metrics, limits: Limits,
-                 partitions: int = 1) -> None:
+                 partitions: int = 1, alert_format: AlertFormat = DEFAULT_FORMAT) -> None:
         self.metrics = metrics
         self.limits = limits
         self.partitions = partitions
+        self.alert_format = alert_format
         self.progress = Progress(CORROBORATION)
         self.groups = plan_groups(ruleset)
         self._matches = _Matches()
@@ -225,7 +227,7 @@ class Processor:
     def _record(self, record: Record, partition: int) -> tuple[list[Sent], list[Forward]]:
         """The single-event alerts of `record` and its copies for the stateful groups."""
         self._matches.rules = []
-        sent = [Sent.of(alert) for alert in self.engine.process(record)]
+        sent = [Sent.of(alert, self.alert_format) for alert in self.engine.process(record)]
         return sent, self.router.route(record, self._matches.rules, partition)
 
     def _oversized(self, record: Record, sent: list[Sent], forwards: list[Forward]

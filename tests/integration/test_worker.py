@@ -22,6 +22,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kafka_broker import KafkaBroker
+from sinks.ocsf_schema import ocsf_errors
 
 from integration.worker_support import (
     DELETE_RULE,
@@ -376,3 +377,25 @@ def test_one_record_ahead_of_its_neighbours_makes_no_later_record_late(
     assert worker.metric("detector_decode_errors_total", reason="event_time_out_of_range") == 1
     assert worker.terminate() == 0
 
+
+def test_a_worker_writes_ocsf_detection_findings_to_the_alerts_topic(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    expected = scan_alerts([SCENARIO], [RULES], tmp_path, "--allowed-lateness", "1m")
+    topic = unique("ocsf-in")
+    kafka_broker.create_topic(topic, partitions=1)
+    worker = workers(kafka_broker, group=unique("ocsf"), input_topic=topic,
+                     extra=["--allowed-lateness", "1m", "--state-partitions", "2"],
+                     env={"DETECTOR_ALERT_FORMAT": "ocsf"})
+    worker.wait_ready()
+    replay(kafka_broker, topic, SCENARIO)
+    alerts = read_topic(kafka_broker, worker.alerts_topic,
+                        lambda found: len(found) >= len(expected), settle=2.0)
+    findings = [orjson.loads(message.value) for message in alerts]
+    assert [ocsf_errors(finding) for finding in findings] == [[]] * len(expected)
+    assert {finding["metadata"]["uid"] for finding in findings} == set(expected)
+    assert {(f["class_uid"], f["finding_info"]["analytic"]["uid"]) for f in findings} == {
+        (2004, alert["rule"]["id"]) for alert in expected.values()}
+    assert all(message.headers["alert-id"].decode() == finding["metadata"]["uid"]
+               for message, finding in zip(alerts, findings, strict=True))
+    assert worker.terminate() == 0

@@ -162,7 +162,6 @@ def test_a_message_over_the_limit_is_dead_lettered_cut_and_the_worker_carries_on
     huge = b'{"padding": "' + b"x" * (20 * 1000 * 1000) + b'"}'
     worker = workers(kafka_broker, group=unique("huge"), input_topic=topic,
                      extra=["--max-message-bytes", str(16 * MIB)])
-
     worker.wait_ready()
     produce(kafka_broker, topic, [huge, orjson.dumps(deletion("after-it"))],
             max_request_size=24 * MIB)

@@ -7,8 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from sinks.ocsf_schema import ocsf_errors
 
 from detector.events import DecodeError
 from detector.stream.app import (
@@ -199,3 +201,22 @@ def test_a_message_the_worker_died_on_max_attempts_times_is_dead_lettered_unproc
     assert detector.registry.get_sample_value(
         "detector_processing_failures_total",
         {"reason": "attempts_exhausted", "rule_id": ""}) == 1
+
+
+def test_the_worker_decodes_with_its_limits_and_writes_alerts_in_its_format(
+    tmp_path: Path,
+) -> None:
+    detector = build(Settings(data_dir=str(tmp_path), max_records=2, alert_format="ocsf"))
+    processor = detector.processor
+    scenario = [orjson.loads(line) for line in
+                (FIXTURES / "kvs-intruder.jsonl").read_bytes().splitlines()]
+    deletion = next(event for event in scenario if event["eventName"] == "DeleteStream")
+    source = Source("in", 0, 0, None, [])
+    many = processor.on_message(orjson.dumps({"Records": scenario[:3]}), source)
+    assert [letter.reason for letter in many.dead_letters] == ["too_many_records"]
+    [sent] = processor.on_message(orjson.dumps(deletion), source).alerts
+    finding = orjson.loads(sent.value)
+    assert ocsf_errors(finding) == []
+    assert (finding["class_uid"], finding["finding_info"]["analytic"]["uid"]) == (
+        2004, DELETE_RULE)
+    assert [runner.alert_format for runner in detector.runners.values()] == ["ocsf"]

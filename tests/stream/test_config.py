@@ -280,6 +280,18 @@ def test_decoding_limits_default_to_the_decoders_and_are_all_settings() -> None:
         settings_from(["--max-records", "0"], env={})
 
 
+def test_the_alerts_topic_takes_native_or_ocsf_documents() -> None:
+    assert settings_from([], env={}).alert_format == "native"
+    assert settings_from([], env={"DETECTOR_ALERT_FORMAT": " OCSF "}).alert_format == "ocsf"
+    assert settings_from(["--alert-format", "ocsf"],
+                         env={"DETECTOR_ALERT_FORMAT": "native"}).alert_format == "ocsf"
+    with pytest.raises(ConfigError, match="DETECTOR_ALERT_FORMAT: 'xml' is not an alert "
+                                          "format; use one of native, ocsf"):
+        settings_from([], env={"DETECTOR_ALERT_FORMAT": "xml"})
+    with pytest.raises(ConfigError):
+        settings_from(["--alert-format", "xml"], env={})
+
+
 def test_attempts_at_a_message_are_a_positive_number() -> None:
     assert settings_from([], env={"DETECTOR_MAX_ATTEMPTS": "5"}).max_attempts == 5
     with pytest.raises(ConfigError, match="--max-attempts"):

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sinks.ocsf_schema import ocsf_errors
 
 from detector.alerts import EventSummary
 from detector.engine import Failure, RuleSet, load_rules
@@ -14,6 +15,7 @@ from detector.engine.factory import make_engine
 from detector.engine.stateful.first_seen import FirstSeenUnit
 from detector.events import Limits, Record, decode
 from detector.metrics import Metrics
+from detector.sinks.formats import AlertFormat
 from detector.stream import partitioned
 from detector.stream.deadletter import Source
 from detector.stream.messages import Sent
@@ -36,13 +38,14 @@ SOURCE = Source("in", 0, 0, None, [])
 
 def run(ruleset: RuleSet, metrics: Metrics, table: ChangelogDict,
         events: list[dict[str, Any]], *, idle_timeout: float = 3600.0,
-        commit: bool = True) -> list[Sent]:
+        commit: bool = True, alert_format: AlertFormat = "native") -> list[Sent]:
     """The scenario through the input processor and the group's runner, as the worker does,
     then (`commit`) what the worker does before committing the offsets."""
-    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS, alert_format)
     [group] = processor.groups
     runner = GroupRunner(group, table, metrics, partitions=PARTITIONS, lateness=60.0,
-                         idle_timeout=idle_timeout, input_partitions=lambda: 1)
+                         idle_timeout=idle_timeout, input_partitions=lambda: 1,
+                         alert_format=alert_format)
     sent: list[Sent] = []
     for offset, event in enumerate(events):
         for forward in processor.on_message(orjson.dumps(event), SOURCE).forwards:
@@ -73,6 +76,19 @@ def test_partitioned_evaluation_raises_what_the_engine_raises(
     assert alert["rule"]["id"] == NEW_IP_RULE
     assert sent[0].key == orjson.dumps(alert["group_key"], option=orjson.OPT_SORT_KEYS)
     assert sent[0].alert is not None and sent[0].alert.id == alert["id"]
+
+
+def test_alerts_of_the_stateful_rules_go_out_and_into_the_ledger_as_ocsf(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    table = ChangelogDict()
+    [sent] = run(ruleset, metrics, table, scenario, alert_format="ocsf")
+    finding = orjson.loads(sent.value)
+    assert ocsf_errors(finding) == []
+    assert finding["metadata"]["uid"] == engine_ids(ruleset, scenario, NEW_IP_RULE)[0]
+    [ledger] = [value for key, value in table.items() if key.startswith("@sent|")]
+    assert [bytes.fromhex(key) + value.encode() for key, value, _headers in ledger["a"]] == [
+        sent.key + sent.value]
 
 
 def test_baselines_live_in_the_table_and_survive_a_restart(
@@ -173,21 +189,24 @@ def test_a_repartitioned_record_that_does_not_decode_is_a_failure_of_its_item(
     assert why.error.startswith("ValueError: unreadable repartitioned record")
 
 
+@pytest.mark.parametrize("alert_format", ["native", "ocsf"])
 def test_a_record_nested_deeper_than_orjson_writes_alerts_on_both_sides(
-    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]],
+    alert_format: AlertFormat,
 ) -> None:
     """orjson reads 1,024 levels and writes 254: the record goes to its group cut to the
-    bounds of `detector.bounded`, and gives the engine's alerts."""
+    bounds of `detector.bounded`, and gives the engine's alerts, in either format."""
     deep = next(i for i, e in enumerate(scenario) if e["eventName"] == "DeleteStream")
     events = [*scenario[:deep], dict(scenario[deep], sourceIPAddress="198.18.0.7",
                                      requestParameters="NESTED"), *scenario[deep + 1:]]
     payloads = [orjson.dumps(event) for event in events]
     nested = b'{"streamName":' * 400 + b'"x"' + b"}" * 400
     payloads[deep] = payloads[deep].replace(b'"NESTED"', nested)
-    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS, alert_format)
     [group] = processor.groups
     runner = GroupRunner(group, ChangelogDict(), metrics, partitions=PARTITIONS, lateness=60.0,
-                         idle_timeout=3600.0, input_partitions=lambda: 1)
+                         idle_timeout=3600.0, input_partitions=lambda: 1,
+                         alert_format=alert_format)
     single: list[Sent] = []
     stateful: list[Sent] = []
     for offset, payload in enumerate(payloads):
@@ -198,6 +217,8 @@ def test_a_record_nested_deeper_than_orjson_writes_alerts_on_both_sides(
             stateful += runner.process(forward.partition, offset, forward.value)
     assert runner.take_failures() == []
     assert [dict(item.headers)["rule-id"] for item in single] == [DELETE_RULE.encode()]
+    if alert_format == "ocsf":
+        assert all(ocsf_errors(orjson.loads(item.value)) == [] for item in single + stateful)
     engine = make_engine(ruleset, lateness=60.0)
     records = [record for payload in payloads for record in decode(payload).records]
     expected = [alert for record in records for alert in engine.process(record)]
