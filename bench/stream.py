@@ -667,7 +667,7 @@ def recovery(ctx: Context) -> Result:
     if not ctx.sizes.recovery:
         return result.unavailable("quick mode: recovery waits out a consumer session timeout",
                                   status=SKIPPED)
-    from detector.stream.config import Settings
+    from detector.settings.worker import WorkerSettings as Settings
 
     default_timeout = Settings().session_timeout
     seconds = asyncio.run(_recovery(ctx, {}, "default"))

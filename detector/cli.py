@@ -14,67 +14,68 @@ rule is found.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from detector import __version__
 from detector.alerts import Alert
 from detector.engine import LoadResult, load_rules
 from detector.engine.evaluator import Failure
 from detector.engine.factory import make_engine
 from detector.engine.ruletests import TestOutcome, run_tests
-from detector.events import DEFAULT_LIMITS
+from detector.logs import configure
+from detector.settings import SettingsError
+from detector.settings.common import LOG_FORMATS, LimitSettings, LogSettings, ScanSettings
+from detector.settings.model import add_flags, flags_of, load
+
+if TYPE_CHECKING:
+    from detector.settings.worker import WorkerSettings
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INPUT, EXIT_SOFTWARE = 0, 1, 2, 3, 70
-DEFAULT_RULES = os.environ.get("DETECTOR_RULES_DIR", "rules")
 _FAILURES_LOGGED = 100  # internal errors told one by one on stderr; the summary counts all
+log = logging.getLogger("detector.scan")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The one argument tree of `detector`. The worker's and replay's flags are made from the
+    worker's settings, which import the sinks: they are added when that command runs, so
+    `scan` and `rules` start without them (and without Faust)."""
     parser = argparse.ArgumentParser(
         prog="detector",
         description="Streaming anomaly detection for AWS CloudTrail with Sigma rules.",
         formatter_class=_Formatter,
         epilog="example:\n  detector scan --rules rules/ logs/2026/11/25/",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     scan = commands.add_parser(
         "scan", help="evaluate CloudTrail files against the rules (no broker needed)",
-        description="Evaluate CloudTrail files against the rules; alerts as JSON lines.",
+        description="Evaluate CloudTrail files against the rules; alerts as JSON lines. Every "
+        "setting is a flag and an environment variable (flags win).",
         formatter_class=_Formatter,
         epilog="example:\n  detector scan --rules rules/ --output alerts.jsonl logs/ trail.json.gz",
     )
     scan.add_argument("paths", nargs="+", metavar="PATH",
                       help="files, directories (recursive) or - for stdin")
-    _rule_options(scan)
     scan.add_argument("-o", "--output", metavar="FILE", help="write alerts here, not stdout")
     scan.add_argument("--fail-on-alert", action="store_true", help="exit 1 when anything fired")
     scan.add_argument("--state", metavar="FILE",
                       help="load stateful baselines from FILE first and save them back after")
-    scan.add_argument("--allowed-lateness", metavar="DURATION", default="15m",
-                      help="how late an event may arrive and still count in windows (15m)")
-    scan.add_argument("--max-message-bytes", type=int, default=DEFAULT_LIMITS.max_message_bytes,
-                      metavar="N", help="longest JSON line, largest file read whole (not JSON "
-                      f"lines) (default {DEFAULT_LIMITS.max_message_bytes})")
-    scan.add_argument("--max-decompressed-bytes", type=int,
-                      default=DEFAULT_LIMITS.max_decompressed_bytes, metavar="N",
-                      help="largest gzip content read whole (not JSON lines) "
-                           f"(default {DEFAULT_LIMITS.max_decompressed_bytes})")
-    scan.add_argument("--max-clock-skew", metavar="DURATION", default="15m",
-                      help="how far an eventTime may lie ahead of the wall clock (15m); later "
-                           "records are decode errors (event_time_out_of_range)")
     scan.add_argument("--allow-input-errors", action="store_true",
                       help="exit 0, not 3, when some input could not be read or evaluated")
     scan.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_flags(scan, ScanSettings)
 
     rules = commands.add_parser(
         "rules", help="validate rules or run their embedded tests",
@@ -87,81 +88,135 @@ def _parser() -> argparse.ArgumentParser:
         description="Load rules and lists; print each problem; exit 1 on any.",
         formatter_class=_Formatter, epilog="example:\n  detector rules validate rules/",
     )
-    validate.add_argument("paths", nargs="+", metavar="PATH")
-    validate.add_argument("--lists", action="append", default=[], metavar="DIR",
-                          help="more list files or directories")
     test = rule_commands.add_parser(
         "test", help="run the example events embedded in rules and compare the alerts",
         description="Run every embedded rule test; exit 1 on any failure.",
         formatter_class=_Formatter, epilog="example:\n  detector rules test rules/kinesisvideo",
     )
-    test.add_argument("paths", nargs="+", metavar="PATH")
-    test.add_argument("--lists", action="append", default=[], metavar="DIR",
-                      help="more list files or directories")
+    for rule_command in (validate, test):
+        rule_command.add_argument("paths", nargs="+", metavar="PATH")
+        rule_command.add_argument("--lists", action="append", default=[], metavar="DIR",
+                                  help="more list files or directories")
     test.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
 
-    for name, text in (("worker", "run the stream worker (Faust) on Kafka"),
-                       ("replay", "produce CloudTrail files into a Kafka topic")):
-        commands.add_parser(name, help=text, add_help=False, description=text)
+    worker = commands.add_parser(
+        "worker", help="run the stream worker (Faust) on Kafka", formatter_class=_Formatter,
+        description="Run the stream worker: consume CloudTrail events from Kafka, evaluate "
+        "the rules, produce alerts. Every flag has an environment variable (docs/worker.md); "
+        "the sinks have variables only (docs/sinks.md).",
+        epilog="example:\n  detector worker --bootstrap-servers kafka:9092 --rules rules/")
+    replay = commands.add_parser(
+        "replay", help="produce CloudTrail files into a Kafka topic", formatter_class=_Formatter,
+        description="Produce CloudTrail files (log files, JSON lines, gzip or not) into a "
+        "Kafka topic; a summary goes to stderr. Brokers, security and limits are the worker's "
+        "settings (flags or variables).",
+        epilog="example:\n  detector replay --topic cloudtrail-events --rate 500 logs/")
+    if command == "worker":
+        from detector.settings.worker import WorkerSettings
+
+        add_flags(worker, WorkerSettings)
+    elif command == "replay":
+        _replay_options(replay)
     return parser
 
 
-def _rule_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", action="append", metavar="DIR",
-                        help=f"rule files or directories (default: {DEFAULT_RULES})")
-    parser.add_argument("--lists", action="append", default=[], metavar="DIR",
-                        help="more list files or directories (lists/ under rules is read anyway)")
-    parser.add_argument("--enable", action="append", default=[], metavar="RULE_ID",
-                        help="turn on a rule shipped disabled")
+def _replay_options(parser: argparse.ArgumentParser) -> None:
+    from detector.settings.kafka import KafkaSettings
+    from detector.settings.worker import WorkerSettings
+
+    parser.add_argument("paths", nargs="+", metavar="FILE",
+                        help="files or directories (recursive), - for stdin")
+    parser.add_argument("--topic", required=True, help="topic to produce to")
+    parser.add_argument("--batch", action="store_true",
+                        help="one message per file (the file's bytes), not one per record")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="N",
+                        help="at most N messages per second (default: as fast as possible)")
+    parser.add_argument("--gzip", action="store_true",
+                        help="gzip every message that is not gzip already")
+    parser.add_argument("--key-field", default=None, metavar="FIELD",
+                        help="key each record's message by this dotted field, e.g. "
+                        "userIdentity.arn (records only, not with --batch)")
+    parser.add_argument("--sort", action="store_true",
+                        help="send the records of all files in eventTime order (reads them "
+                        "all first; not with --batch)")
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_flags(parser, WorkerSettings, REPLAY_SETTINGS + tuple(KafkaSettings.model_fields))
+
+
+# What replay takes of the worker's settings besides the brokers: the limits it splits and
+# sizes messages by, and the logs.
+REPLAY_SETTINGS = (*LimitSettings.model_fields, *LogSettings.model_fields)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("worker", "replay"):
-        return _stream_command(args_list[0], args_list[1:])
     try:
-        args = _parser().parse_args(args_list)
+        args = _parser(args_list[0] if args_list else None).parse_args(args_list)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    if args.command == "rules":
+        return _validate(args) if args.rules_command == "validate" else _test(args)
+    environ = os.environ
     if args.command == "scan":
+        scan_settings = _settings(ScanSettings, args, environ, "scan")
+        if isinstance(scan_settings, int):
+            return scan_settings
         try:
-            return _scan(args)
+            return _scan(args, scan_settings)
         except Exception:  # a bug in the scan itself: never 1, which means alerts
-            traceback.print_exc()
-            print("detector scan: internal error (see above); please report it",
-                  file=sys.stderr)
+            log.exception("detector scan: internal error; please report it")
             return EXIT_SOFTWARE
-    if args.rules_command == "validate":
-        return _validate(args)
-    return _test(args)
+    from detector.settings.worker import WorkerSettings
+
+    settings = _settings(WorkerSettings, args, environ, args.command)
+    if isinstance(settings, int):
+        return settings
+    if args.command == "worker":
+        from detector.stream.worker import run
+
+        return run(settings, environ)
+    from detector.stream.replay import run as replay
+
+    return replay(args, settings)
 
 
-def _stream_command(name: str, argv: list[str]) -> int:
-    if name == "worker":
-        from detector.stream.worker import main as worker_main
-
-        return int(worker_main(argv))
-    from detector.stream.replay import main as replay_main
-
-    return int(replay_main(argv))
+def _settings(cls: type[ScanSettings] | type[WorkerSettings], args: argparse.Namespace,
+              environ: Mapping[str, str], command: str) -> Any:
+    """The command's settings, logging set up as they say; or, when they are wrong, the
+    problems logged and exit 2."""
+    flags = flags_of(args, cls)
+    settings = load(cls, flags, environ)
+    if isinstance(settings, SettingsError):
+        given = str(flags.get("log_format") or environ.get("DETECTOR_LOG_FORMAT", ""))
+        configure(given.strip().lower() if given.strip().lower() in LOG_FORMATS else "text")
+        for problem in settings.problems:
+            logging.getLogger(f"detector.{command}").error(
+                "detector %s: %s", command, problem, extra={"setting": problem.setting})
+        return EXIT_USAGE
+    configure(settings.log_format, settings.log_level)
+    return settings
 
 
 def _load(paths: Sequence[str], lists: Sequence[str], enable: Sequence[str] = ()) -> LoadResult:
     return load_rules([Path(p) for p in paths], [Path(p) for p in lists], enable=enable)
 
 
-def _missing_rules(command: str, paths: Sequence[str], result: LoadResult | None) -> bool:
-    """Say so and return True when the rule paths do not exist or hold no rule at all: a scan
-    without rules would report "alerts: 0" for any input."""
+def _missing_rules(command: str, paths: Sequence[str], result: LoadResult | None) -> str | None:
+    """What is wrong when the rule paths do not exist or hold no rule at all: a scan without
+    rules would report "alerts: 0" for any input."""
     absent = [path for path in paths if not os.path.exists(path)]
     if absent:
-        print(f"detector {command}: no such rules path: {', '.join(absent)}", file=sys.stderr)
-        return True
+        return f"detector {command}: no such rules path: {', '.join(absent)}"
     if result is not None and not result.errors and not (
             result.ruleset.rules or result.ruleset.correlations):
-        print(f"detector {command}: no rules found under {', '.join(paths)}", file=sys.stderr)
-        return True
-    return False
+        return f"detector {command}: no rules found under {', '.join(paths)}"
+    return None
+
+
+def _told(problem: str | None) -> bool:
+    if problem:
+        print(problem, file=sys.stderr)
+    return problem is not None
 
 
 def _report_errors(result: LoadResult) -> None:
@@ -170,7 +225,7 @@ def _report_errors(result: LoadResult) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    if _missing_rules("rules validate", args.paths, None):
+    if _told(_missing_rules("rules validate", args.paths, None)):
         return EXIT_USAGE
     result = _load(args.paths, args.lists)
     _report_errors(result)
@@ -178,19 +233,19 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{result.files} file(s), {len(ruleset.rules)} rule(s), "
           f"{len(ruleset.correlations)} correlation(s), {len(ruleset.lists)} list(s), "
           f"{len(result.errors)} problem(s)", file=sys.stderr)
-    if _missing_rules("rules validate", args.paths, result):
+    if _told(_missing_rules("rules validate", args.paths, result)):
         return EXIT_USAGE
     return EXIT_FOUND if result.errors else EXIT_OK
 
 
 def _test(args: argparse.Namespace) -> int:
-    if _missing_rules("rules test", args.paths, None):
+    if _told(_missing_rules("rules test", args.paths, None)):
         return EXIT_USAGE
     result = _load(args.paths, args.lists)
     _report_errors(result)
     if result.errors:
         return EXIT_FOUND
-    if _missing_rules("rules test", args.paths, result):
+    if _told(_missing_rules("rules test", args.paths, result)):
         return EXIT_USAGE
     passed = failed = 0
     # Rule tests are written by hand and end with one later event that moves the clock on:
@@ -221,67 +276,66 @@ def _describe_failure(outcome: TestOutcome) -> str:
     return "\n".join(lines)
 
 
-def _scan(args: argparse.Namespace) -> int:
+def _refuse(message: str) -> int:
+    log.error("%s", message)
+    return EXIT_USAGE
+
+
+def _scan(args: argparse.Namespace, settings: ScanSettings) -> int:
+    """Scan's messages go through logging (`--log-format json` makes each a JSON line); the
+    alerts go to stdout or --output."""
     from detector.engine.factory import StateFileError, hold_state
 
-    rules = args.rules or [DEFAULT_RULES]
-    if _missing_rules("scan", rules, None):
-        return EXIT_USAGE
-    result = _load(rules, args.lists, args.enable)
+    problem = _missing_rules("scan", settings.rules, None)
+    if problem:
+        return _refuse(problem)
+    result = _load(settings.rules, settings.lists, settings.enable_rules)
     if result.errors:
-        _report_errors(result)
-        print(f"refusing to scan: {len(result.errors)} problem(s) in the rules "
-              "(see `detector rules validate`)", file=sys.stderr)
-        return EXIT_USAGE
-    if _missing_rules("scan", rules, result):
-        return EXIT_USAGE
+        for error in result.errors:
+            log.error("%s", error)
+        return _refuse(f"refusing to scan: {len(result.errors)} problem(s) in the rules "
+                       "(see `detector rules validate`)")
+    problem = _missing_rules("scan", settings.rules, result)
+    if problem:
+        return _refuse(problem)
     missing = [path for path in args.paths if path != "-" and not os.path.exists(path)]
     if missing:
-        print(f"detector scan: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse(f"detector scan: no such file or directory: {', '.join(missing)}")
     from detector.scan import find_inputs
 
     inputs = find_inputs(args.paths)
     if not inputs:
-        print("nothing to scan: no log files under the given paths", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse("nothing to scan: no log files under the given paths")
     state_file = Path(args.state) if args.state else None
     try:
         if state_file is None:
-            return _scan_inputs(args, result, inputs, None)
+            return _scan_inputs(args, settings, result, inputs, None)
         with hold_state(state_file):
-            return _scan_inputs(args, result, inputs, state_file)
+            return _scan_inputs(args, settings, result, inputs, state_file)
     except StateFileError as error:
-        print(f"refusing to scan: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse(f"refusing to scan: {error}")
 
 
-def _scan_inputs(args: argparse.Namespace, result: LoadResult, inputs: list[str],
-                 state_file: Path | None) -> int:
+def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadResult,
+                 inputs: list[str], state_file: Path | None) -> int:
     """The scan proper, once the inputs are known and the state file (if any) is held."""
-    from detector.durations import parse_duration
     from detector.engine.factory import StateFileError, load_state, save_state
     from detector.engine.stateful.suppression import format_suppressions
-    from detector.events import Limits
     from detector.scan import format_summary, scan
 
     now = time.time()
+    limits = settings.limits
     try:
-        limits = Limits(max_message_bytes=args.max_message_bytes,
-                        max_decompressed_bytes=args.max_decompressed_bytes,
-                        max_clock_skew=parse_duration(args.max_clock_skew))
-        engine = make_engine(result.ruleset, lateness=args.allowed_lateness)
+        engine = make_engine(result.ruleset, lateness=settings.allowed_lateness)
         if state_file is not None:
             load_state(engine, state_file, now + limits.max_clock_skew)
     except ValueError as error:
-        print(f"refusing to scan: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse(f"refusing to scan: {error}")
     try:
         out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     except OSError as error:
-        print(f"refusing to scan: cannot write {args.output}: {error.strerror or error}",
-              file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse(f"refusing to scan: cannot write {args.output}: "
+                       f"{error.strerror or error}")
     failures = _FailureLog()
     fired = 0
 
@@ -301,18 +355,17 @@ def _scan_inputs(args: argparse.Namespace, result: LoadResult, inputs: list[str]
     stats = engine.stats()
     report = [format_summary(summary, late=stats["late"], duplicates=stats["duplicates"]),
               format_suppressions(engine.closed_suppressions())]
-    print("\n".join(part for part in report if part), file=sys.stderr)
+    log.info("%s", "\n".join(part for part in report if part))
     if state_file is not None:
         try:
             save_state(engine, state_file)
         except StateFileError as error:
-            print(f"detector scan: {error}", file=sys.stderr)
-            return EXIT_USAGE
+            return _refuse(f"detector scan: {error}")
     if fired and args.fail_on_alert:
         return EXIT_FOUND
     if summary.input_errors and not args.allow_input_errors:
-        print(f"detector scan: {summary.input_errors} input error(s): exit {EXIT_INPUT} "
-              "(--allow-input-errors to accept them)", file=sys.stderr)
+        log.error("detector scan: %d input error(s): exit %d (--allow-input-errors to accept "
+                  "them)", summary.input_errors, EXIT_INPUT)
         return EXIT_INPUT
     return EXIT_OK
 
@@ -328,10 +381,10 @@ class _FailureLog:
 
         self.told += 1
         if self.told <= _FAILURES_LOGGED:
-            print(f"detector scan: {describe_failure(failure)}", file=sys.stderr)
+            log.error("detector scan: %s", describe_failure(failure),
+                      extra={"event_id": failure.event_id, "rule_id": failure.rule_id})
         elif self.told == _FAILURES_LOGGED + 1:
-            print("detector scan: more internal errors are only counted (see the summary)",
-                  file=sys.stderr)
+            log.error("detector scan: more internal errors are only counted (see the summary)")
 
 
 def _progress(

@@ -288,3 +288,96 @@ def test_fail_on_alert_wins_over_input_errors(tmp_path: Path, rules_dir: Path) -
     log.write_text("not json\n" + json.dumps(kvs_record("DeleteStream", "e-1")) + "\n")
     assert main(["scan", "--rules", str(rules_dir), "--fail-on-alert", str(log)]) == 1
     assert main(["scan", "--rules", str(rules_dir), str(log)]) == 3
+
+
+# --- one argument tree, one settings model --------------------------------------------------
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from detector import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"detector {__version__}\n"
+
+
+@pytest.mark.parametrize("command", ["worker", "replay"])
+def test_worker_and_replay_help_list_every_setting_they_read(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from detector.settings.model import namings
+    from detector.settings.worker import WorkerSettings
+
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    read = [option for option in namings(WorkerSettings)
+            if command == "worker" or option.name in (
+                "bootstrap_servers", "security_protocol", "sasl_password", "max_message_bytes",
+                "max_decompressed_bytes", "log_format")]
+    assert read
+    for option in read:
+        assert option.env in out
+        assert (option.flag in out) if option.flag else (option.file_env in out)
+    assert "example" in out
+
+
+def test_scan_and_rules_start_without_faust_or_the_sinks(tmp_path: Path, rules_dir: Path) -> None:
+    log = tmp_path / "trail.json"
+    log.write_text(json.dumps(kvs_record("DeleteStream", "e-1")))
+    probe = ("import sys; from detector.cli import main; code = main(sys.argv[1:]); "
+             "loaded = [m for m in ('faust', 'aiohttp', 'detector.sinks') if m in sys.modules]; "
+             "print(loaded, file=sys.stderr); sys.exit(code)")
+    for argv in (["scan", "--rules", str(rules_dir), str(log)], ["rules", "test", str(rules_dir)]):
+        result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                                text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines()[-1] == "[]"
+
+
+def test_scan_reads_its_settings_from_the_environment_at_run_time_and_flags_win(
+    tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "trail.json"
+    log.write_text(json.dumps(kvs_record("DeleteStream", "e-1")))
+    monkeypatch.setenv("DETECTOR_RULES_DIR", str(rules_dir))  # after detector.cli was imported
+    assert main(["scan", str(log)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    monkeypatch.setenv("DETECTOR_MAX_CLOCK_SKEW", "soon")
+    assert main(["scan", str(log)]) == 2
+    assert capsys.readouterr().err == (
+        "detector scan: DETECTOR_MAX_CLOCK_SKEW: 'soon' is not a duration; write e.g. 500ms, "
+        "30s, 15m, 2h, 7d or plain seconds\n")
+    assert main(["scan", "--max-clock-skew", "1h", str(log)]) == 0
+
+
+def test_scan_logs_json_lines_with_the_ids_of_a_failed_record(
+    tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    (rules_dir / "stop.yml").write_text(STOP_RULE)
+    log = tmp_path / "trail.jsonl"
+    log.write_text(json.dumps(stop_logging("e-stop")) + "\nnot json\n")
+    render = Template.render
+
+    def failing(self: Template, data: dict[str, object]) -> str:
+        if data.get("eventID") == "e-stop":
+            raise MemoryError("out of memory")
+        return render(self, data)
+
+    monkeypatch.setattr(Template, "render", failing)
+
+    assert main(["scan", "--log-format", "json", "--rules", str(rules_dir), str(log)]) == 3
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert all({"timestamp", "level", "logger", "message"} <= set(line) for line in lines)
+    failed = [line for line in lines if "event_id" in line]
+    assert [(line["event_id"], line["rule_id"], line["level"]) for line in failed] == [
+        ("e-stop", "0b1c2d3e-0000-4000-8000-000000000002", "error")]
+    assert any("invalid_json: 1" in line["message"] for line in lines)  # the summary
+
+
+def test_a_bad_log_format_is_a_usage_error_told_as_text(
+    tmp_path: Path, rules_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", "--log-format", "xml", "--rules", str(rules_dir), str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "detector scan: --log-format: 'xml' is not one of text, json\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detector.durations import parse_duration
+from detector.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -19,3 +19,12 @@ def test_units(text: str | int, seconds: float) -> None:
 def test_refusals_say_how_to_write_one(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0"), (0.1, "100ms"), (1, "1s"), (90, "90s"), (900, "15m"), (3600, "1h"),
+    (86400, "1d"), (604800, "1w"), (1.25, "1250ms"),
+])
+def test_written_back_the_shortest_way_and_read_the_same(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds

@@ -6,7 +6,7 @@ How the stream worker wires it (all on the worker's event loop)::
     from detector.sinks import load_sinks
 
     sinks = load_sinks(metrics)        # SinkSet from env / DETECTOR_SINKS_FILE; raises
-                                       # SinkConfigError with a message naming the variable
+                                       # SettingsError naming the variable or file key
     await sinks.start()                # on worker start: HTTP sessions + one task per sink
     ...
     sinks.submit(alert)                # per alert: never blocks, never raises; returns how
@@ -28,12 +28,12 @@ its own queue; overflow is dropped and counted (`detector_sink_dropped_total{sin
 Configuration and every setting: docs/sinks.md.
 """
 
+from detector.settings.types import Secret
 from detector.sinks.alertmanager import AlertmanagerConfig, AlertmanagerSink
 from detector.sinks.base import HttpSinkConfig, RetryPolicy, Sink, SinkConfig, SinkSet
-from detector.sinks.config import SinkConfigError, build_sink, load_sinks, sink_configs
+from detector.sinks.config import build_sink, load_sinks
 from detector.sinks.formats import ALERT_FORMATS, AlertFormat, alert_format, encode_alert
 from detector.sinks.routing import Route
-from detector.sinks.secret import Secret
 from detector.sinks.slack import SlackConfig, SlackSink
 from detector.sinks.stdout import StdoutConfig, StdoutSink
 from detector.sinks.webhook import WebhookConfig, WebhookSink, verify_signature
@@ -49,7 +49,6 @@ __all__ = [
     "Secret",
     "Sink",
     "SinkConfig",
-    "SinkConfigError",
     "SinkSet",
     "SlackConfig",
     "SlackSink",
@@ -61,6 +60,5 @@ __all__ = [
     "build_sink",
     "encode_alert",
     "load_sinks",
-    "sink_configs",
     "verify_signature",
 ]

@@ -32,8 +32,9 @@ from detector import __version__
 from detector.alerts import Alert
 from detector.metrics import Metrics
 from detector.ocsf import PRODUCT_NAME
+from detector.settings.types import Secret
 from detector.sinks.routing import Route
-from detector.sinks.secret import Secret, redact_url
+from detector.sinks.secret import redact_url
 
 log = logging.getLogger("detector.sinks")
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from detector.alerts import Alert
 from detector.metrics import Metrics
+from detector.settings.types import Secret
 from detector.sinks.base import HttpSink, HttpSinkConfig
 from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, encode_alert
-from detector.sinks.secret import Secret
 
 SIGNATURE_HEADER = "X-Detector-Signature"
 TIMESTAMP_HEADER = "X-Detector-Timestamp"

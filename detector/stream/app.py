@@ -47,9 +47,10 @@ from prometheus_client import CollectorRegistry
 
 from detector.engine import LoadResult
 from detector.metrics import Metrics
+from detector.settings.kafka import broker_credentials, client_options
+from detector.settings.worker import WorkerSettings as Settings
 from detector.sinks import SinkSet, load_sinks
 from detector.stream.attempts import Attempts, Slot
-from detector.stream.config import Settings, broker_credentials, client_options
 from detector.stream.continuity import OffsetGuard, Verdict
 from detector.stream.deadletter import Source
 from detector.stream.partitioned import TICK, Group, GroupRunner, Outbox

@@ -32,7 +32,7 @@ import os
 import struct
 from pathlib import Path
 
-from detector.stream.config import ConfigError
+from detector.settings import SettingsError as ConfigError
 
 log = logging.getLogger(__name__)
 Key = tuple[str, int, int]  # topic, partition, offset

@@ -515,7 +515,7 @@ class GroupRunner:
             log.error("rule %s failed on a decision of partition %d of %s, taken as event time "
                       "reached %s (no record to dead-letter): %s", failed.rule_id or "(none)",
                       partition, self.group.name, format_time(evaluator.clock.watermark),
-                      failed.error)
+                      failed.error, extra={"rule_id": failed.rule_id})
         return alerts
 
     def _finish(self, partition: int, evaluator: _Partition, alerts: list[Alert],

@@ -167,7 +167,7 @@ class Processor:
         first = error is not None and self._first_failure(failures, error)
         log.error("record %s of %s[%d]@%d goes to the dead-letter topic (%s): %s", event_id,
                   source.topic, source.partition, source.offset, reason, described,
-                  exc_info=error if first else None)
+                  exc_info=error if first else None, extra={"event_id": event_id})
         letter = dead_letter(source, value, DecodeError(reason, described, index), self.limits)
         self.metrics.dead_letters.labels(letter.reason).inc()
         return letter

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,12 +25,15 @@ import orjson
 
 from detector.events import DEFAULT_LIMITS, EVENTBRIDGE_DETAIL_TYPE, DecodeError, Limits, gunzip
 from detector.scan import find_inputs, read_input
-from detector.stream.config import ConfigError, Settings, client_options
+from detector.settings import SettingsError
+from detector.settings.kafka import client_options
+from detector.settings.worker import WorkerSettings
 from detector.stream.messages import json_bounded
 from detector.stream.topics import output_message_bytes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 GZIP_MAGIC = b"\x1f\x8b"
+log = logging.getLogger("detector.replay")
 
 
 @dataclass
@@ -59,75 +63,33 @@ class Message:
     records: int
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="detector replay",
-        description="Produce CloudTrail files (log files, JSON lines, gzip or not) into a "
-        "Kafka topic; a summary goes to stderr.",
-        epilog="example:\n  detector replay --topic cloudtrail-events --rate 500 logs/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("paths", nargs="+", metavar="FILE",
-                        help="files or directories (recursive), - for stdin")
-    parser.add_argument("--topic", required=True, help="topic to produce to")
-    parser.add_argument("--bootstrap-servers", default=None,
-                        help="brokers, host:port,... [DETECTOR_BOOTSTRAP_SERVERS, "
-                        "default localhost:9092]")
-    parser.add_argument("--batch", action="store_true",
-                        help="one message per file (the file's bytes), not one per record")
-    parser.add_argument("--rate", type=float, default=0.0, metavar="N",
-                        help="at most N messages per second (default: as fast as possible)")
-    parser.add_argument("--gzip", action="store_true",
-                        help="gzip every message that is not gzip already")
-    parser.add_argument("--key-field", default=None, metavar="FIELD",
-                        help="key each record's message by this dotted field, e.g. "
-                        "userIdentity.arn (records only, not with --batch)")
-    parser.add_argument("--sort", action="store_true",
-                        help="send the records of all files in eventTime order (reads them "
-                        "all first; not with --batch)")
-    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    return parser
-
-
-def main(argv: Sequence[str]) -> int:
-    try:
-        args = _parser().parse_args(list(argv))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+def run(args: argparse.Namespace, settings: WorkerSettings) -> int:
+    """Replay the files `args` (detector.cli) names, with the worker's brokers and limits."""
     if args.batch and (args.key_field or args.sort):
-        print("detector replay: --key-field and --sort need one record per message "
-              "(drop --batch)", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse("--key-field and --sort need one record per message (drop --batch)")
     if args.rate < 0:
-        print("detector replay: --rate must be positive", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        settings = _connection(args.bootstrap_servers)
-    except ConfigError as error:
-        print(f"detector replay: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse("--rate must be positive")
     inputs = find_inputs(args.paths)
     if not inputs:
-        print("detector replay: no log files under the given paths", file=sys.stderr)
-        return EXIT_USAGE
+        return _refuse("no log files under the given paths")
     try:
         summary = asyncio.run(_replay(args, settings, inputs))
+    except SettingsError as error:  # a TLS file went away
+        return _refuse(*error.problems)
     except Exception as error:  # report a broker failure as one line, not a traceback
-        print(f"detector replay: {type(error).__name__}: {error}", file=sys.stderr)
+        log.error("detector replay: %s: %s", type(error).__name__, error)
         return EXIT_FAILED
-    print(summary, file=sys.stderr)
+    log.info("%s", summary)
     return EXIT_FAILED if summary.unreadable else EXIT_OK
 
 
-def _connection(bootstrap: str | None) -> Settings:
-    """Broker address and security from the worker's variables, so one env serves both."""
-    from detector.stream.config import settings_from
-
-    flags = ["--bootstrap-servers", bootstrap] if bootstrap else []
-    return settings_from(flags)
+def _refuse(*problems: object) -> int:
+    for problem in problems:
+        log.error("detector replay: %s", problem)
+    return EXIT_USAGE
 
 
-def _producer_options(settings: Settings) -> dict[str, object]:
+def _producer_options(settings: WorkerSettings) -> dict[str, object]:
     return {
         **client_options(settings),
         "acks": "all",
@@ -136,7 +98,7 @@ def _producer_options(settings: Settings) -> dict[str, object]:
     }
 
 
-async def _replay(args: argparse.Namespace, settings: Settings, inputs: list[str]) -> Summary:
+async def _replay(args: argparse.Namespace, settings: WorkerSettings, inputs: list[str]) -> Summary:
     from aiokafka import AIOKafkaProducer
 
     summary = Summary()
@@ -191,15 +153,15 @@ def _payloads(names: Iterable[str], summary: Summary) -> Iterator[tuple[str, byt
     for name in names:
         payload = read_input(name)
         if isinstance(payload, str):
-            print(f"detector replay: {name}: {payload}", file=sys.stderr)
+            log.error("detector replay: %s: %s", name, payload)
             summary.unreadable += 1
             continue
         yield name, payload
 
 
 def _report(name: str, summary: Summary, error: DecodeError) -> None:
-    print(f"detector replay: {name}: {error.message}; sent as is (the worker dead-letters it "
-          f"as {error.reason})", file=sys.stderr)
+    log.warning("detector replay: %s: %s; sent as is (the worker dead-letters it as %s)", name,
+                error.message, error.reason)
     summary.bad_gzip += 1
 
 

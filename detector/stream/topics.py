@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from detector.stream.config import ConfigError, Settings, client_options
+from detector.settings import SettingsError as ConfigError
+from detector.settings.kafka import client_options
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.deadletter import max_output_bytes
 
 log = logging.getLogger(__name__)

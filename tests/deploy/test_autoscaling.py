@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.deploy_support import Rendered, only
-from detector.stream.config import Settings
+from detector.settings.worker import WorkerSettings as Settings
 
 # KEDA 2.16's Kafka scaler: trigger metadata and TriggerAuthentication parameters
 # (keda-docs content/docs/2.16/scalers/apache-kafka.md). Anything else is ignored by KEDA.

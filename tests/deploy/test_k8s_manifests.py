@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-import detector.sinks.config as sink_settings
-import detector.stream.config as worker_options
+import detector.settings.sinks as sink_settings
+from detector.settings.model import namings
+from detector.settings.worker import WorkerSettings
 from deploy.deploy_support import (
     ANNOTATIONS_LIMIT,
     REPO,
@@ -24,12 +25,12 @@ RULE_FOLDERS = sorted(path.name for path in (REPO / "rules").iterdir() if path.i
 # The worker's configuration surface, from the code that reads it: a ConfigMap key outside it
 # is a typo, and a secret value in it would be readable by anyone who can read ConfigMaps.
 KNOWN_SETTINGS = (
-    {option.env for option in worker_options.OPTIONS}
-    | {worker_options.PASSWORD_FILE_ENV}
+    {name for option in namings(WorkerSettings)
+     for name in ((option.env, option.file_env) if option.secret else (option.env,))}
     | sink_settings.known_variables()
 )
 SECRET_SETTINGS = {
-    option.env for option in worker_options.OPTIONS if option.secret
+    option.env for option in namings(WorkerSettings) if option.secret
 } | sink_settings.secret_variables()
 SECRETS_DIR = "/etc/detector/secrets"
 POD_LABELS = {"app.kubernetes.io/name": "detector", "app.kubernetes.io/component": "worker"}

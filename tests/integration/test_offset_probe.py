@@ -13,8 +13,8 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from kafka_broker import KafkaBroker
 
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import _probe
-from detector.stream.config import Settings
 from detector.stream.continuity import OffsetGuard
 from integration.worker_support import unique
 

@@ -19,8 +19,8 @@ from aiokafka.protocol.produce import ProduceRequest
 from kafka_broker import KafkaBroker
 
 from detector.events import REASONS
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import create_app
-from detector.stream.config import Settings
 from detector.stream.rules import RuleSource
 from integration.worker_support import (
     REPO,

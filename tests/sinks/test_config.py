@@ -1,13 +1,17 @@
-"""Sinks from environment variables, `*_FILE` secrets and a YAML sinks file."""
+"""Sinks from environment variables, `*_FILE` secrets and a YAML sinks file, read by the same
+settings model and value types as the worker's."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from detector.metrics import Metrics
+from detector.settings import SettingsError
+from detector.settings.sinks import sink_configs as configs_or_problems
 from detector.sinks import (
     AlertmanagerConfig,
     AlertmanagerSink,
@@ -15,19 +19,25 @@ from detector.sinks import (
     Route,
     Secret,
     SinkConfig,
-    SinkConfigError,
     SlackConfig,
     SlackSink,
     StdoutConfig,
     StdoutSink,
     WebhookConfig,
     load_sinks,
-    sink_configs,
 )
 from sinks.builders import make_alert
 from sinks.tls import PrivateCA
 
 SLACK_URL = "https://hooks.slack.com/services/T0/B0/slacksecret"
+
+
+def sink_configs(environ: Mapping[str, str]) -> list[SinkConfig]:
+    """The configs, or the SettingsError raised (so a test can match its text)."""
+    configs = configs_or_problems(environ)
+    if isinstance(configs, SettingsError):
+        raise configs
+    return configs
 
 
 def only(configs: list[SinkConfig]) -> SinkConfig:
@@ -149,8 +159,28 @@ def test_empty_variables_count_as_unset() -> None:
     assert config.retry == RetryPolicy()
 
 
+def test_times_are_durations_as_for_the_worker() -> None:
+    config = only(sink_configs({"DETECTOR_ALERTMANAGER_URL": "http://am",
+                                "DETECTOR_SINK_TIMEOUT": "2s", "DETECTOR_SINK_RETRY_BASE": "250ms",
+                                "DETECTOR_ALERTMANAGER_RESOLVE_TIMEOUT": "2h",
+                                "DETECTOR_ALERTMANAGER_MAX_RETRY_AFTER": "90"}))
+    assert isinstance(config, AlertmanagerConfig)
+    assert (config.retry.timeout, config.retry.base_delay) == (2.0, 0.25)
+    assert (config.resolve_timeout, config.retry.max_retry_after) == (7200.0, 90.0)
+
+
+def test_every_problem_is_reported_at_once_naming_where_it_came_from() -> None:
+    problems = configs_or_problems({
+        "DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_TIMEOUT": "-1s",
+        "DETECTOR_SINK_MAX_ATTEMPTS": "many", "DETECTOR_STDOUT_FORMAT": "ocsf"})
+    assert isinstance(problems, SettingsError)
+    assert sorted(problem.source for problem in problems.problems) == [
+        "DETECTOR_SINK_MAX_ATTEMPTS", "DETECTOR_STDOUT_FORMAT", "DETECTOR_WEBHOOK_TIMEOUT"]
+
+
 def test_stdout_sink_off_by_default_and_for_false_values() -> None:
     assert sink_configs({"DETECTOR_STDOUT_SINK": "0"}) == []
+    assert sink_configs({"DETECTOR_STDOUT_SINK": ""}) == []  # empty counts as unset
     assert isinstance(only(sink_configs({"DETECTOR_STDOUT_SINK": "yes"})), StdoutConfig)
 
 
@@ -159,12 +189,13 @@ def test_stdout_sink_off_by_default_and_for_false_values() -> None:
     [
         (
             {"DETECTOR_WEBHOOK_TOKEN": "tok"},
-            "DETECTOR_WEBHOOK_TOKEN is set but neither DETECTOR_WEBHOOK_URL nor",
+            "DETECTOR_WEBHOOK_TOKEN: is set but neither DETECTOR_WEBHOOK_URL nor",
         ),
         (
             {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_TOKEN": "a",
              "DETECTOR_WEBHOOK_TOKEN_FILE": "/b"},
-            "set DETECTOR_WEBHOOK_TOKEN or DETECTOR_WEBHOOK_TOKEN_FILE, not both",
+            "DETECTOR_WEBHOOK_TOKEN: set DETECTOR_WEBHOOK_TOKEN or DETECTOR_WEBHOOK_TOKEN_FILE, "
+            "not both",
         ),
         (
             {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_TOKEN_FILE": "/nonexistent"},
@@ -172,45 +203,45 @@ def test_stdout_sink_off_by_default_and_for_false_values() -> None:
         ),
         (
             {"DETECTOR_SLACK_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/slacksecret"},
-            "DETECTOR_SLACK_WEBHOOK_URL must be an http:// or https:// URL",
+            "DETECTOR_SLACK_WEBHOOK_URL: must be an http:// or https:// URL",
         ),
         (
             {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_ALERTMANAGER_MIN_LEVEL": "warn"},
-            "DETECTOR_ALERTMANAGER_MIN_LEVEL: unknown minimum level 'warn'",
+            "DETECTOR_ALERTMANAGER_MIN_LEVEL: 'warn' is not one of informational, low",
         ),
         (
             {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_SINK_TIMEOUT": "soon"},
-            "DETECTOR_SINK_TIMEOUT must be a number",
+            "DETECTOR_SINK_TIMEOUT: 'soon' is not a duration",
         ),
         (
             {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_ALERTMANAGER_MAX_ATTEMPTS": "0"},
-            "max_attempts must be at least 1",
+            "DETECTOR_ALERTMANAGER_MAX_ATTEMPTS: 0 is not a positive whole number",
         ),
         (
             {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_MIN_LEVLE": "high"},
-            "unknown sink setting DETECTOR_SLACK_MIN_LEVLE",
+            "DETECTOR_SLACK_MIN_LEVLE: unknown sink setting",
         ),
         (
             {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_TOKEN": "x"},
-            "unknown sink setting DETECTOR_SLACK_TOKEN",
+            "DETECTOR_SLACK_TOKEN: unknown sink setting",
         ),
         (
             {"DETECTOR_STDOUT_SINK": "maybe"},
-            "DETECTOR_STDOUT_SINK must be one of",
+            "DETECTOR_STDOUT_SINK: 'maybe' is not true or false",
         ),
         (
             {"DETECTOR_WEBHOOK_URL": "https://bot:slacksecret@hooks.example.com/x",
              "DETECTOR_WEBHOOK_TOKEN": "tok"},
-            "DETECTOR_WEBHOOK_URL carries credentials .* DETECTOR_WEBHOOK_TOKEN sets a token",
+            "DETECTOR_WEBHOOK_URL: carries credentials .* a token is set for the same",
         ),
         (
             {"DETECTOR_ALERTMANAGER_URL": "https://am:slacksecret@am.example.com",
              "DETECTOR_ALERTMANAGER_TOKEN": "Basic eDp5"},
-            "DETECTOR_ALERTMANAGER_URL carries credentials",
+            "DETECTOR_ALERTMANAGER_URL: carries credentials",
         ),
         (
             {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_SINK_PROXY": "proxy:3128"},
-            "DETECTOR_SINK_PROXY must be an http:// or https:// URL",
+            "DETECTOR_SINK_PROXY: must be an http:// or https:// URL",
         ),
         (
             {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_CA_FILE": "/nonexistent"},
@@ -218,11 +249,11 @@ def test_stdout_sink_off_by_default_and_for_false_values() -> None:
         ),
         (
             {"DETECTOR_STDOUT_SINK": "1", "DETECTOR_STDOUT_CA_FILE": "/etc/ssl/ca.pem"},
-            "unknown sink setting DETECTOR_STDOUT_CA_FILE",
+            "DETECTOR_STDOUT_CA_FILE: unknown sink setting",
         ),
         (
             {"DETECTOR_WEBHOOK_PROXY": "http://proxy:3128"},
-            "DETECTOR_WEBHOOK_PROXY is set but neither DETECTOR_WEBHOOK_URL",
+            "DETECTOR_WEBHOOK_PROXY: is set but neither DETECTOR_WEBHOOK_URL",
         ),
         (
             {"DETECTOR_WEBHOOK_URL": "https://x/", "DETECTOR_WEBHOOK_FORMAT": "cef"},
@@ -234,16 +265,16 @@ def test_stdout_sink_off_by_default_and_for_false_values() -> None:
         ),
         (
             {"DETECTOR_SLACK_WEBHOOK_URL": SLACK_URL, "DETECTOR_SLACK_FORMAT": "ocsf"},
-            "unknown sink setting DETECTOR_SLACK_FORMAT",
+            "DETECTOR_SLACK_FORMAT: unknown sink setting",
         ),
         (
             {"DETECTOR_ALERTMANAGER_URL": "http://am", "DETECTOR_SINK_FORMAT": "ocsf"},
-            "unknown sink setting DETECTOR_SINK_FORMAT",
+            "DETECTOR_SINK_FORMAT: unknown sink setting",
         ),
     ],
 )
 def test_mistakes_name_the_variable_to_fix(environ: dict[str, str], message: str) -> None:
-    with pytest.raises(SinkConfigError, match=message) as caught:
+    with pytest.raises(SettingsError, match=message) as caught:
         sink_configs(environ)
     assert "slacksecret" not in str(caught.value)
 
@@ -307,28 +338,32 @@ sinks:
     ("entry", "message"),
     [
         ("name: a\n    type: webhook\n    url: https://x/\n    token: inline",
-         "token must not be written in the sinks file; use token_env"),
+         "token: must not be written in the sinks file; use token_env"),
         (f"name: a\n    type: slack\n    url: {SLACK_URL}",
-         "url must not be written in the sinks file"),
+         "url: must not be written in the sinks file"),
         ("name: a\n    type: webhook\n    url: https://x/\n    min_levle: high",
          "unknown key 'min_levle' for a webhook sink"),
         ("name: a\n    type: pagerduty\n    url: https://x/", "type must be one of webhook"),
         ("type: webhook\n    url: https://x/", "every sink needs a name"),
         ("name: a\n    type: webhook\n    url_env: UNSET_VARIABLE",
-         "url_env names UNSET_VARIABLE, which is not set"),
+         "url_env: names UNSET_VARIABLE, which is not set"),
         ("name: Bad Name\n    type: stdout", "sink name 'Bad Name' must be"),
         ("name: webhook\n    type: stdout", "sink names must be unique: webhook repeated"),
         ("name: a\n    type: alertmanager\n    url: http://am\n    format: ocsf",
          "unknown key 'format' for a alertmanager sink"),
         ("name: a\n    type: stdout\n    format: xml",
          "sink 'a': format: 'xml' is not an alert format"),
+        ("name: a\n    type: webhook\n    url: https://x/\n    timeout: 0",
+         "sink 'a': timeout: must be more than zero"),
+        ("name: a\n    type: webhook\n    url: https://x/\n    timeout: 2s\n    retry_cap: soon",
+         "sink 'a': retry_cap: 'soon' is not a duration"),
     ],
 )
 def test_sinks_file_mistakes_are_explained(tmp_path: Path, entry: str, message: str) -> None:
     sinks_file = tmp_path / "sinks.yaml"
     sinks_file.write_text(f"sinks:\n  - {entry}\n")
     environ = {"DETECTOR_SINKS_FILE": str(sinks_file), "DETECTOR_WEBHOOK_URL": "https://w/"}
-    with pytest.raises(SinkConfigError, match=message) as caught:
+    with pytest.raises(SettingsError, match=message) as caught:
         sink_configs(environ)
     assert "slacksecret" not in str(caught.value)
 
@@ -336,7 +371,7 @@ def test_sinks_file_mistakes_are_explained(tmp_path: Path, entry: str, message: 
 def test_a_sinks_file_that_is_not_a_sink_list_is_rejected(tmp_path: Path) -> None:
     sinks_file = tmp_path / "sinks.yaml"
     sinks_file.write_text("- name: a\n")
-    with pytest.raises(SinkConfigError, match="expected a mapping with a 'sinks' list"):
+    with pytest.raises(SettingsError, match="expected a mapping with a 'sinks' list"):
         sink_configs({"DETECTOR_SINKS_FILE": str(sinks_file)})
 
 
@@ -375,7 +410,7 @@ def test_url_credentials_and_a_token_fail_when_the_sinks_file_loads(tmp_path: Pa
         " token_env: PAGER_TOKEN}\n"
     )
     environ = {"DETECTOR_SINKS_FILE": str(path), "PAGER_TOKEN": "t"}
-    with pytest.raises(SinkConfigError, match="sink 'pager': url carries credentials") as caught:
+    with pytest.raises(SettingsError, match="sink 'pager': url: carries credentials") as caught:
         sink_configs(environ)
     assert ":p@" not in str(caught.value)
 
@@ -409,7 +444,7 @@ def test_a_ca_bundle_for_every_http_sink(tmp_path: Path, private_ca: PrivateCA) 
     assert config.ca_file == str(private_ca.ca_file)
     garbage = tmp_path / "not-a-ca.pem"
     garbage.write_text("not a certificate")
-    with pytest.raises(SinkConfigError, match=f"cannot load CA bundle {garbage}"):
+    with pytest.raises(SettingsError, match=f"cannot load CA bundle {garbage}"):
         sink_configs({
             "DETECTOR_ALERTMANAGER_URL": "https://alertmanager.monitoring:9093",
             "DETECTOR_ALERTMANAGER_CA_FILE": str(garbage),

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from detector.metrics import Metrics
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import Detector, create_app
-from detector.stream.config import Settings
 from detector.stream.rules import RuleSource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stream"

@@ -13,6 +13,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sinks.ocsf_schema import ocsf_errors
 
 from detector.events import DecodeError
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import (
     _attempt,
     _guarded,
@@ -21,7 +22,6 @@ from detector.stream.app import (
     reload_rules,
 )
 from detector.stream.attempts import Attempts
-from detector.stream.config import Settings
 from detector.stream.deadletter import MAX_INPUT_HEADERS, MAX_INPUT_KEY, Source, dead_letter
 from detector.stream.processor import Output
 from detector.stream.rules import RuleSource

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from detector.settings import SettingsError as ConfigError
 from detector.stream.attempts import CARRIED, SLOT_BYTES, Attempts, Key
-from detector.stream.config import ConfigError
 
 MESSAGE = ("cloudtrail-events", 3, 1042)
 OTHER = ("detector-repartition-g", 0, 7)

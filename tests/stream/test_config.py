@@ -1,26 +1,40 @@
-"""Worker settings: flags win over environment variables, which win over the defaults."""
+"""Worker settings: flags win over environment variables, which win over the defaults; every
+problem names the setting's flag or variable (or the file it was read from)."""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import faust
 import pytest
 
+from detector.cli import _parser
+from detector.cli import main as cli_main
 from detector.events import DEFAULT_LIMITS, Limits
-from detector.stream.config import (
-    MAX_MESSAGE_BYTES_LIMIT,
-    OPTIONS,
-    ConfigError,
-    Settings,
-    broker_credentials,
-    parse_duration,
-    settings_from,
-)
+from detector.settings import SettingsError
+from detector.settings.kafka import broker_credentials
+from detector.settings.model import flags_of, load, namings
+from detector.settings.worker import MAX_MESSAGE_BYTES_LIMIT
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.worker import EXIT_USAGE
-from detector.stream.worker import main as worker_main
 from stream.support import FIXTURES
+
+VARIABLES = [name for option in namings(Settings) for name in (option.env, option.file_env)]
+
+
+def settings_from(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+    """Settings as `detector worker ARGV` gets them with `env`; SettingsError raised."""
+    loaded = load(Settings, flags_of(_parser("worker").parse_args(["worker", *argv]), Settings),
+                  env)
+    if isinstance(loaded, SettingsError):
+        raise loaded
+    return loaded
+
+
+def worker_main(argv: list[str]) -> int:
+    return cli_main(["worker", *argv])
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -61,7 +75,7 @@ def test_repeated_flags_accumulate() -> None:
     [
         ({"DETECTOR_WEB_PORT": "70000"}, "DETECTOR_WEB_PORT"),
         ({"DETECTOR_SECURITY_PROTOCOL": "TLS"}, "DETECTOR_SECURITY_PROTOCOL"),
-        ({"DETECTOR_ALLOWED_LATENESS": "soon"}, "lateness"),
+        ({"DETECTOR_ALLOWED_LATENESS": "soon"}, "DETECTOR_ALLOWED_LATENESS: .soon. is not a duration"),
         ({"DETECTOR_SECURITY_PROTOCOL": "SASL_SSL"}, "DETECTOR_SASL_USERNAME"),
         ({"DETECTOR_SSL_CERT_FILE": "cert.pem"}, "DETECTOR_SSL_KEY_FILE"),
         ({"DETECTOR_HEARTBEAT_INTERVAL": "20s"}, "third of the session timeout"),
@@ -69,7 +83,7 @@ def test_repeated_flags_accumulate() -> None:
     ],
 )
 def test_invalid_settings_name_what_to_fix(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(SettingsError, match=message):
         settings_from([], env=env)
 
 
@@ -79,19 +93,48 @@ def test_the_password_comes_from_the_environment_or_a_file_never_a_flag(tmp_path
     env = {"DETECTOR_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "DETECTOR_SASL_USERNAME": "det",
            "DETECTOR_SASL_PASSWORD_FILE": str(secret)}
     settings = settings_from([], env=env)
-    assert settings.sasl_password == "s3cret"
-    assert "s3cret" not in repr(settings)
-    assert all(option.flag == "" for option in OPTIONS if option.secret)
+    assert settings.sasl_password is not None
+    assert settings.sasl_password.reveal() == "s3cret"
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "s3cret" not in shown
+    assert [option.flag for option in namings(Settings) if option.secret] == [None]
+    with pytest.raises(SystemExit):
+        _parser("worker").parse_args(["worker", "--sasl-password", "s3cret"])
 
 
-def test_durations() -> None:
-    assert parse_duration("90") == 90
-    assert parse_duration("500ms") == 0.5
-    assert parse_duration("15m") == 900
-    assert parse_duration("2h") == 7200
-    assert parse_duration("1d") == 86400
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration("fortnight")
+def test_a_secret_set_twice_or_unreadable_is_refused_without_showing_it(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    env = {"DETECTOR_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "DETECTOR_SASL_USERNAME": "det",
+           "DETECTOR_SASL_PASSWORD_FILE": str(secret), "DETECTOR_SASL_PASSWORD": "s3cret"}
+    with pytest.raises(SettingsError, match="set DETECTOR_SASL_PASSWORD or "
+                                            "DETECTOR_SASL_PASSWORD_FILE, not both") as raised:
+        settings_from([], env=env)
+    assert "s3cret" not in str(raised.value)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SettingsError, match="DETECTOR_SASL_PASSWORD_FILE: .*empty is empty"):
+        settings_from([], env={**env, "DETECTOR_SASL_PASSWORD": "",
+                               "DETECTOR_SASL_PASSWORD_FILE": str(tmp_path / "empty")})
+
+
+def test_every_problem_is_reported_at_once_with_where_it_came_from() -> None:
+    with pytest.raises(SettingsError) as raised:
+        settings_from(["--web-port", "70000"], env={"DETECTOR_COMMIT_INTERVAL": "soon",
+                                                    "DETECTOR_MAX_RECORDS": "many"})
+    found = {(problem.setting, problem.source) for problem in raised.value.problems}
+    assert found == {("web_port", "--web-port"), ("commit_interval", "DETECTOR_COMMIT_INTERVAL"),
+                     ("max_records", "DETECTOR_MAX_RECORDS")}
+    assert "70000 is not a TCP port" in str(raised.value)
+    assert "'soon' is not a duration" in str(raised.value)
+    assert "'many' is not a whole number" in str(raised.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1", True), ("TRUE", True), (" yes ", True), ("on", True),
+    ("0", False), ("false", False), ("No", False), ("off", False), ("", False),
+])
+def test_booleans_are_read_one_way_and_empty_is_unset(value: str, expected: bool) -> None:
+    assert settings_from([], env={"DETECTOR_FAUST_METRICS": value}).faust_metrics is expected
 
 
 def test_plaintext_has_no_credentials() -> None:
@@ -122,7 +165,7 @@ def test_sasl_maps_to_faust_sasl_credentials(protocol: str, mechanism: str,
 
 @pytest.mark.parametrize("lateness", ["-15m", "nan", "inf", "-1"])
 def test_the_allowed_lateness_is_a_finite_duration_not_negative(lateness: str) -> None:
-    with pytest.raises(ConfigError, match="--allowed-lateness"):
+    with pytest.raises(SettingsError, match="^DETECTOR_ALLOWED_LATENESS: .* not negative"):
         settings_from([], env={"DETECTOR_ALLOWED_LATENESS": lateness})
 
 
@@ -137,8 +180,9 @@ def test_no_allowed_lateness_at_all_is_allowed() -> None:
 )
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1s", "NaNs"])
 def test_durations_must_be_finite_and_not_negative(flag: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=flag):
+    with pytest.raises(SettingsError, match=f"^{flag}: ") as raised:
         settings_from([f"{flag}={value}"], env={})
+    assert "duration" in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -148,7 +192,7 @@ def test_durations_must_be_finite_and_not_negative(flag: str, value: str) -> Non
 )
 @pytest.mark.parametrize("value", ["0", "0s", "0ms"])
 def test_periods_and_timeouts_must_be_more_than_zero(flag: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=f"{flag}: .* must be more than zero"):
+    with pytest.raises(SettingsError, match=f"^{flag}: must be more than zero"):
         settings_from([flag, value], env={})
 
 
@@ -165,36 +209,39 @@ def test_milliseconds_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "named"),
     [
-        (["--ssl-ca-file", "ca.pem"], {}, "DETECTOR_SSL_CA_FILE / --ssl-ca-file"),
+        (["--ssl-ca-file", "ca.pem"], {}, ["--ssl-ca-file"]),
         (["--ssl-cert-file", "c.pem", "--ssl-key-file", "k.pem"], {},
-         "DETECTOR_SSL_CERT_FILE / --ssl-cert-file, DETECTOR_SSL_KEY_FILE / --ssl-key-file"),
-        (["--sasl-username", "det"], {}, "DETECTOR_SASL_USERNAME / --sasl-username"),
-        ([], {"DETECTOR_SASL_PASSWORD": "pw"}, "DETECTOR_SASL_PASSWORD"),
-        (["--sasl-mechanism", "SCRAM-SHA-512"], {}, "DETECTOR_SASL_MECHANISM"),
+         ["--ssl-cert-file", "--ssl-key-file"]),
+        (["--sasl-username", "det"], {}, ["--sasl-username"]),
+        ([], {"DETECTOR_SASL_PASSWORD": "pw"}, ["DETECTOR_SASL_PASSWORD"]),
+        (["--sasl-mechanism", "SCRAM-SHA-512"], {}, ["--sasl-mechanism"]),
         (["--security-protocol", "SSL", "--sasl-username", "det"],
-         {"DETECTOR_SASL_PASSWORD": "pw"}, "DETECTOR_SASL_USERNAME"),
+         {"DETECTOR_SASL_PASSWORD": "pw"}, ["--sasl-username", "DETECTOR_SASL_PASSWORD"]),
         (["--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "det",
-          "--ssl-ca-file", "ca.pem"], {"DETECTOR_SASL_PASSWORD": "pw"}, "DETECTOR_SSL_CA_FILE"),
+          "--ssl-ca-file", "ca.pem"], {"DETECTOR_SASL_PASSWORD": "pw"}, ["--ssl-ca-file"]),
     ],
 )
 def test_tls_and_sasl_options_the_protocol_does_not_use_are_refused(
-    argv: list[str], env: dict[str, str], named: str
+    argv: list[str], env: dict[str, str], named: list[str]
 ) -> None:
-    with pytest.raises(ConfigError, match="not used with security protocol") as raised:
+    with pytest.raises(SettingsError) as raised:
         settings_from(argv, env=env)
-    assert named in str(raised.value)
+    assert [problem.source for problem in raised.value.problems] == named
+    assert all("not used with security protocol" in problem.reason
+               for problem in raised.value.problems)
 
 
 def test_a_missing_ca_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.pem"
-    with pytest.raises(ConfigError, match=f"--ssl-ca-file: cannot load {missing}: No such file"):
+    with pytest.raises(SettingsError,
+                       match=f"--ssl-ca-file: cannot load {missing}: No such file"):
         settings_from(["--security-protocol", "SSL", "--ssl-ca-file", str(missing)], env={})
 
 
 def test_a_ca_file_that_is_not_pem_is_a_config_error(tmp_path: Path) -> None:
     garbage = tmp_path / "ca.pem"
     garbage.write_text("not a certificate\n")
-    with pytest.raises(ConfigError, match="--ssl-ca-file: cannot load"):
+    with pytest.raises(SettingsError, match="--ssl-ca-file: cannot load"):
         settings_from(["--security-protocol", "SSL", "--ssl-ca-file", str(garbage)], env={})
 
 
@@ -203,7 +250,7 @@ def test_an_unreadable_client_certificate_or_key_is_a_config_error(tmp_path: Pat
     garbage.write_text("not a certificate\n")
     argv = ["--security-protocol", "SSL", "--ssl-cert-file", str(garbage),
             "--ssl-key-file", str(tmp_path / "missing.key")]
-    with pytest.raises(ConfigError, match="--ssl-key-file: cannot load"):
+    with pytest.raises(SettingsError, match="--ssl-key-file: cannot load"):
         settings_from(argv, env={})
 
 
@@ -217,26 +264,26 @@ def test_a_readable_ca_file_is_accepted() -> None:
 def test_the_worker_exits_2_with_a_message_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in [option.env for option in OPTIONS] + ["DETECTOR_SASL_PASSWORD_FILE"]:
+    for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     missing = tmp_path / "ca.pem"
     code = worker_main(["--security-protocol", "SSL", "--ssl-ca-file", str(missing)])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert err.startswith("detector worker: DETECTOR_SSL_CA_FILE / --ssl-ca-file: cannot load")
+    assert err.startswith("detector worker: --ssl-ca-file: cannot load")
     assert "Traceback" not in err
 
 
 def test_a_data_dir_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
     missing_parent = tmp_path / "no" / "data"
-    with pytest.raises(ConfigError, match=f"--data-dir: cannot create {missing_parent}: "
-                                          f"{missing_parent.parent} does not exist"):
+    with pytest.raises(SettingsError, match=f"--data-dir: cannot create {missing_parent}: "
+                                            f"{missing_parent.parent} does not exist"):
         settings_from(["--data-dir", str(missing_parent)], env={})
     a_file = tmp_path / "file"
     a_file.write_text("")
-    with pytest.raises(ConfigError, match="is not a directory"):
+    with pytest.raises(SettingsError, match="is not a directory"):
         settings_from(["--data-dir", str(a_file)], env={})
-    with pytest.raises(ConfigError, match=f"cannot create {a_file / 'data'}: {a_file} is not"):
+    with pytest.raises(SettingsError, match=f"cannot create {a_file / 'data'}: {a_file} is not"):
         settings_from(["--data-dir", str(a_file / "data")], env={})
 
 
@@ -249,19 +296,20 @@ def test_a_data_dir_that_exists_or_whose_parent_does_is_accepted(tmp_path: Path)
 def test_an_unreadable_password_file_is_a_config_error(tmp_path: Path) -> None:
     env = {"DETECTOR_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "DETECTOR_SASL_USERNAME": "det",
            "DETECTOR_SASL_PASSWORD_FILE": str(tmp_path)}  # a directory: cannot be read
-    with pytest.raises(ConfigError, match=f"DETECTOR_SASL_PASSWORD_FILE: cannot read {tmp_path}"):
+    with pytest.raises(SettingsError,
+                       match=f"DETECTOR_SASL_PASSWORD_FILE: cannot read {tmp_path}"):
         settings_from([], env=env)
 
 
 def test_a_ca_file_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=f"--ssl-ca-file: cannot load {tmp_path}"):
+    with pytest.raises(SettingsError, match=f"--ssl-ca-file: cannot load {tmp_path}"):
         settings_from(["--security-protocol", "SSL", "--ssl-ca-file", str(tmp_path)], env={})
 
 
 def test_input_messages_are_limited_to_what_a_broker_takes_as_a_dead_letter() -> None:
     assert settings_from(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT)],
                          env={}).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT
-    with pytest.raises(ConfigError, match="--max-message-bytes: at most"):
+    with pytest.raises(SettingsError, match="--max-message-bytes: at most"):
         settings_from(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT + 1)], env={})
 
 
@@ -274,9 +322,9 @@ def test_decoding_limits_default_to_the_decoders_and_are_all_settings() -> None:
                                      max_decompressed_bytes=4_000_000, max_records=500,
                                      max_clock_skew=120.0)
     assert settings_from([], env={"DETECTOR_MAX_CLOCK_SKEW": "0"}).max_clock_skew == 0
-    with pytest.raises(ConfigError, match="DETECTOR_MAX_CLOCK_SKEW"):
+    with pytest.raises(SettingsError, match="DETECTOR_MAX_CLOCK_SKEW"):
         settings_from([], env={"DETECTOR_MAX_CLOCK_SKEW": "-5m"})
-    with pytest.raises(ConfigError, match="--max-records"):
+    with pytest.raises(SettingsError, match="--max-records"):
         settings_from(["--max-records", "0"], env={})
 
 
@@ -285,16 +333,16 @@ def test_the_alerts_topic_takes_native_or_ocsf_documents() -> None:
     assert settings_from([], env={"DETECTOR_ALERT_FORMAT": " OCSF "}).alert_format == "ocsf"
     assert settings_from(["--alert-format", "ocsf"],
                          env={"DETECTOR_ALERT_FORMAT": "native"}).alert_format == "ocsf"
-    with pytest.raises(ConfigError, match="DETECTOR_ALERT_FORMAT: 'xml' is not an alert "
-                                          "format; use one of native, ocsf"):
+    with pytest.raises(SettingsError, match="DETECTOR_ALERT_FORMAT: 'xml' is not an alert "
+                                            "format; use one of native, ocsf"):
         settings_from([], env={"DETECTOR_ALERT_FORMAT": "xml"})
-    with pytest.raises(ConfigError):
+    with pytest.raises(SettingsError):
         settings_from(["--alert-format", "xml"], env={})
 
 
 def test_attempts_at_a_message_are_a_positive_number() -> None:
     assert settings_from([], env={"DETECTOR_MAX_ATTEMPTS": "5"}).max_attempts == 5
-    with pytest.raises(ConfigError, match="--max-attempts"):
+    with pytest.raises(SettingsError, match="--max-attempts"):
         settings_from(["--max-attempts", "0"], env={})
 
 
@@ -308,7 +356,7 @@ def test_a_worker_without_rules_exits_2_before_it_connects(
     tmp_path: Path, given: str, message: str, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in [option.env for option in OPTIONS] + ["DETECTOR_SASL_PASSWORD_FILE"]:
+    for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "empty").mkdir()
     flag, name = given.split()

@@ -7,8 +7,9 @@ import gzip
 import orjson
 import pytest
 
+from detector.cli import main
 from detector.events import DecodeError, Limits
-from detector.stream.replay import Summary, compress, main, messages, split_records
+from detector.stream.replay import Summary, compress, messages, split_records
 
 SMALL = Limits(max_decompressed_bytes=64 * 1024)
 BOMB = gzip.compress(b"[" + b" " * (8 * 1024 * 1024) + b"]")  # 8 MiB of blanks, ~8 KiB gzip
@@ -67,7 +68,7 @@ def test_the_summary_names_every_count() -> None:
 def test_record_options_make_no_sense_with_batch(
     option: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--topic", "t", "--batch", *option, "file.json"]) == 2
+    assert main(["replay", "--topic", "t", "--batch", *option, "file.json"]) == 2
     assert "drop --batch" in capsys.readouterr().err
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from detector.settings.worker import WorkerSettings as Settings
 from detector.stream import transport
-from detector.stream.config import Settings
 from stream.support import build
 
 
