@@ -1,7 +1,9 @@
 """The `detector` command: scan files, check rules, run the stream worker, replay files.
 
-`scan` and `rules` never import faust, so they start fast; `worker` and `replay` hand their
-arguments to the stream package.
+One argument tree for every command; the settings of scan, the worker and replay come from
+`detector.settings` (flags > DETECTOR_* variables > defaults). `scan` and `rules` never import
+faust or the sinks, so they start fast; `worker` and `replay` hand their settings to the
+stream package.
 
 Exit codes of `scan` (docs/scan.md): 0 every input read; 1 alerts fired and --fail-on-alert;
 2 usage or configuration (no rules found, bad rules or lists, a bad, busy or unwritable state
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar
 
 from detector import __version__
 from detector.alerts import Alert
@@ -34,12 +36,10 @@ from detector.settings import SettingsError
 from detector.settings.common import LOG_FORMATS, LimitSettings, LogSettings, ScanSettings
 from detector.settings.model import add_flags, flags_of, load
 
-if TYPE_CHECKING:
-    from detector.settings.worker import WorkerSettings
-
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INPUT, EXIT_SOFTWARE = 0, 1, 2, 3, 70
 _FAILURES_LOGGED = 100  # internal errors told one by one on stderr; the summary counts all
 log = logging.getLogger("detector.scan")
+C = TypeVar("C", bound=LogSettings)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -180,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return replay(args, settings)
 
 
-def _settings(cls: type[ScanSettings] | type[WorkerSettings], args: argparse.Namespace,
-              environ: Mapping[str, str], command: str) -> Any:
+def _settings(cls: type[C], args: argparse.Namespace, environ: Mapping[str, str],
+              command: str) -> C | int:
     """The command's settings, logging set up as they say; or, when they are wrong, the
     problems logged and exit 2."""
     flags = flags_of(args, cls)

@@ -241,6 +241,18 @@ def test_a_broken_first_json_line_costs_that_line_only(
     assert f"{log}:1:" in err and "invalid_json: 1" in err
 
 
+def fail_rendering(monkeypatch: pytest.MonkeyPatch, event_id: str) -> None:
+    """Alert text of the record `event_id` raises, as a bug in our code would."""
+    render = Template.render
+
+    def failing(self: Template, data: dict[str, object]) -> str:
+        if data.get("eventID") == event_id:
+            raise MemoryError("out of memory")
+        return render(self, data)
+
+    monkeypatch.setattr(Template, "render", failing)
+
+
 def test_a_record_the_engine_fails_on_is_an_input_error_counted_by_rule(
     tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
@@ -249,14 +261,7 @@ def test_a_record_the_engine_fails_on_is_an_input_error_counted_by_rule(
     log = tmp_path / "trail.jsonl"
     log.write_text("".join(json.dumps(record) + "\n" for record in (
         stop_logging("e-stop"), kvs_record("DeleteStream", "e-delete"))))
-    render = Template.render
-
-    def failing(self: Template, data: dict[str, object]) -> str:
-        if data.get("eventID") == "e-stop":
-            raise MemoryError("out of memory")
-        return render(self, data)
-
-    monkeypatch.setattr(Template, "render", failing)
+    fail_rendering(monkeypatch, "e-stop")
 
     assert main(["scan", "--rules", str(rules_dir), str(log)]) == 3
     out, err = capsys.readouterr()
@@ -356,14 +361,7 @@ def test_scan_logs_json_lines_with_the_ids_of_a_failed_record(
     (rules_dir / "stop.yml").write_text(STOP_RULE)
     log = tmp_path / "trail.jsonl"
     log.write_text(json.dumps(stop_logging("e-stop")) + "\nnot json\n")
-    render = Template.render
-
-    def failing(self: Template, data: dict[str, object]) -> str:
-        if data.get("eventID") == "e-stop":
-            raise MemoryError("out of memory")
-        return render(self, data)
-
-    monkeypatch.setattr(Template, "render", failing)
+    fail_rendering(monkeypatch, "e-stop")
 
     assert main(["scan", "--log-format", "json", "--rules", str(rules_dir), str(log)]) == 3
 

@@ -12,7 +12,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from detector.settings.model import table
+from detector.settings.model import default_text, describe, table
+from detector.settings.sinks import (
+    KINDS,
+    SHARED_KEYS,
+    SHARED_PREFIX,
+    STDOUT_SWITCH,
+    SinkKeys,
+    StdoutKeys,
+    is_secret,
+    variable,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 END = "<!-- end settings -->"
@@ -25,15 +35,41 @@ def _worker() -> str:
 
 
 def _sink_variables() -> str:
-    from detector.settings.sinks import variables_table
-
-    return variables_table()
+    """docs/sinks.md: the variables of each sink."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|",
+            f"| `{STDOUT_SWITCH}` | `false` | `true` (or 1, yes, on) enables the stdout sink "
+            "(sink name `stdout`) |"]
+    for keys in KINDS.values():
+        for key, field in keys.model_fields.items():
+            if key in SHARED_KEYS:
+                continue
+            name = variable(keys, key)
+            shown = f"`{name}` / `_FILE`" if is_secret(keys, key) else f"`{name}`"
+            rows.append(f"| {shown} | {_default_text(keys, key)} | {describe(field)} |")
+    return "\n".join(rows)
 
 
 def _sink_keys() -> str:
-    from detector.settings.sinks import shared_table
+    """docs/sinks.md: the keys every sink has (DETECTOR_<SINK>_<KEY>, DETECTOR_SINK_<KEY>)."""
+    rows = ["| Key | Variables | Default | Meaning |", "|---|---|---|---|"]
+    for key in SHARED_KEYS:
+        keys = next(keys for keys in KINDS.values() if key in keys.model_fields)
+        field = keys.model_fields[key]
+        secret = " (and `_FILE`)" if is_secret(keys, key) else ""
+        http = " (HTTP sinks)" if keys is not StdoutKeys and key not in SinkKeys.model_fields \
+            else ""
+        rows.append(f"| `{key}` | `DETECTOR_<SINK>_{key.upper()}`, "
+                    f"`{SHARED_PREFIX}_{key.upper()}`{secret}{http} | "
+                    f"{_default_text(keys, key)} | {describe(field)} |")
+    return "\n".join(rows)
 
-    return shared_table()
+
+def _default_text(keys: type[SinkKeys], key: str) -> str:
+    field = keys.model_fields[key]
+    if field.is_required():
+        return "(required)"
+    text = default_text(field)
+    return f"`{text}`" if text else "(none)"
 
 
 TABLES: dict[str, tuple[str, Callable[[], str]]] = {

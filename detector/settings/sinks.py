@@ -19,7 +19,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from detector.alerts import LEVELS
-from detector.settings.model import Named, default_text, describe, problems_of, read_secret_file
+from detector.settings.model import Named, problems_of, read_secret_file
 from detector.settings.types import (
     Boolean,
     Items,
@@ -432,41 +432,3 @@ def _file_value(raw: _Raw, key: str, entry: Mapping[str, Any], where: str, *,
             raw.put(key, text, f"{where}: {key}_file")
     elif defaults.get(key) is not None:
         raw.put(key, defaults[key], f"{defaults_where}: {key}")
-
-
-def variables_table() -> str:
-    """docs/sinks.md: the variables of each sink."""
-    rows = ["| Variable | Default | Meaning |", "|---|---|---|",
-            f"| `{STDOUT_SWITCH}` | `false` | `true` (or 1, yes, on) enables the stdout sink "
-            "(sink name `stdout`) |"]
-    for keys in KINDS.values():
-        for key, field in keys.model_fields.items():
-            if key in SHARED_KEYS:
-                continue
-            name = variable(keys, key)
-            shown = f"`{name}` / `_FILE`" if is_secret(keys, key) else f"`{name}`"
-            rows.append(f"| {shown} | {_default_text(keys, key)} | {describe(field)} |")
-    return "\n".join(rows)
-
-
-def shared_table() -> str:
-    """docs/sinks.md: the keys every sink has (DETECTOR_<SINK>_<KEY>, DETECTOR_SINK_<KEY>)."""
-    rows = ["| Key | Variables | Default | Meaning |", "|---|---|---|---|"]
-    for key in SHARED_KEYS:
-        keys = next(keys for keys in KINDS.values() if key in keys.model_fields)
-        field = keys.model_fields[key]
-        secret = " (and `_FILE`)" if is_secret(keys, key) else ""
-        http = " (HTTP sinks)" if keys is not StdoutKeys and key not in SinkKeys.model_fields \
-            else ""
-        rows.append(f"| `{key}` | `DETECTOR_<SINK>_{key.upper()}`, "
-                    f"`{SHARED_PREFIX}_{key.upper()}`{secret}{http} | "
-                    f"{_default_text(keys, key)} | {describe(field)} |")
-    return "\n".join(rows)
-
-
-def _default_text(keys: type[SinkKeys], key: str) -> str:
-    field = keys.model_fields[key]
-    if field.is_required():
-        return "(required)"
-    text = default_text(field)
-    return f"`{text}`" if text else "(none)"
