@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from detector import __version__
 from detector.alerts import Alert
@@ -32,14 +32,14 @@ from detector.engine.evaluator import Failure
 from detector.engine.factory import make_engine
 from detector.engine.ruletests import TestOutcome, run_tests
 from detector.logs import configure
-from detector.settings import SettingsError
-from detector.settings.common import LOG_FORMATS, LimitSettings, LogSettings, ScanSettings
-from detector.settings.model import add_flags, flags_of, load
+
+if TYPE_CHECKING:  # the settings import pydantic: only the commands that read settings load it
+    from detector.settings.common import LogSettings, ScanSettings
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_INPUT, EXIT_SOFTWARE = 0, 1, 2, 3, 70
 _FAILURES_LOGGED = 100  # internal errors told one by one on stderr; the summary counts all
 log = logging.getLogger("detector.scan")
-C = TypeVar("C", bound=LogSettings)
+C = TypeVar("C", bound="LogSettings")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -47,9 +47,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The one argument tree of `detector`. The worker's and replay's flags are made from the
-    worker's settings, which import the sinks: they are added when that command runs, so
-    `scan` and `rules` start without them (and without Faust)."""
+    """The one argument tree of `detector`. Each command's flags are made from its settings
+    class and added when that command runs: `rules` starts without the settings model, and
+    `scan` without the worker's (which imports the sinks) and without Faust."""
     parser = argparse.ArgumentParser(
         prog="detector",
         description="Streaming anomaly detection for AWS CloudTrail with Sigma rules.",
@@ -75,7 +75,6 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     scan.add_argument("--allow-input-errors", action="store_true",
                       help="exit 0, not 3, when some input could not be read or evaluated")
     scan.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    add_flags(scan, ScanSettings)
 
     rules = commands.add_parser(
         "rules", help="validate rules or run their embedded tests",
@@ -111,7 +110,13 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         "Kafka topic; a summary goes to stderr. Brokers, security and limits are the worker's "
         "settings (flags or variables).",
         epilog="example:\n  detector replay --topic cloudtrail-events --rate 500 logs/")
-    if command == "worker":
+    if command == "scan":
+        from detector.settings.common import ScanSettings
+        from detector.settings.model import add_flags
+
+        add_flags(scan, ScanSettings)
+    elif command == "worker":
+        from detector.settings.model import add_flags
         from detector.settings.worker import WorkerSettings
 
         add_flags(worker, WorkerSettings)
@@ -121,7 +126,11 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
+    """Replay's own flags, and those of the worker's settings it reads: the brokers, the
+    limits it splits and sizes messages by, and the logs."""
+    from detector.settings.common import LimitSettings, LogSettings
     from detector.settings.kafka import KafkaSettings
+    from detector.settings.model import add_flags
     from detector.settings.worker import WorkerSettings
 
     parser.add_argument("paths", nargs="+", metavar="FILE",
@@ -140,12 +149,8 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
                         help="send the records of all files in eventTime order (reads them "
                         "all first; not with --batch)")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    add_flags(parser, WorkerSettings, REPLAY_SETTINGS + tuple(KafkaSettings.model_fields))
-
-
-# What replay takes of the worker's settings besides the brokers: the limits it splits and
-# sizes messages by, and the logs.
-REPLAY_SETTINGS = (*LimitSettings.model_fields, *LogSettings.model_fields)
+    add_flags(parser, WorkerSettings, (*KafkaSettings.model_fields,
+                                       *LimitSettings.model_fields, *LogSettings.model_fields))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args) if args.rules_command == "validate" else _test(args)
     environ = os.environ
     if args.command == "scan":
+        from detector.settings.common import ScanSettings
+
         scan_settings = _settings(ScanSettings, args, environ, "scan")
         if isinstance(scan_settings, int):
             return scan_settings
@@ -184,6 +191,10 @@ def _settings(cls: type[C], args: argparse.Namespace, environ: Mapping[str, str]
               command: str) -> C | int:
     """The command's settings, logging set up as they say; or, when they are wrong, the
     problems logged and exit 2."""
+    from detector.settings import SettingsError
+    from detector.settings.common import LOG_FORMATS
+    from detector.settings.model import flags_of, load
+
     flags = flags_of(args, cls)
     settings = load(cls, flags, environ)
     if isinstance(settings, SettingsError):
