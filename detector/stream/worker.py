@@ -56,6 +56,8 @@ def run(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
     if isinstance(sinks, SettingsError):
         return _refuse(*sinks.problems)
 
+    # from here on the worker is a service: its lines carry time, pid and level
+    configure(settings.log_format, settings.log_level, text=SERVICE_FORMAT)
     import faust
 
     from detector.stream.app import create_app
@@ -67,7 +69,6 @@ def run(settings: WorkerSettings, environ: Mapping[str, str]) -> int:
             settings, [group.name for group in detector.processor.groups]))
     except SettingsError as error:  # a TLS file went away, a topic too small, a busy data dir
         return _refuse(*error.problems)
-    configure(settings.log_format, settings.log_level, text=SERVICE_FORMAT)
     # stdout carries alerts only (the stdout sink): Faust's own output goes to stderr, and
     # its terminal spinner (escape codes even when not a terminal) is off; the logging is ours
     worker = faust.Worker(detector.app, loglevel=settings.log_level.upper(), quiet=True,
