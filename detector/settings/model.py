@@ -19,6 +19,7 @@ from detector.durations import format_duration, parse_duration
 from detector.settings.types import Problem, SettingsError, describe_type, holds_secret, items
 
 PREFIX = "DETECTOR_"
+MAX_SECRET_BYTES = 64 * 1024  # a `_FILE` naming /dev/zero or a log file costs no more
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +140,16 @@ def read_secret_file(path: str, setting: str, source: str,
                      problems: list[Problem]) -> str | None:
     """The stripped text of a secret file, or None with the problem added."""
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_SECRET_BYTES + 1)
+        text = data.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         problems.append(Problem(setting, source, f"cannot read {path}: {reason}"))
+        return None
+    if len(data) > MAX_SECRET_BYTES:
+        problems.append(Problem(setting, source, f"{path} is larger than {MAX_SECRET_BYTES} "
+                                "bytes, too large for a secret (a wrong path?)"))
         return None
     if not text:
         problems.append(Problem(setting, source, f"{path} is empty"))

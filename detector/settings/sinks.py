@@ -19,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from detector.alerts import LEVELS
+from detector.engine.yamlfiles import documents, read_text
 from detector.settings.model import Named, problems_of, read_secret_file
 from detector.settings.types import (
     Boolean,
@@ -362,10 +363,12 @@ def _switch(env: Mapping[str, str]) -> bool | Problem:
 
 def _from_file(path: Path, env: Mapping[str, str]) -> list[SinkConfig | list[Problem]]:
     where = f"{SINKS_FILE_VARIABLE} {path}"
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:  # bounded like rule files: size, nesting, alias expansion
+        document = next((data for _node, data in documents(read_text(path))), None)
     except OSError as error:
         return [[Problem("sinks", where, f"cannot read: {error.strerror}")]]
+    except UnicodeDecodeError:
+        return [[Problem("sinks", where, "not UTF-8 text")]]
     except yaml.YAMLError as error:
         return [[Problem("sinks", where, f"not valid YAML: {error}")]]
     if not isinstance(document, dict) or not isinstance(document.get("sinks"), list):

@@ -463,3 +463,21 @@ def test_proxy_and_ca_file_in_the_sinks_file(tmp_path: Path, private_ca: Private
     assert isinstance(config, WebhookConfig)
     assert config.proxy == Secret("http://p:3128")
     assert config.ca_file == str(private_ca.ca_file)
+
+
+def test_a_secret_file_or_sinks_file_beyond_its_bound_is_refused_not_read_whole(
+    tmp_path: Path
+) -> None:
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"x" * (64 * 1024 + 1))
+    with pytest.raises(SettingsError, match="DETECTOR_WEBHOOK_TOKEN_FILE: .* is larger than "
+                                            "65536 bytes"):
+        sink_configs({"DETECTOR_WEBHOOK_URL": "https://x/",
+                      "DETECTOR_WEBHOOK_TOKEN_FILE": str(huge)})
+    laughs = tmp_path / "sinks.yaml"
+    laughs.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8)) + "sinks: []\n")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        sink_configs({"DETECTOR_SINKS_FILE": str(laughs)})
