@@ -7,6 +7,7 @@
     python -m bench --only 1,2       some benchmarks only
     python -m bench --only 10,11     the memory benchmarks (quick mode runs them only when
                                      named by --only)
+    python -m bench --only 12,13     detector scan where every record alerts, rule start-up
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, machine, memory, patterns, stream
+from bench import alerting, engine, machine, memory, patterns, stream
 from bench.report import (
     FAILED,
     Result,
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default docs/BENCHMARKS.md, and none in --quick mode)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch any Markdown file")
     parser.add_argument("--only", default="", metavar="N,N",
-                        help="comma-separated benchmark numbers (1-11) to run")
+                        help="comma-separated benchmark numbers (1-13) to run")
     return parser
 
 
@@ -63,6 +64,7 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
     sizes = engine.QUICK if quick else engine.FULL
     stream_sizes = stream.QUICK if quick else stream.FULL
     memory_sizes = memory.QUICK if quick else memory.FULL
+    alerting_sizes = alerting.QUICK if quick else alerting.FULL
     run_stream = with_broker or not quick
 
     def engine_bench(function: Callable[[engine.Context], Result]) -> Benchmark:
@@ -79,10 +81,14 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
     def memory_bench(function: Callable[[memory.Context], Result]) -> Benchmark:
         return lambda work: function(memory.Context(memory_sizes, work))
 
+    def alerting_bench(function: Callable[[alerting.Context], Result]) -> Benchmark:
+        return lambda work: function(alerting.Context(alerting_sizes, work))
+
     return ([engine_bench(function) for function in engine.BENCHMARKS]
             + [stream_bench(function) for function in stream.BENCHMARKS]
             + [patterns_bench]
-            + [memory_bench(function) for function in memory.BENCHMARKS])
+            + [memory_bench(function) for function in memory.BENCHMARKS]
+            + [alerting_bench(function) for function in alerting.BENCHMARKS])
 
 
 def _safely(number: int, benchmark: Benchmark, work: Path) -> Result:

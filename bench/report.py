@@ -93,6 +93,10 @@ SPECS: dict[int, tuple[str, str, Target]] = {
          "through", Target("<= 512 MiB, half the pod's 1 GiB limit", "<=", 512.0)),
     11: ("scan_memory", "Memory: peak RSS of detector scan over 1 GB against a tenth of it",
          Target("<= 1.5x: memory follows the lateness, not the input", "<=", 1.5)),
+    12: ("scan_alerting", "Scan, nearly every record alerts: detector scan vs decode only",
+         Target("scan cost per record <= 5x decode-only", "<=", 5.0)),
+    13: ("rule_startup", "Rule start-up: load_rules + make_engine at 570 rules",
+         Target("< 0.5 s", "<", 0.5)),
 }
 
 
