@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from detector.bounded import bounded, bounded_text
+from detector.bounded import MAX_STRING, bounded, bounded_text
 from detector.events import Record
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
 _WHOLE = 1 << 62  # size budget when only depth and string length are to be bounded
+_NOTHING: dict[str, Any] = {}
 
 # Request parameters worth carrying in an alert: enough to triage without the raw event.
 _PARAMETERS_OF_INTEREST = (
@@ -52,66 +54,99 @@ def level_rank(level: str) -> int:
     return LEVELS.index(level) if level in LEVELS else -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventSummary:
-    """The few fields of a triggering event an analyst reads first."""
+    """The few fields of a triggering event an analyst reads first.
 
-    event_id: str | None
-    event_time: str
-    event_source: str
-    event_name: str
-    principal_arn: str | None
-    principal_type: str | None
-    source_ip: str | None
-    user_agent: str | None
-    region: str | None
-    account_id: str | None
-    error_code: str | None
-    request_parameters: dict[str, Any]
+    Immutable as far as mypy sees (Final fields), not frozen at run time: see `Alert`.
+    """
+
+    event_id: Final[str | None]
+    event_time: Final[str]
+    event_source: Final[str]
+    event_name: Final[str]
+    principal_arn: Final[str | None]
+    principal_type: Final[str | None]
+    source_ip: Final[str | None]
+    user_agent: Final[str | None]
+    region: Final[str | None]
+    account_id: Final[str | None]
+    error_code: Final[str | None]
+    request_parameters: Final[dict[str, Any]]
 
     @classmethod
     def of(cls, record: Record) -> EventSummary:
-        data = record.data
-        identity = data.get("userIdentity")
-        identity = identity if isinstance(identity, dict) else {}
-        params = data.get("requestParameters")
-        params = params if isinstance(params, dict) else {}
+        get = record.data.get
+        identity = get("userIdentity")
+        if type(identity) is not dict:
+            identity = _NOTHING
+        account = get("recipientAccountId")
+        if type(account) is not str or not account:
+            account = identity.get("accountId")
+        arn, kind, address, agent, region, account, error = [
+            value if type(value) is str and len(value) <= MAX_STRING else _text(value)
+            for value in (identity.get("arn"), identity.get("type"), get("sourceIPAddress"),
+                          get("userAgent"), get("awsRegion"), account, get("errorCode"))
+        ]
+        params = get("requestParameters")
         return cls(
-            event_id=record.event_id,
-            event_time=format_time(record.event_time),
-            event_source=record.event_source,
-            event_name=record.event_name,
-            principal_arn=_str_or_none(identity.get("arn")),
-            principal_type=_str_or_none(identity.get("type")),
-            source_ip=_str_or_none(data.get("sourceIPAddress")),
-            user_agent=_str_or_none(data.get("userAgent")),
-            region=_str_or_none(data.get("awsRegion")),
-            account_id=_str_or_none(data.get("recipientAccountId"))
-            or _str_or_none(identity.get("accountId")),
-            error_code=_str_or_none(data.get("errorCode")),
-            request_parameters={
-                key: bounded(params[key]) for key in _PARAMETERS_OF_INTEREST if key in params
-            },
+            record.event_id,
+            format_time(record.event_time),
+            bounded_text(record.event_source),
+            bounded_text(record.event_name),
+            arn,
+            kind,
+            address,
+            agent,
+            region,
+            account,
+            error,
+            {key: bounded(params[key]) for key in _PARAMETERS_OF_INTEREST if key in params}
+            if type(params) is dict and params else {},
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_time": self.event_time,
+            "event_source": self.event_source,
+            "event_name": self.event_name,
+            "principal_arn": self.principal_arn,
+            "principal_type": self.principal_type,
+            "source_ip": self.source_ip,
+            "user_agent": self.user_agent,
+            "region": self.region,
+            "account_id": self.account_id,
+            "error_code": self.error_code,
+            "request_parameters": self.request_parameters,
+        }
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Alert:
-    """One detection. `kind` says which rule type raised it."""
+    """One detection. `kind` says which rule type raised it.
 
-    id: str
-    rule_id: str
-    rule_title: str
-    level: str
-    tags: tuple[str, ...]
-    kind: str
-    text: str
-    event_time: str
-    detected_at: str
-    group_key: dict[str, Any] | None
-    event_ids: tuple[str, ...]
-    events: tuple[EventSummary, ...]
-    details: dict[str, Any] = field(default_factory=dict)
+    Immutable as far as mypy sees (Final fields; `dataclasses.replace` makes a changed copy),
+    not frozen at run time: a frozen dataclass sets each field through `object.__setattr__`,
+    which made building an alert and its event summary cost as much as matching and writing
+    it (docs/BENCHMARKS.md, benchmark 12). Its JSON is written on the first `to_json` and
+    kept: the stream writes an alert to its topic and to every sink.
+    """
+
+    id: Final[str]
+    rule_id: Final[str]
+    rule_title: Final[str]
+    level: Final[str]
+    tags: Final[tuple[str, ...]]
+    kind: Final[str]
+    text: Final[str]
+    event_time: Final[str]
+    detected_at: Final[str]
+    group_key: Final[dict[str, Any] | None]
+    event_ids: Final[tuple[str, ...]]
+    events: Final[tuple[EventSummary, ...]]
+    details: Final[dict[str, Any]] = field(default_factory=dict)
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,16 +163,20 @@ class Alert:
             "detected_at": self.detected_at,
             "group_key": self.group_key,
             "event_ids": list(self.event_ids),
-            "events": [_summary_dict(summary) for summary in self.events],
+            "events": [summary.to_dict() for summary in self.events],
             "details": self.details,
         }
 
     def to_json(self) -> bytes:
-        document = self.to_dict()
-        try:
-            return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:  # a value no builder bounded: never lose the alert
-            return orjson.dumps(bounded(document, _WHOLE), option=orjson.OPT_SORT_KEYS)
+        written = self._json
+        if written is None:
+            document = self.to_dict()
+            try:
+                written = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONEncodeError:  # a value no builder bounded: never lose the alert
+                written = orjson.dumps(bounded(document, _WHOLE), option=orjson.OPT_SORT_KEYS)
+            self._json = written
+        return written
 
 
 def alert_id(rule_id: str, group_key: Mapping[str, Any] | None, event_ids: Iterable[str]) -> str:
@@ -176,12 +215,20 @@ def format_time(epoch_seconds: float) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The wall clock as alerts write it (`detected_at`), to the microsecond."""
+    micros = time.time_ns() // 1000
+    second, micro = divmod(micros, 1_000_000)
+    return f"{_second_text(second)}.{micro:06d}Z"
 
 
-def _summary_dict(summary: EventSummary) -> dict[str, Any]:
-    return {name: getattr(summary, name) for name in EventSummary.__slots__}
+@lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    """Cached: every alert raised within one second of wall clock shares it."""
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _str_or_none(value: object) -> str | None:
-    return bounded_text(value) if isinstance(value, str) else None
+def _text(value: object) -> str | None:
+    """A string field as an alert carries it, bounded; anything else is None."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_STRING else bounded_text(value)
+    return None

@@ -57,22 +57,21 @@ def build_alert(
 ) -> Alert:
     """An alert about `records` (the last one is the trigger; its fields render the text)."""
     trigger = records[-1]
-    event_ids = tuple(event_key(record) for record in records)
-    text = meta.output.render(trigger.data) if meta.output else meta.title
+    event_ids = tuple(map(event_key, records))
     return Alert(
-        id=alert_id(meta.id, group_key, event_ids),
-        rule_id=meta.id,
-        rule_title=meta.title,
-        level=meta.level,
-        tags=meta.tags,
-        kind=kind,
-        text=text,
-        event_time=format_time(trigger.event_time),
-        detected_at=now(),
-        group_key=dict(group_key) if group_key else None,
-        event_ids=event_ids,
-        events=tuple(EventSummary.of(record) for record in records),
-        details=details or {},
+        alert_id(meta.id, group_key, event_ids),
+        meta.id,
+        meta.title,
+        meta.level,
+        meta.tags,
+        kind,
+        meta.output.render(trigger.data) if meta.output else meta.title,
+        format_time(trigger.event_time),
+        now(),
+        dict(group_key) if group_key else None,
+        event_ids,
+        tuple(map(EventSummary.of, records)),
+        details or {},
     )
 
 
