@@ -58,6 +58,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -110,6 +111,7 @@ _JSON_TYPES: Final[dict[type, str]] = {
     bool: "boolean",
     type(None): "null",
 }
+_CACHED_TIME_LENGTH: Final = 40  # longer eventTimes (never CloudTrail's) are parsed uncached
 _MIN_EPOCH: Final = -62135596800.0  # 0001-01-01T00:00:00Z
 _MAX_EPOCH: Final = 253402300800.0  # 10000-01-01T00:00:00Z
 _fromisoformat = datetime.fromisoformat
@@ -137,15 +139,20 @@ class Limits:
 DEFAULT_LIMITS: Final = Limits()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One CloudTrail record, normalised. `data` is the record as decoded (eventSource stripped)."""
+    """One CloudTrail record, normalised. `data` is the record as decoded (eventSource stripped).
 
-    data: dict[str, Any]
-    event_source: str
-    event_name: str
-    event_time: float  # epoch seconds, UTC
-    event_id: str | None
+    Immutable as far as mypy sees (Final fields), not frozen at run time: a frozen dataclass
+    sets each field through `object.__setattr__`, which made building a record cost a
+    quarter of decoding it (docs/BENCHMARKS.md, benchmark 12).
+    """
+
+    data: Final[dict[str, Any]]
+    event_source: Final[str]
+    event_name: Final[str]
+    event_time: Final[float]  # epoch seconds, UTC
+    event_id: Final[str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +292,18 @@ def parse_event_time(value: str) -> float | None:
     Checks the shape first because `datetime.fromisoformat` also takes dates alone, naive times,
     week dates and other forms no CloudTrail writer produces.
     """
+    if len(value) <= _CACHED_TIME_LENGTH:
+        return _cached_event_time(value)
+    return _event_time(value)
+
+
+@lru_cache(maxsize=4096)
+def _cached_event_time(value: str) -> float | None:
+    """Cached: records of one second share their eventTime, and the cache stays small."""
+    return _event_time(value)
+
+
+def _event_time(value: str) -> float | None:
     if (
         len(value) < 20
         or value[4] != "-"

@@ -136,13 +136,15 @@ def scan(
     clock = engine.stateful.clock
     window = Reorder(Clock(clock.lateness, clock.latest.count), sorted_below, max_held)
 
+    process, count, push = engine.process, summary.count, window.push
+
     def evaluate(records: Iterable[Record]) -> None:
         for record in records:
-            tell(engine.process(record))
+            tell(process(record))
 
     def tell(alerts: list[Alert]) -> None:
         for alert in alerts:
-            summary.count(alert)
+            count(alert)
             emit(alert)
         for failure in engine.take_failures():
             _failed(summary, failure)
@@ -154,7 +156,7 @@ def scan(
                 _error(summary, name, item)
             else:
                 summary.records += 1
-                evaluate(window.push(item))
+                evaluate(push(item))
     evaluate(window.drain())
     tell(engine.flush(final))
     summary.held = window.most
@@ -327,9 +329,10 @@ class _Lines:
             lines.pop()  # unfinished, or no line break at all: that is not JSON lines
         for line in lines:
             self.offset += len(line) + 1
-            if len(line) > self.cap:
-                self.read.append(self.too_long())
-            elif isinstance(self._one(line), Record):
+            result = self.too_long() if len(line) > self.cap else self.one(line)
+            if result is not None:
+                self.read.append(result)
+            if isinstance(result, Record):
                 return True
         return False
 
@@ -338,6 +341,8 @@ class _Lines:
         """The results of every further line (stops at a DecodeError of the content).
         `dropping`: the content starts within a line already reported as too long."""
         partial = b""
+        cap = self.cap
+        one = self.one
         for piece in content:
             if isinstance(piece, DecodeError):
                 yield piece
@@ -347,17 +352,17 @@ class _Lines:
             for line in lines:
                 if dropping:
                     dropping = False
-                elif len(line) > self.cap:
+                elif len(line) > cap:
                     yield self.too_long()
-                else:
-                    yield from self._taken(line)
-            if len(partial) > self.cap:
+                elif (result := one(line)) is not None:
+                    yield result
+            if len(partial) > cap:
                 if not dropping:
                     yield self.too_long()
                     dropping = True
                 partial = b""
-        if partial and not dropping:
-            yield from self._taken(partial)
+        if partial and not dropping and (result := one(partial)) is not None:
+            yield result
 
     def too_long(self) -> DecodeError:
         """The error for the next line, over the cap (its content is not kept)."""
@@ -366,17 +371,12 @@ class _Lines:
         return DecodeError("too_large", f"line is over the limit of {self.cap} bytes (raise "
                            "--max-message-bytes)", self.index - 1, self.number)
 
-    def _taken(self, line: bytes) -> list[Record | DecodeError]:
-        self.read = []
-        self._one(line)
-        return self.read
-
-    def _one(self, line: bytes) -> Record | DecodeError | None:
+    def one(self, line: bytes) -> Record | DecodeError | None:
+        """The next line's record or error; None for a blank line."""
         self.number += 1
         result = decode_line(line, self.index, self.number, self.latest)
         if result is not None:
             self.index += 1
-            self.read.append(result)
         return result
 
 
