@@ -51,7 +51,17 @@ def getter(path: str) -> Getter:
             return _walk(data, parts, 0)
 
         return two
-    return lambda data: _walk(data, parts, 0)
+
+    def deep(data: dict[str, Any]) -> Any:
+        value: Any = data
+        try:  # objects all the way down, the common case; else the general walk
+            for part in parts:
+                value = value[part]
+        except (KeyError, TypeError):  # a key missing, or a list or scalar on the way
+            return _walk(data, parts, 0)
+        return value
+
+    return deep
 
 
 def _walk(value: Any, parts: tuple[str, ...], start: int) -> Any:

@@ -106,7 +106,8 @@ class RuleIndex(Generic[T]):
         self._by_source: dict[str, list[tuple[int, T]]] = {}
         self._everywhere: list[tuple[int, T]] = []
         self._prefilters: dict[int, Predicate] = {}
-        self._cache: dict[tuple[str, str], tuple[T, ...]] = {}
+        self._cache: dict[str, dict[str, tuple[T, ...]]] = {}  # by source, then name
+        self._cached = 0  # pairs in the cache
         self.size = 0
         for position, (key, item) in enumerate(entries):
             self.size += 1
@@ -122,13 +123,16 @@ class RuleIndex(Generic[T]):
                 self._everywhere.append((position, item))
 
     def candidates(self, event_source: str, event_name: str) -> tuple[T, ...]:
-        pair = (event_source, event_name)
-        found = self._cache.get(pair)
-        if found is None:
-            found = self._lookup(event_source, event_name)
-            if len(self._cache) >= _MAX_CACHED_PAIRS:
-                self._cache.clear()
-            self._cache[pair] = found
+        try:
+            return self._cache[event_source][event_name]
+        except KeyError:
+            pass
+        found = self._lookup(event_source, event_name)
+        if self._cached >= _MAX_CACHED_PAIRS:
+            self._cache.clear()
+            self._cached = 0
+        self._cache.setdefault(event_source, {})[event_name] = found
+        self._cached += 1
         return found
 
     def _lookup(self, source: str, name: str) -> tuple[T, ...]:

@@ -92,15 +92,15 @@ class _Compiler:
                 rest.append(arg)
         predicates = [self.node(arg) for arg in rest]
         for (field, cased), values in by_field.items():
-            predicates.append(_field_predicate(field, self.strings(values, cased, field)))
+            predicates.append(_field_text(field, self.strings(values, cased, field)))
         if keywords:
-            predicates.append(_in_any_scalar(self.strings(keywords, False, None)))
+            predicates.append(_in_any_scalar(_text_value(self.strings(keywords, False, None))))
         return predicates
 
     def strings(self, values: Iterable[SigmaString], cased: bool, field: str | None
-                ) -> ValueTest:
+                ) -> TextTest:
         try:
-            return _text_value(strings_test(values, cased=cased))
+            return strings_test(values, cased=cased)
         except PatternError as error:
             raise Unsupported(str(error), field) from None
 
@@ -116,6 +116,9 @@ class _Compiler:
         if isinstance(value, SigmaFieldReference):
             return _field_reference(field, value)
         try:
+            text = self.text_test(value)
+            if text is not None:
+                return _field_text(field, text)
             return _field_predicate(field, self.value_test(value))
         except Unsupported as error:
             raise Unsupported(str(error), error.field or field) from None
@@ -124,8 +127,21 @@ class _Compiler:
         """A value without a field (Sigma keywords) is searched in every scalar of the record:
         a plain keyword matches as a substring, as full-text search does in SIEM backends."""
         if _is_keyword(value):
-            return _in_any_scalar(self.strings([_anywhere(value)], False, None))
+            return _in_any_scalar(_text_value(self.strings([_anywhere(value)], False, None)))
         return _in_any_scalar(self.value_test(value))
+
+    def text_test(self, value: Any) -> TextTest | None:
+        """The test of a value that is matched as text (strings, regexes, networks), else None."""
+        if _is_pattern(value):
+            return self.strings([value], isinstance(value, SigmaCasedString), None)
+        if isinstance(value, SigmaRegularExpression):
+            try:
+                return regex_test(value.regexp.to_plain(), value.flags)
+            except PatternError as error:
+                raise Unsupported(f"{error}; see docs/rules.md#regular-expressions") from None
+        if isinstance(value, SigmaCIDRExpression):
+            return _cidr_test([value.network])
+        return None
 
     def value_test(self, value: Any) -> ValueTest:
         if isinstance(value, SigmaExpansion):
@@ -136,12 +152,13 @@ class _Compiler:
                 group = [inner for inner in patterns
                          if isinstance(inner, SigmaCasedString) is cased]
                 if group:
-                    tests.append(self.strings(group, cased, None))
+                    tests.append(_text_value(self.strings(group, cased, None)))
             return lambda candidate: any(test(candidate) for test in tests)
         if isinstance(value, SigmaString) and value.contains_placeholder():
             return self.placeholder_test(value, cased=isinstance(value, SigmaCasedString))
-        if isinstance(value, SigmaString):
-            return self.strings([value], isinstance(value, SigmaCasedString), None)
+        text = self.text_test(value)
+        if text is not None:
+            return _text_value(text)
         if isinstance(value, SigmaTimestampPart):
             raise Unsupported("timestamp-part modifiers (minute, hour, day, ...) are not supported")
         if isinstance(value, SigmaBool):
@@ -150,13 +167,6 @@ class _Compiler:
             return _number_equals(value.number)
         if isinstance(value, SigmaCompareExpression):
             return _compare_test(value)
-        if isinstance(value, SigmaRegularExpression):
-            try:
-                return _text_value(regex_test(value.regexp.to_plain(), value.flags))
-            except PatternError as error:
-                raise Unsupported(f"{error}; see docs/rules.md#regular-expressions") from None
-        if isinstance(value, SigmaCIDRExpression):
-            return _text_value(_cidr_test([value.network]))
         raise Unsupported(
             f"values of type {type(value).__name__} (from a modifier such as a timestamp part "
             "or a backend query expression) are not supported"
@@ -186,7 +196,7 @@ class _Compiler:
                 networks.append(address_range)
         tests: list[ValueTest] = []
         if strings:
-            tests.append(self.strings(strings, cased, None))
+            tests.append(_text_value(self.strings(strings, cased, None)))
         if networks:
             tests.append(_text_value(_cidr_test(networks)))
         return lambda candidate: any(test(candidate) for test in tests)
@@ -213,18 +223,35 @@ def _in_any_scalar(test: ValueTest) -> Predicate:
 
 def _field_predicate(field: str, test: ValueTest) -> Predicate:
     read = getter(field)
+    return lambda data: _any_value(read(data), test)
 
-    def predicate(data: dict[str, Any]) -> bool:
+
+def _any_value(found: Any, test: ValueTest) -> bool:
+    """Whether the value(s) a field holds pass: any scalar inside lists and objects."""
+    if found is MISSING or found is None:
+        return False
+    if isinstance(found, Many | list | dict):
+        return any(test(scalar) for scalar in scalars(found))
+    return test(found)
+
+
+def _field_text(field: str, test: TextTest) -> Predicate:
+    """A field matched as text; a string value, the common case, costs one call of `test`
+    (and, for a top-level field, no lookup function)."""
+    on_value = _text_value(test)
+    if "." not in field:
+        def top(data: dict[str, Any]) -> bool:
+            found = data.get(field, MISSING)
+            return test(found) if type(found) is str else _any_value(found, on_value)
+
+        return top
+    read = getter(field)
+
+    def nested(data: dict[str, Any]) -> bool:
         found = read(data)
-        if type(found) is str:
-            return test(found)
-        if found is MISSING or found is None:
-            return False
-        if isinstance(found, Many | list | dict):
-            return any(test(scalar) for scalar in scalars(found))
-        return test(found)
+        return test(found) if type(found) is str else _any_value(found, on_value)
 
-    return predicate
+    return nested
 
 
 def _text_value(test: TextTest) -> ValueTest:
