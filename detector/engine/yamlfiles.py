@@ -18,6 +18,7 @@ import yaml
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64  # nested mappings and lists in one document, aliases expanded
 MAX_NODES = 1_000_000  # values of one document, an alias counting as often as it is used
+_PIECE = 64 * 1024  # bytes read at a time
 
 
 class LimitError(yaml.MarkedYAMLError):
@@ -25,13 +26,19 @@ class LimitError(yaml.MarkedYAMLError):
 
 
 def read_text(path: Path) -> str:
-    """The file's text; never more than MAX_FILE_BYTES are read (a FIFO or /dev/zero too)."""
+    """The file's text; never more than MAX_FILE_BYTES are read (a FIFO or /dev/zero too).
+
+    Read in pieces: one read of MAX_FILE_BYTES would allocate that much for every file."""
+    pieces: list[bytes] = []
+    size = 0
     with path.open("rb") as file:
-        data = file.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
+        while size <= MAX_FILE_BYTES and (piece := file.read(_PIECE)):
+            pieces.append(piece)
+            size += len(piece)
+    if size > MAX_FILE_BYTES:
         raise LimitError(problem=f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB, "
                                  "the limit for rule and list files")
-    return data.decode("utf-8")
+    return b"".join(pieces).decode("utf-8")
 
 
 def documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
@@ -78,9 +85,13 @@ def _walk(node: yaml.Node, level: int, known: dict[int, tuple[int, int]],
                 else [item for pair in node.value for item in pair])
     size, height = 1, 0
     for child in children:
-        child_size, child_height = _measure(child, level + 1, known, open_)
-        size += child_size
-        height = max(height, child_height + 1)
+        if type(child) is yaml.ScalarNode and level < MAX_DEPTH:  # most values: no call
+            size += 1
+            height = height or 1
+        else:
+            child_size, child_height = _measure(child, level + 1, known, open_)
+            size += child_size
+            height = max(height, child_height + 1)
         if size > MAX_NODES:
             raise LimitError(problem=f"more than {MAX_NODES:,} values once its aliases are "
                                      "expanded", problem_mark=node.start_mark)
