@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +13,7 @@ import orjson
 import pytest
 from helpers import REPO, engine, record, rule
 
-from detector.alerts import format_time
+from detector.alerts import format_time, now_iso
 from detector.bounded import MAX_DEPTH
 from detector.events import decode
 
@@ -124,3 +127,37 @@ def test_times_outside_the_calendar_are_written_as_its_first_or_last_instant() -
     assert format_time(253402300800.0 + 3600) == "9999-12-31T23:59:59.999999Z"
     assert format_time(-1e18) == "0001-01-01T00:00:00.000000Z"
     assert format_time(0.0) == "1970-01-01T00:00:00.000000Z"
+
+
+def test_the_json_is_the_sorted_document_written_once(tmp_path: Path) -> None:
+    (alert,) = engine(tmp_path, DELETE).process(record(**deletion()))
+
+    written = alert.to_json()
+
+    assert written == orjson.dumps(alert.to_dict(), option=orjson.OPT_SORT_KEYS)
+    assert alert.to_json() is written
+    changed = replace(alert, id="0" * 32)  # how the stateful engine renames an alert
+    assert orjson.loads(changed.to_json())["id"] == "0" * 32
+
+
+def test_an_event_name_longer_than_the_string_bound_is_cut_in_the_summary(
+    tmp_path: Path,
+) -> None:
+    anyone = rule("sel:\n  userIdentity.type: AssumedRole\ncondition: sel")
+    long_name = "Describe" + "x" * 10_000
+
+    (alert,) = engine(tmp_path, anyone).process(record(eventName=long_name))
+
+    (summary,) = alert.events
+    assert len(summary.event_name) < 4200
+    assert "truncated: 10008 characters, sha256 " in summary.event_name
+
+
+def test_detected_at_is_the_wall_clock_to_the_microsecond() -> None:
+    before = datetime.now(UTC)
+    written = now_iso()
+    after = datetime.now(UTC)
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", written)
+    parsed = datetime.strptime(written, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert before - timedelta(microseconds=1) <= parsed <= after

@@ -620,6 +620,8 @@ def test_decode_record_reports_the_index_it_was_given() -> None:
         ("2018-05-25T00:16:31.250+00:00", utc("2018-05-25 00:16:31.25")),
         ("2018-05-25T02:16:31+02:00", utc("2018-05-25 00:16:31")),
         ("2018-05-24T22:16:31-02:00", utc("2018-05-25 00:16:31")),
+        # longer than the times parse_event_time caches: parsed each time, the same way
+        ("2018-05-25T00:16:31.250000000000000000000000000+00:00", utc("2018-05-25 00:16:31.25")),
     ],
 )
 def test_event_time_forms_that_are_accepted(text: str, expected: float) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 from helpers import engine, record, rule
+
+from detector.engine import index
 
 DETECTIONS = [
     "sel:\n  eventName: DeleteStream\ncondition: sel",
@@ -45,3 +48,15 @@ def test_prefix_rules_are_not_candidates_for_other_event_names(tmp_path: Path) -
     detector = engine(tmp_path, rule(DETECTIONS[1]))
     assert detector.index.candidates("iam.amazonaws.com", "ListUsers") != ()
     assert detector.index.candidates("iam.amazonaws.com", "CreateUser") == ()
+
+
+def test_the_candidate_cache_stays_bounded_and_right(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index, "_MAX_CACHED_PAIRS", 4)
+    detector = engine(tmp_path, rule(DETECTIONS[0]))
+    candidates = detector.index.candidates
+    for n in range(20):
+        assert candidates(f"source-{n % 3}", f"Name{n}") == ()
+        assert len(candidates("kinesisvideo.amazonaws.com", "DeleteStream")) == 1
+        cached = sum(map(len, detector.index._cache.values()))
+        assert cached <= 4

@@ -390,3 +390,19 @@ def test_long_lists_of_wildcards_and_networks(tmp_path: Path) -> None:
 def test_numbers_written_as_text(tmp_path: Path, text: str, expected: bool) -> None:
     detection = "sel:\n  requestParameters.size|gt: 100\ncondition: sel"
     assert fires(tmp_path, detection, record(requestParameters={"size": text})) is expected
+
+
+@pytest.mark.parametrize(("request_parameters", "expected"), [
+    ({"a": {"b": {"c": "v"}}}, True),
+    ({"a": {"b": [{"c": "x"}, {"c": "V"}]}}, True),  # a list on the way: any element
+    ({"a": {"b.c": "v"}}, True),  # a key holding the rest of the path
+    ({"a": {"b": {"c": "w"}}}, False),
+    ({"a": {"b": "v"}}, False),
+    ({"a": ["v"]}, False),
+    ({"a": None}, False),
+])
+def test_deep_paths_read_objects_lists_and_dotted_keys(
+    tmp_path: Path, request_parameters: dict[str, object], expected: bool
+) -> None:
+    detection = "sel:\n  requestParameters.a.b.c: v\ncondition: sel"
+    assert fires(tmp_path, detection, record(requestParameters=request_parameters)) is expected
