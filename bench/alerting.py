@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import orjson
 from bench.data import REGIONS, START, USER_AGENTS
 from bench.report import Result, new_result
 from bench.rules import SHIPPED, SIGMA_DIR, load, write_sigma_lists
-from bench.timing import alternate, median, paired_ratio, profile_call
+from bench.timing import alternate, median, paired_ratio, profile_call, timed
 from detector.alerts import Alert
 from detector.engine import RuleSet, load_rules
 from detector.engine.factory import make_engine
@@ -146,7 +146,7 @@ class AlertingGenerator:
         agent = rng.choices(USER_AGENTS, self.agent_weights)[0][1]
         return identity, rng.choice(self.addresses), agent
 
-    def record(self, when: Any) -> dict[str, Any]:
+    def record(self, when: datetime) -> dict[str, Any]:
         rng = self.rng
         _, source, name, read_only = rng.choices(CALLS, self.weights)[0]
         account = rng.choice(self.accounts)
@@ -238,14 +238,6 @@ def _sigma_rules(work: Path) -> tuple[list[Path], list[Path], list[str]]:
     return [SIGMA_DIR, *paths], [write_sigma_lists(work / "sigma-lists")], []
 
 
-def _timed(body: Callable[[], Any]) -> Callable[[], float]:
-    def run() -> float:
-        started = time.perf_counter()
-        body()
-        return time.perf_counter() - started
-    return run
-
-
 def _decode_only(path: Path) -> None:
     for line in path.read_bytes().split(b"\n"):
         if line:
@@ -308,7 +300,7 @@ def scan_alerting(ctx: Context) -> Result:
     write_jsonl(single, records[:1])
     in_process = _Scan(ruleset, path, ctx.work / "alerts.jsonl")
     seconds = alternate({
-        "decode only": _timed(lambda: _decode_only(path)),
+        "decode only": timed(lambda: _decode_only(path)),
         "scan": in_process,
         "scan process": _process(rules, lists, path, ctx.work / "process-alerts.jsonl"),
         "scan process, one record": _process(rules, lists, single, ctx.work / "one-alert.jsonl"),
@@ -370,7 +362,7 @@ def rule_startup(ctx: Context) -> Result:
         make_engine(outcome.ruleset)
         loaded.append(len(outcome.ruleset))
 
-    seconds = alternate({"start-up": _timed(start)}, ctx.sizes.startup_repetitions)
+    seconds = alternate({"start-up": timed(start)}, ctx.sizes.startup_repetitions)
     runs = seconds["start-up"]
     result.measure("load_rules + make_engine", "s", runs, median(runs))
     result.ratios["s per 100 rules"] = round(median(runs) / loaded[-1] * 100, 4)

@@ -9,13 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from bench.data import decoded, jsonl_payloads, real_data_dir, real_records, synthetic
 from bench.report import Result, new_result
 from bench.rules import STATEFUL_DIR, first_seen_rule, load, product_paths, write_scaling_rules
 from bench.stateful_floor import Floor
-from bench.timing import alternate, median, paired_ratio, profile_call
+from bench.timing import alternate, median, paired_ratio, profile_call, timed
 from detector.engine import Engine, RuleSet
 from detector.engine.factory import make_engine
 from detector.events import Record, decode, decode_record
@@ -43,14 +42,6 @@ QUICK = Sizes(records=2_000, real_min=400, repetitions=2, rule_counts=(10, 100, 
 class Context:
     sizes: Sizes
     work: Path  # a temporary directory for generated rules and lists
-
-
-def _timed(body: Callable[[], Any]) -> Callable[[], float]:
-    def run() -> float:
-        started = time.perf_counter()
-        body()
-        return time.perf_counter() - started
-    return run
 
 
 def _decode_all(payloads: list[bytes]) -> None:
@@ -85,8 +76,8 @@ def _pair(result: Result, label: str, payloads: list[bytes], engine: Engine,
     """Decode-only vs decode + engine on the same payloads; returns the paired cost ratio."""
     count = sum(len(decode(payload).records) for payload in payloads)
     seconds = alternate({
-        "decode": _timed(lambda: _decode_all(payloads)),
-        "total": _timed(lambda: _decode_and_process(payloads, engine)),
+        "decode": timed(lambda: _decode_all(payloads)),
+        "total": timed(lambda: _decode_and_process(payloads, engine)),
     }, repetitions)
     for name, runs in seconds.items():
         rates = [count / run for run in runs]
@@ -133,7 +124,7 @@ def rule_scaling(ctx: Context) -> Result:
     records = decoded(jsonl_payloads(synthetic(ctx.sizes.records), PAYLOAD_RECORDS))
     engines = {count: Engine(load([write_scaling_rules(ctx.work / f"scaling-{count}", count)]))
                for count in counts}
-    seconds = alternate({f"{count} rules": _timed(partial(_process_all, records, engine))
+    seconds = alternate({f"{count} rules": timed(partial(_process_all, records, engine))
                          for count, engine in engines.items()}, ctx.sizes.repetitions)
     for name, runs in seconds.items():
         micros = [run / len(records) * 1e6 for run in runs]

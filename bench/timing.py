@@ -10,6 +10,7 @@ from __future__ import annotations
 import cProfile
 import pstats
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ def alternate(contenders: dict[str, Contender], repetitions: int,
         for name in names if repetition % 2 == 0 else reversed(names):
             seconds[name].append(contenders[name]())
     return seconds
+
+
+def timed(body: Callable[[], Any]) -> Contender:
+    """A contender that times one call of `body`."""
+    def run() -> float:
+        started = time.perf_counter()
+        body()
+        return time.perf_counter() - started
+    return run
 
 
 def median(values: list[float]) -> float:
