@@ -8,8 +8,10 @@ running their previous rules when a reload fails.
 
 from __future__ import annotations
 
+import datetime
+import math
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -165,7 +167,7 @@ class _Loader:
                         "a rule is a YAML mapping with title, id, logsource and detection",
                     ))
                     continue
-                self.load_document(_Document(data, node, path))
+                self.load_guarded(_Document(data, node, path))
         except LimitError as error:
             line = error.problem_mark.line + 1 if error.problem_mark is not None else 0
             self.errors.append(LoadError(Location(str(path), line), "(file)",
@@ -179,12 +181,23 @@ class _Loader:
             self.errors.append(LoadError(Location(str(path), line), "(file)",
                                          f"invalid YAML: {problem}"))
 
+    def load_guarded(self, doc: _Document) -> None:
+        """Load one document; whatever a check missed is this document's error, not a crash
+        of `detector scan`, the worker's reload or `rules validate`."""
+        try:
+            self.load_document(doc)
+        except Exception as error:  # the document is the boundary of a failure
+            self.fail(doc, _label(doc.data), "cannot load this rule "
+                      f"({type(error).__name__}: {str(error)[:200]}); please report it")
+
     def load_document(self, doc: _Document) -> None:
-        label = str(doc.data.get("title") or doc.data.get("id") or "(untitled)")
-        extension = doc.data.get("detector", {})
-        if not isinstance(extension, dict):
-            self.fail(doc, label, "`detector:` must be a mapping of extension keys", "detector")
+        label = _label(doc.data)
+        problem = _shape_problem(doc.data)
+        if problem is not None:
+            message, keys = problem
+            self.fail(doc, label, message, *keys)
             return
+        extension = doc.data.get("detector") or {}
         unknown = set(extension) - _EXTENSION_KEYS
         if unknown:
             self.fail(doc, label, f"unknown key(s) {sorted(unknown)} in `detector:`; "
@@ -438,16 +451,21 @@ class _Loader:
         for position, test in enumerate(spec):
             events = test.get("events") if isinstance(test, dict) else None
             expect = test.get("expect") if isinstance(test, dict) else None
+            name = test.get("name") if isinstance(test, dict) else None
             if (
                 not isinstance(events, list)
-                or not all(isinstance(event, dict) for event in events)
+                or not all(isinstance(event, dict) and _is_json(event) for event in events)
                 or isinstance(expect, bool)
                 or not isinstance(expect, int)
+                or expect < 0
+                or not isinstance(name, str | None)
             ):
                 self.fail(doc, label, f"test #{position + 1} needs `events:` (a list of "
-                          "CloudTrail records) and `expect:` (the number of alerts)", *keys)
+                          "CloudTrail records: JSON values only, no dates or binary), "
+                          "`expect:` (the number of alerts) and an optional text `name:`",
+                          *keys)
                 return None
-            name = str(test.get("name") or f"test {position + 1}")
+            name = name or f"test {position + 1}"
             tests.append(RuleTest(name, tuple(events), expect,
                                   Location(str(doc.path), doc.line(*keys))))
         return tuple(tests)
@@ -483,6 +501,126 @@ class _Loader:
             else rule for rule in self.rules
         )
         return RuleSet(rules, tuple(correlations), dict(self.lists))
+
+
+def _label(data: dict[Any, Any]) -> str:
+    """How errors name a rule: its title, else its id, when they are text."""
+    for key in ("title", "id"):
+        if isinstance(data.get(key), str) and data[key]:
+            return str(data[key])
+    return "(untitled)"
+
+
+Shape = tuple[Callable[[Any], bool], str]
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_text_or_texts(value: Any) -> bool:
+    return isinstance(value, str) or _is_texts(value)
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+
+
+def _is_scalar(value: Any) -> bool:
+    """What Sigma compares a field with: text, a number, true/false or null."""
+    return value is None or isinstance(value, str | int | float)
+
+
+def _is_json(value: Any) -> bool:
+    """A value a decoded CloudTrail record can hold (the YAML depth limit bounds the walk)."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_json(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_is_json(item) for item in value)
+    return _is_scalar(value) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+_TEXT: Shape = (_is_text, "a string")
+_TEXTS: Shape = (_is_texts, "a list of strings")
+_TEXT_OR_TEXTS: Shape = (_is_text_or_texts, "a string or a list of strings")
+_DATE: Shape = (lambda value: isinstance(value, str | datetime.date), "a date, e.g. 2024-05-31")
+# The types Sigma's own fields must have; None is "absent" and left to the checks that follow.
+_SHAPES: dict[str, Shape] = {
+    **dict.fromkeys(("title", "id", "name", "description", "author", "status", "level",
+                     "license"), _TEXT),
+    **dict.fromkeys(("references", "tags", "falsepositives", "fields"), _TEXTS),
+    **dict.fromkeys(("date", "modified"), _DATE),
+    "logsource": (lambda value: _is_mapping(value) and all(
+        item is None or isinstance(item, str) for item in value.values()),
+        "a mapping of strings, e.g. {product: aws, service: cloudtrail}"),
+    "detection": (lambda value: isinstance(value, dict),
+                  "a mapping of named selections and a `condition:`"),
+    "correlation": (_is_mapping, "a mapping with type, rules, timespan and condition"),
+    "detector": (_is_mapping, "a mapping of extension keys"),
+    "related": (lambda value: isinstance(value, list) and all(
+        _is_mapping(item) for item in value), "a list of {id, type} mappings"),
+}
+_CORRELATION_SHAPES: dict[str, Shape] = {
+    "type": _TEXT,
+    "rules": _TEXT_OR_TEXTS,
+    "group-by": _TEXT_OR_TEXTS,
+    "timespan": (lambda value: isinstance(value, str | int) and not isinstance(value, bool),
+                 "a duration such as 5m"),
+    "generate": (lambda value: isinstance(value, bool), "true or false"),
+    "condition": (_is_mapping, "a mapping such as {gte: 5}"),
+}
+_CONDITION: Shape = (lambda value: _is_text(value) or (_is_texts(value) and bool(value)),
+                     "a condition such as `sel and not filter`, or a list of them")
+_VALUES = "text, a number, true/false, null or a list of these"
+
+
+def _shape_problem(data: dict[Any, Any]) -> tuple[str, tuple[str, ...]] | None:
+    """The first field of a document whose YAML type the rule cannot have, as (message, key
+    path): found before pySigma, which raises arbitrary exceptions on wrong types."""
+    for shapes, keys in ((_SHAPES, ()), (_CORRELATION_SHAPES, ("correlation",))):
+        spec = data.get(keys[0]) if keys else data
+        if not isinstance(spec, dict):
+            continue
+        for key, (fits, what) in shapes.items():
+            if spec.get(key) is not None and not fits(spec[key]):
+                return f"`{'.'.join((*keys, key))}` must be {what}", (*keys, key)
+    detection = data.get("detection")
+    if isinstance(detection, dict):
+        for name, selection in detection.items():
+            if not isinstance(name, str):
+                return (f"`detection`: selection names are text; quote {name!r}",
+                        ("detection", str(name)))
+            problem = _detection_problem(name, selection)
+            if problem is not None:
+                return problem[0], ("detection", *problem[1])
+    return None
+
+
+def _detection_problem(name: str, selection: Any) -> tuple[str, tuple[str, ...]] | None:
+    if name == "condition":
+        fits, what = _CONDITION
+        return None if fits(selection) else (f"`detection.condition` must be {what}", (name,))
+    items = selection if isinstance(selection, list) else [selection]
+    for item in items:
+        if isinstance(item, dict):
+            for field_name, values in item.items():
+                if not isinstance(field_name, str):
+                    return (f"`detection.{name}`: field names are text; quote {field_name!r}",
+                            (name, str(field_name)))
+                texts = "re" in field_name.split("|")[1:]
+                if not all(isinstance(value, str) if texts else _is_scalar(value)
+                           for value in (values if isinstance(values, list) else [values])):
+                    what = "a regular expression or a list of them" if texts else _VALUES
+                    return (f"`detection.{name}.{field_name}` must be {what}",
+                            (name, field_name))
+        elif not _is_scalar(item) or (item is not selection and isinstance(item, list)):
+            return (f"`detection.{name}` must map field names to values, or be {_VALUES}",
+                    (name,))
+    return None
 
 
 def _field_list(value: Any) -> tuple[str, ...] | None:

@@ -5,6 +5,8 @@ so one file cannot exhaust the loader's memory or stack ("billion laughs", `[[[[
 Parsing is libyaml's (PyYAML's C loader, ten times the pure-Python one: loading dominates
 `detector rules test`); libyaml itself refuses nesting past 1,000 levels while scanning, and
 the limits below are checked on the composed nodes before any data is built from them.
+A value whose tag cannot build it (`!!int abc`, `!!timestamp 2020-13-45`) or an integer too
+large to print is a YAMLError at its line, like a syntax error, never a Python exception.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64  # nested mappings and lists in one document, aliases expanded
 MAX_NODES = 1_000_000  # values of one document, an alias counting as often as it is used
+MAX_INTEGER = 2**64  # larger integers are refused: Python cannot even print 4,300 digits
 _PIECE = 64 * 1024  # bytes read at a time
 
 
@@ -41,17 +44,53 @@ def read_text(path: Path) -> str:
     return b"".join(pieces).decode("utf-8")
 
 
+_INT_TAG = "tag:yaml.org,2002:int"
+_INTEGER_CHARACTERS = 100  # 64 bits in any notation YAML has (binary, with `_` separators)
+_TOO_LARGE = ValueError("integers beyond 64 bits are refused; quote the value to use it as text")
+
+
+class _Loader(yaml.CSafeLoader):
+    """libyaml's safe loader whose values fail as YAMLErrors at their own node."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node.tag == _INT_TAG and len(node.value) > _INTEGER_CHARACTERS:
+            raise _unreadable(node, _TOO_LARGE)  # before int() spends time on it
+        try:
+            data = super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, OverflowError) as error:
+            raise _unreadable(node, error) from None
+        if type(data) is int and not -MAX_INTEGER <= data <= MAX_INTEGER:
+            raise _unreadable(node, _TOO_LARGE)
+        return data
+
+
+def _unreadable(node: yaml.Node, error: Exception) -> yaml.constructor.ConstructorError:
+    value = node.value if isinstance(node, yaml.ScalarNode) else ""
+    shown = f" {value[:40]!r}" if isinstance(value, str) else ""
+    return yaml.constructor.ConstructorError(
+        None, None, f"cannot read the {node.tag.rsplit(':', 1)[-1]} value{shown}: {error}",
+        node.start_mark)
+
+
 def documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
     """Each document of `text` as (node, data): the node keeps the lines for error messages.
     Raises yaml.YAMLError (LimitError for the limits) at the first document that fails."""
-    loader = yaml.CSafeLoader(text)
+    loader = _Loader(text)
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
             _measure(node, 1, {}, set())
-            yield node, loader.construct_document(node)
+            try:
+                data = loader.construct_document(node)
+            except yaml.YAMLError:
+                raise
+            except (ValueError, TypeError, KeyError, OverflowError) as error:
+                raise _unreadable(node, error) from None
+            yield node, data
     finally:
         loader.dispose()
 

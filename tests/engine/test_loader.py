@@ -3,9 +3,17 @@ nothing unsupported is silently mis-evaluated."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import pytest
+import yaml
 from helpers import load, rule
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.engine import load_rules
 
 GOOD = rule("sel:\n  eventName: DeleteStream\ncondition: sel")
 
@@ -232,3 +240,163 @@ def test_a_rule_with_a_huge_value_list_loads(tmp_path: Path) -> None:
     result = load(tmp_path, rule(f"sel:\n  userIdentity.arn|endswith:\n{values}condition: sel"))
     assert result.errors == []
     assert len(result.ruleset.rules) == 1
+
+
+CORRELATION = """title: base
+id: 0b1c2d3e-0000-4000-8000-000000000002
+name: base
+logsource: {product: aws, service: cloudtrail}
+detection: {sel: {eventName: X}, condition: sel}
+---
+title: many
+id: 0b1c2d3e-0000-4000-8000-000000000003
+correlation:
+  type: event_count
+  rules: [base]
+  group-by: [userIdentity.arn]
+  timespan: 5m
+  condition: {gte: 3}
+"""
+_SELECTION = "detection:\n  sel:\n    eventName: DeleteStream\n  condition: sel\n"
+
+
+@pytest.mark.parametrize(("document", "line", "expected"), [
+    (GOOD.replace("id: 0b1c2d3e-0000-4000-8000-000000000001", "id: 0x1F"), 2,
+     "`id` must be a string"),
+    (GOOD.replace("id: 0b1c2d3e-0000-4000-8000-000000000001", "id: [a]"), 2,
+     "`id` must be a string"),
+    *[(GOOD.replace("condition: sel", f"condition: {value}"), 10,
+       "`detection.condition` must be")
+      for value in ("yes", "", "[sel, 5]", "{a: b}", "!!binary aGVsbG8=", "!!set {sel}")],
+    (rule("5:\n  eventName: X\ncondition: sel"), 8, "selection names are text; quote 5"),
+    (rule("sel:\n  5: X\ncondition: sel"), 9, "`detection.sel`: field names are text; quote 5"),
+    *[(rule(f"sel:\n  eventName: {value}\ncondition: sel"), 9, "`detection.sel.eventName` must")
+      for value in ("!!set {a}", "2024-05-31", "[[a]]", "{a: b}")],
+    (rule("sel:\n  - [a]\ncondition: sel"), 8, "`detection.sel` must map field names"),
+    (rule("sel: !!binary aGVsbG8=\ncondition: sel"), 8, "`detection.sel` must map field names"),
+    (rule("sel:\n  userAgent|re: 5\ncondition: sel"), 9,
+     "`detection.sel.userAgent|re` must be a regular expression"),
+    (rule("sel:\n  userAgent|re: ~\ncondition: sel"), 9,
+     "`detection.sel.userAgent|re` must be a regular expression"),
+    (GOOD.replace(_SELECTION, "detection: [a, b]\n"), 7, "`detection` must be a mapping"),
+    (GOOD.replace("level: high", "level: 5"), 3, "`level` must be a string"),
+    (GOOD.replace("level: high", "level: [high]"), 3, "`level` must be a string"),
+    (GOOD.replace("title: test rule", "title: {a: b}"), 1, "`title` must be a string"),
+    (GOOD + "status: [test]\n", 11, "`status` must be a string"),
+    (GOOD + "tags: attack.t1078\n", 11, "`tags` must be a list of strings"),
+    (GOOD + "tags: [5, ~]\n", 11, "`tags` must be a list of strings"),
+    (GOOD + "date: {a: 1}\n", 11, "`date` must be a date"),
+    (GOOD + "references: {a: 1}\n", 11, "`references` must be a list of strings"),
+    (GOOD + "related: [5]\n", 11, "`related` must be a list of {id, type} mappings"),
+    (GOOD.replace("product: aws", "product: [aws]"), 4, "`logsource` must be a mapping"),
+    (GOOD.replace("logsource:\n  product: aws\n  service: cloudtrail\n", "logsource: 5\n"), 4,
+     "`logsource` must be a mapping"),
+    (CORRELATION.replace("[userIdentity.arn]", "[5]"), 12,
+     "`correlation.group-by` must be a string or a list of strings"),
+    (CORRELATION.replace("[userIdentity.arn]", "{a: b}"), 12, "`correlation.group-by` must"),
+    (CORRELATION.replace("rules: [base]", "rules: [0x1F]"), 11, "`correlation.rules` must"),
+    (CORRELATION.replace("rules: [base]", "rules: 5"), 11, "`correlation.rules` must"),
+    (CORRELATION.replace("timespan: 5m", "timespan: [5m]"), 13, "`correlation.timespan` must"),
+    (CORRELATION.replace("type: event_count", "type: [event_count]"), 10,
+     "`correlation.type` must be a string"),
+    (CORRELATION.replace("{gte: 3}", "{5: 3}"), 14, "`correlation.condition` must be a mapping"),
+    (CORRELATION.replace("  type:", "  generate: [yes]\n  type:"), 10,
+     "`correlation.generate` must be true or false"),
+    (CORRELATION.replace("correlation:\n  type", "correlation: [a]\nx:\n  type"), 9,
+     "`correlation` must be a mapping"),
+    (GOOD + "detector: {tests: [{events: [{eventTime: 2024-05-31}], expect: 1}]}\n", 11,
+     "JSON values only"),
+    (GOOD + "detector: {tests: [{events: [{a: !!binary aGVsbG8=}], expect: 1}]}\n", 11,
+     "JSON values only"),
+    (GOOD + "detector: {tests: [{events: [], expect: -1}]}\n", 11, "needs `events:`"),
+    (GOOD + "detector: {tests: [{name: [a], events: [], expect: 0}]}\n", 11, "text `name:`"),
+    (GOOD + "x: !!int abc\n", 11, "invalid YAML: cannot read the int value 'abc'"),
+    (GOOD + "x: !!float abc\n", 11, "invalid YAML: cannot read the float value 'abc'"),
+    (GOOD + "x: !!bool abc\n", 11, "invalid YAML: cannot read the bool value 'abc'"),
+    (GOOD + "x: !!timestamp 2024-13-45\n", 11, "cannot read the timestamp value '2024-13-45'"),
+    (GOOD + "x: " + "9" * 5000 + "\n", 11, "integers beyond 64 bits are refused"),
+    (GOOD + "x: 0x" + "F" * 17 + "\n", 11, "integers beyond 64 bits are refused"),
+    (rule("sel:\n  eventName|gt: " + "9" * 30 + "\ncondition: sel"), 9,
+     "integers beyond 64 bits are refused"),
+    (CORRELATION.replace("{gte: 3}", "{gte: " + "9" * 5000 + "}"), 14,
+     "integers beyond 64 bits are refused"),
+])
+def test_a_value_of_the_wrong_yaml_type_is_an_error_at_its_field(
+        tmp_path: Path, document: str, line: int, expected: str) -> None:
+    message = only_error(tmp_path, document)
+    assert f"rule0.yml:{line}:" in message and expected in message
+
+
+def test_the_detection_types_a_rule_may_use_still_load(tmp_path: Path) -> None:
+    result = load(tmp_path, rule(
+        "sel:\n  eventName: [a, 5, 1.5, true, ~]\n  errorCode|exists: yes\n"
+        "keywords:\n  - evil\n  - 5\ncondition: sel or keywords"), CORRELATION)
+    assert result.errors == []
+    assert len(result.ruleset) == 3
+
+
+def test_aliases_load_when_they_stay_within_the_limits(tmp_path: Path) -> None:
+    result = load(tmp_path, GOOD.replace("eventName: DeleteStream", "eventName: &n DeleteStream")
+                  + "description: *n\n")
+    assert result.errors == []
+    assert result.ruleset.rules[0].meta.description == "DeleteStream"
+
+
+_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+            | st.binary(max_size=4) | st.dates())
+_VALUES = st.recursive(
+    _SCALARS | st.sets(st.text(max_size=3), max_size=2),
+    lambda children: (st.lists(children, max_size=3)
+                      | st.dictionaries(st.text(max_size=5) | st.integers(), children,
+                                        max_size=3)),
+    max_leaves=6)
+_DOCUMENT = {
+    "title": "t", "id": "0b1c2d3e-0000-4000-8000-000000000001", "name": "base",
+    "level": "high", "status": "test", "tags": ["attack.t1"], "date": "2024-05-31",
+    "logsource": {"product": "aws", "service": "cloudtrail"},
+    "detection": {"sel": {"eventName": "X", "userAgent|re": "^a"}, "condition": "sel"},
+    "detector": {"output": "{eventName}", "enabled": True,
+                 "suppress": {"window": "1h", "by": ["userIdentity.arn"]},
+                 "first_seen": {"key": "userIdentity.arn", "value": "sourceIPAddress"},
+                 "tests": [{"name": "t", "events": [{"eventName": "X"}], "expect": 1}]},
+}
+_CORRELATION = {
+    "title": "c", "id": "0b1c2d3e-0000-4000-8000-000000000002", "level": "high",
+    "correlation": {"type": "value_count", "rules": ["base"], "group-by": ["a"],
+                    "timespan": "5m", "condition": {"gte": 2, "field": "b"}},
+}
+
+
+def _paths(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place of a document: each mapping value and list item, at any depth."""
+    children = (document.items() if isinstance(document, dict)
+                else enumerate(document) if isinstance(document, list) else ())
+    found = [prefix] if prefix else []
+    for key, child in children:
+        found += _paths(child, (*prefix, key))
+    return found
+
+
+def _replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy = dict(document) if isinstance(document, dict) else list(document)
+    copy[path[0]] = _replaced(document[path[0]], path[1:], value)
+    return copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_yaml_value_in_any_place_is_a_rule_or_a_load_error(data: st.DataObject) -> None:
+    documents = [_DOCUMENT, _CORRELATION]
+    for _ in range(data.draw(st.integers(1, 3))):
+        which = data.draw(st.integers(0, 1))
+        path = data.draw(st.sampled_from(_paths(documents[which])))
+        documents[which] = _replaced(documents[which], path, data.draw(_VALUES))
+    text = yaml.safe_dump_all(documents, allow_unicode=True, sort_keys=False)
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "rule.yml").write_text(text)
+        result = load_rules([Path(directory)])
+    for error in result.errors:
+        assert error.location.line > 0, error
+        assert "please report it" not in error.message, (error, text)
