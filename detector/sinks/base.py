@@ -6,7 +6,9 @@ task takes alerts off its queue and delivers them, so a dead or slow receiver on
 own queue and never stalls detection or the other sinks. `HttpSink` adds the HTTP attempt
 loop: a per-request timeout, exponential backoff with full jitter, `Retry-After` on 429/503,
 and no retry for 4xx answers other than 408/429 (the request itself is wrong; repeating it
-cannot help).
+cannot help). Each delivery of a batch, its retries included, is timed
+(`detector_sink_delivery_seconds`), and each failed attempt counted
+(`detector_sink_failures_total`).
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ class Sink(ABC):
         self._unlogged_drops = 0
         self._last_drop_log: float | None = None
         self._secrets = sorted(filter(None, self._secret_forms(config)), key=len, reverse=True)
-        for family in (metrics.sink_sent, metrics.sink_failures, metrics.sink_dropped):
+        for family in (metrics.sink_sent, metrics.sink_failures, metrics.sink_dropped,
+                       metrics.sink_delivery_seconds):
             family.labels(self.name)
         metrics.sink_queue.labels(self.name).set(0)
 
@@ -176,6 +179,7 @@ class Sink(ABC):
                 batch.append(self._queue.get_nowait())
             self._in_flight = len(batch)
             self._metrics.sink_queue.labels(self.name).set(self._queue.qsize())
+            started = time.monotonic()
             try:
                 delivered = await self._deliver(batch)
             except Exception as exc:  # a sink bug must not kill its consumer
@@ -186,6 +190,10 @@ class Sink(ABC):
                 self._in_flight = 0
                 for _ in batch:
                     self._queue.task_done()
+            # Not reached when close() cancels a delivery: it neither succeeded nor failed.
+            self._metrics.sink_delivery_seconds.labels(self.name).observe(
+                time.monotonic() - started
+            )
             if delivered:
                 self._metrics.sink_sent.labels(self.name).inc(len(batch))
             else:

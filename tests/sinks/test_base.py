@@ -31,6 +31,7 @@ SENT = "detector_sink_deliveries_total"
 FAILED = "detector_sink_failures_total"
 DROPPED = "detector_sink_dropped_total"
 QUEUED = "detector_sink_queue_size"
+DELIVERIES_TIMED = "detector_sink_delivery_seconds_count"
 
 
 def webhook(
@@ -89,6 +90,25 @@ async def test_retries_stop_after_max_attempts(
         await eventually(lambda: sample(metrics, DROPPED, "hook") == 1)
     assert len(server.requests) == FAST.max_attempts
     assert sample(metrics, FAILED, "hook") == FAST.max_attempts
+
+
+async def test_each_delivery_is_timed_once_retries_included_delivered_or_not(
+    receiver: ReceiverFactory, metrics: Metrics
+) -> None:
+    server = await receiver([Reply(500), Reply(200, delay=0.3), Reply(404)])
+    sink = webhook("hook", server.url(), metrics)
+    assert sample(metrics, DELIVERIES_TIMED, "hook") == 0  # exported before any delivery
+    async with SinkSet([sink]) as sinks:
+        sinks.submit(make_alert())
+        await eventually(lambda: sample(metrics, SENT, "hook") == 1)
+        sinks.submit(make_alert())
+        await eventually(lambda: sample(metrics, DROPPED, "hook") == 1)
+    assert sample(metrics, DELIVERIES_TIMED, "hook") == 2
+    assert sample(metrics, FAILED, "hook") == 2  # the 500 and the 404
+    assert sample(metrics, "detector_sink_delivery_seconds_sum", "hook") >= 0.3
+    faster_than_the_slow_reply = metrics.registry.get_sample_value(
+        "detector_sink_delivery_seconds_bucket", {"sink": "hook", "le": "0.25"})
+    assert faster_than_the_slow_reply is not None and faster_than_the_slow_reply <= 1
 
 
 async def test_retry_after_on_429_is_honoured(
@@ -213,6 +233,7 @@ async def test_close_gives_up_after_its_timeout_and_counts_what_is_left(
     await server.wait_for(1)
     await asyncio.wait_for(sinks.close(timeout=0.2), 2.0)
     assert sample(metrics, DROPPED, "hook") == 3
+    assert sample(metrics, DELIVERIES_TIMED, "hook") == 0  # cut short: neither done nor failed
     assert sinks.submit(make_alert()) == 0
     assert sample(metrics, DROPPED, "hook") == 4
 
@@ -323,3 +344,4 @@ async def test_a_sink_that_raises_keeps_consuming(
         await eventually(lambda: sink.delivered == [second])
     assert "sink flaky: delivery raised RuntimeError: bug in a sink" in caplog.text
     assert sample(metrics, FAILED, "flaky") == 1
+    assert sample(metrics, DELIVERIES_TIMED, "flaky") == 2
