@@ -195,6 +195,19 @@ def test_every_grafana_alert_names_its_prometheus_twin() -> None:
     assert len(twins) == len(set(twins))
 
 
+def test_each_twin_pair_is_compared_on_both_sides_of_its_threshold() -> None:
+    """A threshold or pending period that differs between the twins shows only where a case
+    sits between the two: so every twin has a case that fires and one that stays quiet."""
+    twins = {rule["annotations"]["prometheus_alert"] for rule in _alert_rules()}
+    firing, quiet = set(), set()
+    for unit_test in sorted((PROMETHEUS_DIR / "tests").glob("*.yml")):
+        for case in yaml.safe_load(unit_test.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
+    assert twins - firing == set(), "twins never seen firing"
+    assert twins - quiet == set(), "twins never seen quiet"
+
+
 def test_grafana_alerts_fire_when_their_prometheus_twins_do(tmp_path: Path) -> None:
     """The Prometheus rules' promtool tests, run against the Grafana queries, thresholds and
     pending periods: same firing times, same label sets, same values."""
