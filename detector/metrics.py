@@ -43,7 +43,10 @@ class Metrics:
                  clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
         self._clock = clock
-        self._watermarks: dict[str, float] = {}  # by state partition label
+        # By state partition label, then by group (each group of stateful rules keeps its own
+        # state partitions, numbered alike): the series show the slowest and the sum.
+        self._watermarks: dict[str, dict[str, float]] = {}
+        self._pending: dict[str, dict[str, int]] = {}
         self._held: set[str] = set()  # state partitions this worker holds
         self.messages = Counter(
             "detector_messages_total",
@@ -205,6 +208,7 @@ class Metrics:
         held = {str(partition) for partition in partitions}
         for label in self._held - held:
             self._watermarks.pop(label, None)
+            self._pending.pop(label, None)
             for gauge in (self.event_time_lag, self.pending_decisions):
                 with contextlib.suppress(KeyError):
                     gauge.remove(label)
@@ -212,8 +216,9 @@ class Metrics:
             self.pending_decisions.labels(label).set(0)
         self._held = held
 
-    def set_watermark(self, partition: int, watermark: float) -> None:
-        """State partition `partition`'s watermark is now `watermark` (epoch seconds).
+    def set_watermark(self, partition: int, watermark: float, group: str = "") -> None:
+        """State partition `partition` of `group` has its watermark at `watermark` (epoch
+        seconds); the partition's lag is that of its slowest group.
 
         The lag is computed at scrape time, so it keeps growing while the watermark stands
         still. A watermark not yet known (-inf: no event seen) exports nothing.
@@ -222,12 +227,21 @@ class Metrics:
             return
         label = str(partition)
         if label not in self._watermarks:
+            self._watermarks[label] = {}
             self.event_time_lag.labels(label).set_function(lambda: self._lag(label))
-        self._watermarks[label] = watermark
+        self._watermarks[label][group] = watermark
+
+    def set_pending(self, partition: int, decisions: int, group: str = "") -> None:
+        """State partition `partition` of `group` has `decisions` waiting for its watermark;
+        the partition's series is the sum over its groups."""
+        label = str(partition)
+        counts = self._pending.setdefault(label, {})
+        counts[group] = decisions
+        self.pending_decisions.labels(label).set(sum(counts.values()))
 
     def _lag(self, label: str) -> float:
-        watermark = self._watermarks.get(label)
-        return math.nan if watermark is None else self._clock() - watermark
+        watermarks = self._watermarks.get(label)
+        return self._clock() - min(watermarks.values()) if watermarks else math.nan
 
 
 def install_runtime_collectors(registry: CollectorRegistry) -> None:

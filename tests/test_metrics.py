@@ -102,6 +102,23 @@ def test_event_time_lag_is_wall_clock_minus_watermark_and_grows_while_it_stands_
     assert value(metrics, "detector_event_time_lag_seconds", partition="3") == 900
 
 
+def test_a_partition_kept_by_several_groups_shows_its_slowest_watermark(
+    metrics: Metrics, clock: Clock
+) -> None:
+    metrics.set_watermark(0, clock.now - 900, group="principal")
+    metrics.set_watermark(0, clock.now - 4000, group="source-ip")
+    metrics.set_watermark(0, clock.now - 1000, group="principal")
+    assert value(metrics, "detector_event_time_lag_seconds", partition="0") == 4000
+
+
+def test_pending_decisions_of_a_partition_add_up_over_its_groups(metrics: Metrics) -> None:
+    metrics.hold_state_partitions([0])
+    metrics.set_pending(0, 3, group="principal")
+    metrics.set_pending(0, 4, group="source-ip")
+    metrics.set_pending(0, 1, group="principal")
+    assert value(metrics, "detector_pending_decisions", partition="0") == 5
+
+
 def test_a_partition_without_a_watermark_exports_no_lag(metrics: Metrics) -> None:
     metrics.hold_state_partitions([0, 1])
     metrics.set_watermark(0, -math.inf)
@@ -120,11 +137,14 @@ def test_partitions_given_up_in_a_rebalance_stop_exporting(
     metrics.hold_state_partitions([0, 1])
     metrics.set_watermark(0, clock.now - 60)
     metrics.set_watermark(1, clock.now - 60)
-    metrics.pending_decisions.labels("1").set(4)
+    metrics.set_pending(0, 2)
+    metrics.set_pending(1, 4)
     metrics.hold_state_partitions([1, 2])
     assert label_values(metrics, "detector_event_time_lag_seconds", "partition") == {"1"}
     assert label_values(metrics, "detector_pending_decisions", "partition") == {"1", "2"}
     assert value(metrics, "detector_pending_decisions", partition="1") == 4  # kept, not reset
+    metrics.hold_state_partitions([0])
+    assert value(metrics, "detector_pending_decisions", partition="0") == 0  # not the old 2
 
 
 def test_a_partition_taken_back_gets_its_lag_from_its_new_watermark(

@@ -132,3 +132,25 @@ def test_prometheus_knows_every_new_series_and_its_type(prometheus: PrometheusSe
 
     prometheus.wait_for("the metadata of every new family", declared, timeout=30)
     assert values(prometheus, 'detector_produce_to_alert_seconds_count{job="detector"}')
+
+
+@pytest.mark.xfail(strict=True, reason="the stream side exports these (helper 'stream', issue "
+                   "15 point 4, through Metrics.hold_state_partitions, set_watermark and "
+                   "set_pending); "
+                   "remove this mark when it lands")
+def test_event_time_lag_pending_decisions_and_produce_to_alert_are_scraped(
+    prometheus: PrometheusServer,
+) -> None:
+    def per_partition(series: str) -> dict[str, float]:
+        return {labels["partition"]: value
+                for labels, value in values(prometheus, f'{series}{{job="detector"}}')}
+
+    lag = prometheus.wait_for("event-time lag of both state partitions",
+                              lambda: per_partition("detector_event_time_lag_seconds"),
+                              timeout=20)
+    assert set(lag) == {"0", "1"}
+    assert all(value > 0 for value in lag.values())  # the scenario's events are in the past
+    pending = per_partition("detector_pending_decisions")
+    assert set(pending) == {"0", "1"}
+    assert all(value >= 0 for value in pending.values())
+    assert only_value(prometheus, 'detector_produce_to_alert_seconds_count{job="detector"}') >= 10
