@@ -93,6 +93,14 @@ def test_the_dashboard_has_a_stable_uid_and_unique_panel_ids() -> None:
         ("State entries", "detector_state_entries"),
         ("Rule reloads", "detector_rules_last_reload_success"),
         ("Sink deliveries", "detector_sink_dropped_total"),
+        ("Event-time lag by state partition", "max by (partition)"),
+        ("Event-time lag (max)", "max(detector_event_time_lag_seconds"),
+        ("Produce-to-alert latency", "histogram_quantile(0.99"),
+        ("Pending stateful decisions", "detector_pending_decisions"),
+        ("Sink delivery time", "by (sink, le)"),
+        ("Memory per worker", "process_resident_memory_bytes"),
+        ("CPU per worker", "rate(process_cpu_seconds_total"),
+        ("Versions", "detector_build_info"),
     ],
 )
 def test_the_dashboard_shows(title_fragment: str, must_contain: str) -> None:
