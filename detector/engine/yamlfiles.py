@@ -59,7 +59,7 @@ class _Loader(yaml.CSafeLoader):
             data = super().construct_object(node, deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, KeyError, OverflowError) as error:
+        except Exception as error:  # PyYAML's constructors raise anything on odd values
             raise _unreadable(node, error) from None
         if type(data) is int and not -MAX_INTEGER <= data <= MAX_INTEGER:
             raise _unreadable(node, _TOO_LARGE)
@@ -88,7 +88,7 @@ def documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
                 data = loader.construct_document(node)
             except yaml.YAMLError:
                 raise
-            except (ValueError, TypeError, KeyError, OverflowError) as error:
+            except Exception as error:  # as above, from a mapping built after its values
                 raise _unreadable(node, error) from None
             yield node, data
     finally:

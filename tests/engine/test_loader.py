@@ -314,6 +314,8 @@ _SELECTION = "detection:\n  sel:\n    eventName: DeleteStream\n  condition: sel\
     (GOOD + "x: !!float abc\n", 11, "invalid YAML: cannot read the float value 'abc'"),
     (GOOD + "x: !!bool abc\n", 11, "invalid YAML: cannot read the bool value 'abc'"),
     (GOOD + "x: !!timestamp 2024-13-45\n", 11, "cannot read the timestamp value '2024-13-45'"),
+    *[(GOOD + f"x: !!{tag} \n", 11, f"cannot read the {tag} value ''")
+      for tag in ("timestamp", "float", "int")],  # PyYAML raised AttributeError, IndexError
     (GOOD + "x: " + "9" * 5000 + "\n", 11, "integers beyond 64 bits are refused"),
     (GOOD + "x: 0x" + "F" * 17 + "\n", 11, "integers beyond 64 bits are refused"),
     (rule("sel:\n  eventName|gt: " + "9" * 30 + "\ncondition: sel"), 9,
