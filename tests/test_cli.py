@@ -357,6 +357,27 @@ def test_scan_reads_its_settings_from_the_environment_at_run_time_and_flags_win(
     assert main(["scan", "--max-clock-skew", "1h", str(log)]) == 0
 
 
+
+@pytest.mark.parametrize(("flag", "why"), [
+    ("--max-message-bytes=-1", "is not a positive whole number"),
+    ("--max-message-bytes=0", "is not a positive whole number"),
+    ("--max-decompressed-bytes=-8", "is not a positive whole number"),
+    ("--max-records=0", "is not a positive whole number"),
+    ("--max-clock-skew=-1m", "not negative"),
+    ("--allowed-lateness=-1", "not negative"),
+])
+def test_scan_refuses_a_limit_that_cannot_work_before_reading_anything(
+    tmp_path: Path, rules_dir: Path, capsys: pytest.CaptureFixture[str], flag: str, why: str,
+) -> None:
+    """A non-positive size made every input `too_large`, exit 3: a usage error is exit 2."""
+    log = tmp_path / "trail.json"
+    log.write_text(json.dumps(kvs_record("DeleteStream", "e-1")))
+    assert main(["scan", "--rules", str(rules_dir), flag, str(log)]) == 2
+    out, err = capsys.readouterr()
+    name = flag.partition("=")[0]
+    assert out == "" and err.startswith(f"detector scan: {name}: ") and why in err
+
+
 def test_scan_logs_json_lines_with_the_ids_of_a_failed_record(
     tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import re
+import tempfile
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import load, rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.engine.factory import make_engine
 from detector.events import (
     DEFAULT_LIMITS,
     EARLIEST_EVENT_TIME,
@@ -32,6 +35,7 @@ from detector.events import (
     inflate,
     parse_event_time,
 )
+from detector.settings.common import RuleSettings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "events"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -836,8 +840,8 @@ def test_every_collection_item_is_either_a_record_or_an_error(items: list[object
         )
 
 
-def test_limits_default_to_8_mib_messages_and_contents_20000_records_15_minutes_skew() -> None:
-    assert Limits(8 * 1024 * 1024, 8 * 1024 * 1024, 20_000, 900.0) == DEFAULT_LIMITS
+def test_limits_default_to_8_mib_messages_and_contents_20000_records_2_minutes_skew() -> None:
+    assert Limits(8 * 1024 * 1024, 8 * 1024 * 1024, 20_000, 120.0) == DEFAULT_LIMITS
     with pytest.raises(AttributeError):
         DEFAULT_LIMITS.max_message_bytes = 1  # type: ignore[misc]
 
@@ -856,8 +860,15 @@ def test_event_times_that_leave_the_calendar_in_utc_are_refused() -> None:
 NOW = utc("2026-03-10 12:00:00")
 
 
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+SKEW = DEFAULT_LIMITS.max_clock_skew
+
+
 @pytest.mark.parametrize("when", ["9999-12-31T23:59:59Z", "2099-01-01T00:00:00Z",
-                                  "2026-03-10T12:15:01Z", "2013-10-31T23:59:59Z",
+                                  iso(NOW + SKEW + 1), "2013-10-31T23:59:59Z",
                                   "1970-01-01T00:00:00Z"])
 def test_an_event_time_before_cloudtrail_or_beyond_the_clock_skew_is_out_of_range(
     when: str,
@@ -868,7 +879,7 @@ def test_an_event_time_before_cloudtrail_or_beyond_the_clock_skew_is_out_of_rang
     assert when in error.message
 
 
-@pytest.mark.parametrize("when", ["2026-03-10T12:15:00Z", "2013-11-01T00:00:00Z",
+@pytest.mark.parametrize("when", [iso(NOW + SKEW), "2013-11-01T00:00:00Z",
                                   "2014-05-01T00:00:00Z"])
 def test_an_event_time_within_cloudtrail_s_life_and_the_clock_skew_is_accepted(when: str) -> None:
     [rec] = decode(dumps(record(eventTime=when)), DEFAULT_LIMITS, now=NOW).records
@@ -882,6 +893,40 @@ def test_the_clock_skew_is_a_limit() -> None:
     assert only_error(decode(payload, Limits(max_clock_skew=30.0), now=NOW)).reason == (
         "event_time_out_of_range")
     assert len(decode(payload, Limits(max_clock_skew=60.0), now=NOW).records) == 1
+
+
+def late_after_two_forged(real_delay: float) -> int:
+    """Records late in an engine with the default lateness fed in arrival order, as the worker
+    reads: two records forged at the wall clock plus the default skew (decode accepts them),
+    then a real one `real_delay` seconds old, as CloudTrail delivers it."""
+    forged = [record(eventTime=iso(NOW + SKEW), eventID=f"forged-{n}") for n in (1, 2)]
+    real = record(eventTime=iso(NOW - real_delay), eventID="real")
+    payload = b"\n".join(dumps(item) for item in [*forged, real])
+    decoded = decode(payload, DEFAULT_LIMITS, now=NOW)
+    assert len(decoded.records) == 3
+    first_seen = rule("sel:\n  eventSource: kinesisvideo.amazonaws.com\ncondition: sel", extra=(
+        "detector:\n  first_seen:\n    key: userIdentity.arn\n    value: sourceIPAddress\n"))
+    with tempfile.TemporaryDirectory() as directory:
+        ruleset = load(Path(directory), first_seen).ruleset
+    engine = make_engine(ruleset, lateness=LATENESS)
+    for item in decoded.records:
+        engine.process(item)
+    return engine.stats()["late"]
+
+
+LATENESS = RuleSettings.model_fields["allowed_lateness"].default
+
+
+def test_two_records_forged_at_the_clock_skew_do_not_make_an_on_time_record_late() -> None:
+    """CloudTrail delivers in about five minutes: such a record still counts under attack."""
+    assert late_after_two_forged(real_delay=5 * 60) == 0
+
+
+def test_forged_records_leave_real_ones_the_lateness_minus_the_skew() -> None:
+    margin = LATENESS - SKEW
+    assert margin >= 10 * 60  # of the 15 minutes CloudTrail's delivery may take
+    assert late_after_two_forged(real_delay=margin) == 0
+    assert late_after_two_forged(real_delay=margin + 1) == 1
 
 
 def test_an_out_of_range_record_in_a_log_file_costs_that_record_only() -> None:
