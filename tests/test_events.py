@@ -1042,3 +1042,17 @@ def test_inflating_a_truncated_stream_ends_with_bad_gzip() -> None:
     *_, last = inflate([payload[:10], payload[10:]])
 
     assert isinstance(last, DecodeError) and last.reason == "bad_gzip"
+
+
+def test_nesting_past_what_orjson_reads_is_invalid_json_for_that_line_only() -> None:
+    deep = b'{"a":' * 1100 + b"1" + b"}" * 1100
+    payload = dumps(record(eventID="before")) + b"\n" + dumps(record(
+        requestParameters={"x": 1})).replace(b'{"x":1}', deep) + b"\n" + dumps(record(
+            eventID="after"))
+
+    decoded = decode(payload, DEFAULT_LIMITS, now=utc("2024-03-01 10:20:00"))
+
+    assert [item.event_id for item in decoded.records] == ["before", "after"]
+    [error] = decoded.errors
+    assert (error.reason, error.line) == ("invalid_json", 2)
+    assert "depth" in error.message
