@@ -93,6 +93,21 @@ def test_the_example_routes_detections_to_security_and_health_to_platform(
     assert _route(labels) == receiver
 
 
+def _receiver_for(labels: dict[str, str]) -> str:
+    """Where the example means to send an alert: detections to security (critical ones at
+    once), the rest to the platform team (critical ones paging)."""
+    critical = labels["severity"] == "critical"
+    if labels["category"] == "detection":
+        return "security-critical" if critical else "security"
+    return "platform-page" if critical else "platform"
+
+
+@pytest.mark.parametrize("rule", _rules(), ids=lambda rule: rule["alert"])
+def test_the_example_routes_every_shipped_alert_by_its_labels(rule: dict[str, Any]) -> None:
+    labels = {"alertname": rule["alert"], **rule["labels"]}
+    assert _route([f"{name}={value}" for name, value in labels.items()]) == _receiver_for(labels)
+
+
 @pytest.mark.parametrize(
     ("level", "receiver"),
     [
