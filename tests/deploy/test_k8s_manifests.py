@@ -10,8 +10,6 @@ import pytest
 import yaml
 
 import detector.settings.sinks as sink_settings
-from detector.settings.model import namings
-from detector.settings.worker import WorkerSettings
 from deploy.deploy_support import (
     ANNOTATIONS_LIMIT,
     REPO,
@@ -20,6 +18,8 @@ from deploy.deploy_support import (
     only,
     run,
 )
+from detector.settings.model import namings
+from detector.settings.worker import WorkerSettings
 
 RULE_FOLDERS = sorted(path.name for path in (REPO / "rules").iterdir() if path.is_dir())
 # The worker's configuration surface, from the code that reads it: a ConfigMap key outside it

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-
 import ssl
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
