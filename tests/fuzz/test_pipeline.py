@@ -5,8 +5,10 @@ raises, no rule fails on a record, and every document written is JSON within its
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ from detector.engine.factory import make_engine
 from detector.engine.rule import RuleSet
 from detector.events import DEFAULT_LIMITS, Limits, decode
 from detector.metrics import Metrics
+from detector.scan import format_summary, scan
 from detector.settings.types import Secret
 from detector.sinks.alertmanager import AlertmanagerConfig, AlertmanagerSink
 from detector.sinks.base import HttpSink
@@ -115,6 +118,27 @@ def test_hostile_input_alerts_or_is_counted_and_reaches_every_sink_without_raisi
     ruleset: RuleSet = request.getfixturevalue(rules)
     _rendered(_through_the_detector(ruleset, data.draw(messages(_bases(ruleset)))))
 
+
+
+@FUZZ
+@given(data=st.data())
+def test_hostile_files_through_detector_scan_are_read_or_counted_never_raise(
+        shipped_rules: RuleSet, data: st.DataObject) -> None:
+    """Scan reads files its own way (JSON lines line by line, gzip inflated as it is read),
+    not through `decode`: the same messages as files, in one scan with a small reorder heap."""
+    messages = data.draw(any_messages(_bases(shipped_rules)))
+    alerts: list[Alert] = []
+    with tempfile.TemporaryDirectory() as directory:
+        names = []
+        for position, message in enumerate(messages):
+            names.append(str(Path(directory) / f"{position}.jsonl"))
+            Path(names[-1]).write_bytes(message)
+        engine = make_engine(shipped_rules)
+        summary = scan(names, engine, LIMITS, alerts.append, now=NOW.timestamp(),
+                       sorted_below=data.draw(st.sampled_from([0, 10_000])), max_held=8)
+    assert engine.take_failures() == [] and not summary.internal_errors
+    format_summary(summary)
+    _rendered(alerts)
 
 def test_the_fuzzed_records_do_alert(shipped_rules: RuleSet) -> None:
     """The bases reach the sinks: a fuzz run that never alerted would test decode only."""

@@ -1,7 +1,8 @@
 """Hostile rule files through the loader: any bytes, YAML-looking text built from the tokens
 that break parsers (tags, anchors, aliases, merge keys, flow and block mixed, deep nesting,
-directives, documents), and real rules with such tokens put anywhere. Each file is a set of
-rules or LoadErrors with a location, never an exception and never the loader's safety net."""
+directives, documents), and real rules with such tokens put anywhere; list files of such text.
+Each file is a set of rules (or lists) or LoadErrors with a location, never an exception and
+never the loader's safety net."""
 
 from __future__ import annotations
 
@@ -46,12 +47,13 @@ def mangled_rules(draw: st.DrawFn) -> str:
     return text
 
 
-def _loads_or_locates(content: bytes) -> None:
+def _loads_or_locates(content: bytes, name: str = "rule.yml") -> None:
     with tempfile.TemporaryDirectory() as directory:
-        (Path(directory) / "rule.yml").write_bytes(content)
+        (Path(directory) / name).parent.mkdir(exist_ok=True)
+        (Path(directory) / name).write_bytes(content)
         result = load_rules([Path(directory)])
     for error in result.errors:
-        assert error.location.path.endswith("rule.yml"), error
+        assert error.location.path.endswith(name), error
         assert "please report it" not in error.message, (error, content[:2000])
 
 
@@ -72,3 +74,9 @@ def test_yaml_looking_text_is_rules_or_located_errors(text: str) -> None:
 def test_shipped_rules_with_hostile_tokens_anywhere_are_rules_or_located_errors(
         text: str) -> None:
     _loads_or_locates(text.encode("utf-8", "surrogatepass"))
+
+
+@FUZZ
+@given(YAMLISH)
+def test_yaml_looking_list_files_are_lists_or_located_errors(text: str) -> None:
+    _loads_or_locates(text.encode("utf-8", "surrogatepass"), "lists/lists.yml")
