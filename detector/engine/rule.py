@@ -54,10 +54,36 @@ class Suppression:
 
 @dataclass(frozen=True, slots=True)
 class FirstSeen:
-    """Alert when the `value` fields take a value never seen for the `key` fields."""
+    """Alert when the `value` fields take a value the `key` fields used fewer than `threshold`
+    times within the last `window` seconds: first seen (threshold 1) or rare values."""
 
     key: tuple[str, ...]
     value: tuple[str, ...]
+    learning: float
+    retention: float  # a key without events this long is forgotten (it learns again)
+    threshold: int = 1
+    window: float | None = None  # the history a value's uses are counted in (None: retention)
+
+    @property
+    def history(self) -> float:
+        return self.retention if self.window is None else self.window
+
+
+SEASONALITIES = ("none", "hour_of_day", "day_of_week")
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Alert when a key's matches per bucket (or distinct `value`s) rise far above the key's
+    own history of the same slot (hour of day, day of week, or any)."""
+
+    key: tuple[str, ...]
+    value: tuple[str, ...]  # (): count events; one field: count its distinct values
+    bucket: float
+    window: float
+    seasonality: str  # one of SEASONALITIES
+    deviations: float  # k in median + k x spread
+    floor: int  # the fewest matches in a bucket that can alert
     learning: float
     retention: float
 
@@ -81,12 +107,13 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A single-event Sigma rule, compiled. `first_seen` makes it stateful."""
+    """A single-event Sigma rule, compiled. `first_seen` makes it stateful: the per-key memory
+    of first-seen and rare values (`FirstSeen`) or of a rate baseline (`Baseline`)."""
 
     meta: Meta
     predicate: Predicate
     index_key: IndexKey
-    first_seen: FirstSeen | None = None
+    first_seen: FirstSeen | Baseline | None = None
     generates: bool = True  # False when it only feeds correlations (Sigma's generate: false)
 
     @property
@@ -104,7 +131,8 @@ class Threshold:
     lte: float | None = None
     eq: float | None = None
     neq: float | None = None
-    field: str | None = None  # value_count counts distinct values of this field
+    field: str | None = None  # value_count: its distinct values; value_*: its numbers
+    percentile: float | None = None  # value_percentile: which percentile of the field
 
     def holds(self, count: float) -> bool:
         return (

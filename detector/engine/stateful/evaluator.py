@@ -1,12 +1,14 @@
-"""The stateful evaluator: first seen, correlations and suppression over one State.
+"""The stateful evaluator: first seen and rare values, rate baselines, correlations and
+suppression over one State.
 
 The engine hands it every record with the single-event rules that matched. It keeps the
 watermark (latest eventTime minus the allowed lateness), drops duplicate eventIDs, feeds
-first-seen rules (an event that may alert is decided once the watermark passes it, see
-first_seen.py), correlations (decided at once, see correlation.py) and suppression windows,
-and closes windows as the watermark moves. Alerts that suppression folds are never built.
-Same accepted events in any arrival order -> same alert ids; docs/stateful-rules.md has the
-full semantics.
+first-seen and rare-value rules (decided at once, see first_seen.py), baselines (decided when
+a bucket reaches its threshold, see baseline.py), correlations (decided at once, or when the
+watermark closes a window whose condition needs all of it, see correlation.py) and
+suppression windows, and closes windows as the watermark moves. Alerts that suppression folds
+are never built. Same accepted events in any arrival order -> same alert ids, but for the
+cases docs/stateful-rules.md lists (counted in `stats()["contradicted"]`).
 
 A rule that raises on a record, or an entry that raises when the watermark reaches it, is
 kept as a `Failure` (`take_failures`); the other rules and entries go on.
@@ -23,11 +25,12 @@ from typing import Any
 
 from detector.alerts import Alert, event_key, format_time
 from detector.engine.evaluator import Failure, build_alert, failure
-from detector.engine.rule import Rule, RuleSet
+from detector.engine.rule import Baseline, Rule, RuleSet
 from detector.engine.state import JSON, State
+from detector.engine.stateful.baseline import BaselineUnit, Verdict
 from detector.engine.stateful.clock import Clock, RecentIds
 from detector.engine.stateful.correlation import CorrelationUnit, Fire
-from detector.engine.stateful.first_seen import FirstSeenUnit
+from detector.engine.stateful.first_seen import Decision, FirstSeenUnit
 from detector.engine.stateful.keys import (
     CORRELATION,
     FIRST_SEEN,
@@ -78,6 +81,7 @@ class _Route:
     """What a matched rule feeds: worked out once per rule, not per record."""
 
     first_seen: FirstSeenUnit | None
+    baseline: BaselineUnit | None
     suppressed: bool  # a single-event rule with suppression: its alerts go through a window
     feeds: bool  # a base rule of correlations
 
@@ -101,6 +105,7 @@ class Stateful:
             lateness + 3600.0 if dedup_horizon is None else dedup_horizon, dedup_capacity)
         self.suppressor = Suppressor(state)
         self.first_seen: dict[str, FirstSeenUnit] = {}
+        self.baselines: dict[str, BaselineUnit] = {}
         self.correlations: dict[str, CorrelationUnit] = {}
         self.feeds: dict[str, list[CorrelationUnit]] = {}
         for correlation in ruleset.correlations:
@@ -116,24 +121,26 @@ class Stateful:
         for rule in ruleset.rules:
             if not rule.meta.enabled:
                 continue
-            if rule.first_seen is not None:
-                later = [name for unit in self.feeds.get(rule.id, ()) for name in unit.fields_read]
-                if rule.meta.suppression is not None:
-                    later += rule.meta.suppression.by
-                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.first_seen, state, later)
+            if isinstance(rule.first_seen, Baseline):
+                self.baselines[rule.id] = BaselineUnit(rule, rule.first_seen, state)
+            elif rule.first_seen is not None:
+                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.first_seen, state)
             if rule.meta.suppression is not None:
-                self.suppressor.add_rule(rule.meta, rule.meta.suppression)
+                self.suppressor.add_rule(
+                    rule.meta, rule.meta.suppression,
+                    bucket=rule.first_seen.bucket if isinstance(rule.first_seen, Baseline)
+                    else None)
         self.late = 0
         self.duplicates = 0
         self.failures: list[Failure] = []
-        self._pending = _Schedule()  # first-seen entries holding events: due < watermark
+        self._buckets = _Schedule()  # baseline entries with buckets to test or fold
         self._windows = _Schedule()  # correlation entries with tumbling windows to close
         self._folds = _Schedule()  # suppression entries with windows to close
         self._closed: list[SuppressionSummary] = []
         self._next_sweep = -math.inf
         self._wake = -math.inf  # nothing is due before the watermark reaches this
         self._routes = {
-            rule.id: _Route(self.first_seen.get(rule.id),
+            rule.id: _Route(self.first_seen.get(rule.id), self.baselines.get(rule.id),
                             rule.generates and rule.meta.suppression is not None,
                             rule.id in self.feeds)
             for rule in ruleset.rules if rule.meta.enabled and (
@@ -147,6 +154,8 @@ class Stateful:
                   for rule_id, by in self.suppressor.group_fields().items()}
         fields.update({f"{FIRST_SEEN}|{rule_id}": unit.group_fields
                        for rule_id, unit in self.first_seen.items()})
+        fields.update({f"{FIRST_SEEN}|{rule_id}": unit.group_fields
+                       for rule_id, unit in self.baselines.items()})
         fields.update({f"{CORRELATION}|{rule_id}": unit.group_fields
                        for rule_id, unit in self.correlations.items()})
         return fields
@@ -169,16 +178,24 @@ class Stateful:
         alerts: list[Alert] = []
         routes = self._routes
         watermark = clock.watermark
-        horizon: float | None = None
+        horizon = min(watermark, event_time)
         for rule in matched:
             route = routes.get(rule.meta.id)
             if route is None:
                 continue
             try:
                 if route.first_seen is not None:
-                    held = None if late else route.first_seen.offer(record, watermark)
-                    if held is not None:
-                        self._schedule(self._pending, *held)
+                    decision = None if late else route.first_seen.offer(record,
+                                                                        clock.max_seen)
+                    if decision is not None:
+                        alerts += self._decided(route.first_seen, decision)
+                    continue
+                if route.baseline is not None:
+                    if not late:
+                        verdicts, skey, due = route.baseline.offer(record, watermark)
+                        if due is not None and skey is not None:
+                            self._schedule(self._buckets, skey, due)
+                        alerts += self._verdicts(route.baseline, verdicts)
                     continue
                 if route.suppressed:
                     if late:
@@ -188,8 +205,6 @@ class Stateful:
                         alerts += self._send(rule.id, partial(build_alert, rule.meta, "match",
                                                               [record]), record)
                 if route.feeds and not late:
-                    if horizon is None:
-                        horizon = min(self._horizon(), event_time)
                     alerts += self._correlate(rule.meta.id, record, horizon)
             except Exception as error:
                 self.failures.append(failure(rule.meta.id, record, error))
@@ -200,25 +215,13 @@ class Stateful:
         return alerts
 
     def flush(self, final: bool = True) -> list[Alert]:
-        """End of input: decide the pending events now.
+        """End of input: close what the watermark allows.
 
-        `final`: no more input will ever come, so every event is decided and every window
-        closes. Otherwise (the state is saved for a later run that continues the same stream)
-        the events up to the clock's latest corroborated time are decided, and the rest (the
-        latest record, if no other reached its time) carries over with the windows the
-        watermark has not passed: a record far ahead decided now would make its key forget
-        its baseline.
+        `final`: no more input will ever come, so every window and bucket closes. Otherwise
+        (the state is saved for a later run that continues the same stream) only those the
+        watermark has passed: the rest carries over with the state.
         """
-        if final:
-            return self._release(math.inf)
-        alerts: list[Alert] = []
-        waiting: list[str] = []
-        while self._pending.first() < math.inf:
-            waiting.append(self._pending.pop())
-        before = math.nextafter(self.clock.max_seen, math.inf)
-        for skey in waiting:
-            alerts += self._guarded(self._decide, skey, before)
-        return alerts + self._release(self.clock.watermark)
+        return self._release(math.inf if final else self.clock.watermark)
 
     def take_failures(self) -> list[Failure]:
         """The failures since the last call, oldest first."""
@@ -235,7 +238,8 @@ class Stateful:
             "late": self.late,
             "duplicates": self.duplicates,
             "state_entries": len(self.state),
-            "pending_entries": len(self._pending.due),
+            "pending_entries": len(self._buckets.due) + len(self._windows.due),
+            "contradicted": sum(unit.contradicted for unit in self.first_seen.values()),
             "remembered_event_ids": len(self.recent),
         }
 
@@ -289,10 +293,10 @@ class Stateful:
 
     def _reschedule(self, skey: str, entry: JSON) -> None:
         kind, rule_id = skey.split("|", 2)[:2]
-        if kind == FIRST_SEEN and rule_id in self.first_seen:
-            due = self.first_seen[rule_id].due(entry)
+        if kind == FIRST_SEEN and rule_id in self.baselines:
+            due = self.baselines[rule_id].due(entry, self.clock.watermark)
             if due is not None:
-                self._schedule(self._pending, skey, due)
+                self._schedule(self._buckets, skey, due)
         elif kind == CORRELATION and rule_id in self.correlations:
             due = self.correlations[rule_id].due(entry)
             if due is not None:
@@ -305,10 +309,6 @@ class Stateful:
     def _schedule(self, schedule: _Schedule, skey: str, due: float) -> None:
         schedule.add(skey, due)
         self._wake = min(self._wake, due)
-
-    def _horizon(self) -> float:
-        """The oldest eventTime a correlation can still be fed: watermark or a pending event."""
-        return min(self.clock.watermark, self._pending.first())
 
     def _send(self, rule_id: str, build: Callable[[], Alert], trigger: Record,
               when: float | None = None, ident: str | None = None) -> list[Alert]:
@@ -326,9 +326,9 @@ class Stateful:
     def _correlate(self, rule_id: str, record: Record, horizon: float) -> list[Alert]:
         """Feed the correlations `rule_id` is a base rule of.
 
-        `horizon`: the oldest eventTime a correlation can still be fed. A first-seen event is
-        fed when decided, which can be after the watermark passed it: the windows ending at it
-        still need the events before it, hence the horizon is never later than the event.
+        `horizon`: the oldest eventTime a correlation can still be fed (the watermark, or the
+        event's time if earlier: a baseline bucket tested when its history closed is fed after
+        the watermark passed its record).
         """
         alerts: list[Alert] = []
         for unit in self.feeds[rule_id]:
@@ -352,52 +352,72 @@ class Stateful:
         return alerts
 
     def _release(self, watermark: float) -> list[Alert]:
-        """Take the decisions and close the windows the watermark allows, oldest first.
+        """Test the buckets and close the windows the watermark allows, oldest first.
 
-        Ordering rule: a window closes only once nothing can fall into it any more. Later
-        input cannot (it is at or after the watermark), but an undecided first-seen event
-        can: once decided it is sent to its rule's suppression window and fed to correlations,
-        all of whose windows end after it. So windows close up to `limit`, the watermark or
-        the oldest pending event if earlier, never beyond; the rest waits until that event is
-        decided. Among windows due by the limit, correlation windows close before suppression
-        windows, since a closing correlation window sends its alert into one.
+        Among entries due by the watermark, baseline buckets and correlation windows come
+        before suppression windows, since their alerts go into one.
         """
         alerts: list[Alert] = []
         while True:  # each turn takes one entry off a schedule, so this ends
-            oldest = self._pending.first()
-            limit = min(watermark, oldest)
-            if (skey := self._windows.pop_due(limit)) is not None:
-                alerts += self._guarded(self._close_windows, skey, limit)
-            elif (skey := self._folds.pop_due(limit)) is not None:
-                alerts += self._guarded(self._close_folds, skey, limit)
-            elif oldest < watermark:
-                alerts += self._guarded(self._decide, self._pending.pop(), watermark)
+            if (skey := self._buckets.pop_due(watermark)) is not None:
+                alerts += self._guarded(self._test_buckets, skey, watermark)
+            elif (skey := self._windows.pop_due(watermark)) is not None:
+                alerts += self._guarded(self._close_windows, skey, watermark)
+            elif (skey := self._folds.pop_due(watermark)) is not None:
+                alerts += self._guarded(self._close_folds, skey, watermark)
             else:
                 break
         if watermark >= self._next_sweep and watermark != math.inf:
-            alerts += self._sweep(watermark)
+            self._sweep(watermark)
             self._next_sweep = watermark + SWEEP_EVERY
-        self._wake = min(self._pending.first(), self._windows.first(), self._folds.first(),
+        self._wake = min(self._buckets.first(), self._windows.first(), self._folds.first(),
                          self._next_sweep)
         return alerts
 
-    def _decide(self, skey: str, watermark: float) -> list[Alert]:
-        unit = self.first_seen[skey.split("|", 2)[1]]
-        fired, due = unit.release(skey, watermark)
-        if due is not None:
-            self._schedule(self._pending, skey, due)
+    def _decided(self, unit: FirstSeenUnit, decision: Decision) -> list[Alert]:
+        """The alert of a first-seen or rare value, and the correlations it feeds."""
+        rule, record = unit.rule, decision.record
         alerts: list[Alert] = []
-        rule = unit.rule
-        for record, details in fired:
-            if rule.generates:
-                group_key = unit.key_fields.mapping(unit.key_fields.values(record.data))
-                alerts += self._send(rule.id, partial(
-                    build_alert, rule.meta, "first_seen", [record], group_key=group_key,
-                    details=details), record)
-            if rule.id in self.feeds:
-                alerts += self._correlate(rule.id, record, min(self._horizon(),
-                                                                record.event_time))
+        if rule.generates:
+            group_key = unit.key_fields.mapping(unit.key_fields.values(record.data))
+
+            def build() -> Alert:
+                alert = build_alert(rule.meta, unit.kind, [record], group_key=group_key,
+                                    details=decision.details)
+                return replace(alert, id=decision.alert_id)
+            alerts += self._send(rule.id, build, record, ident=decision.alert_id)
+        if rule.id in self.feeds:
+            alerts += self._correlate(rule.id, record,
+                                      min(self.clock.watermark, record.event_time))
         return alerts
+
+    def _verdicts(self, unit: BaselineUnit, verdicts: list[Verdict]) -> list[Alert]:
+        """The alerts of baseline buckets that reached their threshold."""
+        rule = unit.rule
+        alerts: list[Alert] = []
+        for verdict in verdicts:
+            if rule.generates:
+                def build(verdict: Verdict = verdict) -> Alert:
+                    alert = build_alert(
+                        rule.meta, "baseline", [verdict.record],
+                        group_key=unit.key_fields.mapping(
+                            unit.key_fields.values(verdict.record.data)),
+                        details=verdict.details)
+                    return replace(alert, id=verdict.alert_id)
+                alerts += self._send(rule.id, build, verdict.record, verdict.start,
+                                     verdict.alert_id)
+            if rule.id in self.feeds:
+                alerts += self._correlate(rule.id, verdict.record,
+                                          min(self.clock.watermark, verdict.record.event_time))
+        return alerts
+
+    def _test_buckets(self, skey: str, until: float) -> list[Alert]:
+        """Test a baseline's buckets whose history closed and fold those that ended."""
+        unit = self.baselines[skey.split("|", 2)[1]]
+        verdicts, due = unit.release(skey, until)
+        if due is not None:
+            self._schedule(self._buckets, skey, due)
+        return self._verdicts(unit, verdicts)
 
     def _close_windows(self, skey: str, until: float) -> list[Alert]:
         """Test a correlation's tumbling windows that ended by `until`."""
@@ -425,27 +445,20 @@ class Stateful:
                                          None, error))
             return []
 
-    def _sweep(self, watermark: float) -> list[Alert]:
-        """Forget what no later event can need: expired first-seen values, old windows.
-
-        First-seen events held back to be applied in bulk enter their values first.
-        """
-        alerts: list[Alert] = []
-        horizon = self._horizon()
+    def _sweep(self, watermark: float) -> None:
+        """Forget what no later event can need: expired values and keys, old windows."""
         for skey in self.state.all_keys():
-            alerts += self._guarded(partial(self._sweep_entry, horizon=horizon), skey, watermark)
-        return alerts
+            self._guarded(self._sweep_entry, skey, watermark)
 
-    def _sweep_entry(self, skey: str, watermark: float, horizon: float) -> list[Alert]:
+    def _sweep_entry(self, skey: str, watermark: float) -> list[Alert]:
         kind, rule_id = skey.split("|", 2)[:2]
-        alerts: list[Alert] = []
-        if kind == FIRST_SEEN and rule_id in self.first_seen:
-            alerts += self._decide(skey, watermark)
         entry = self.state.get(skey)
         if entry is None:
-            return alerts
+            return []
         if kind == FIRST_SEEN and rule_id in self.first_seen:
             self.first_seen[rule_id].sweep(skey, entry, watermark)
+        elif kind == FIRST_SEEN and rule_id in self.baselines:
+            self.baselines[rule_id].sweep(skey, entry, watermark)
         elif kind == CORRELATION and rule_id in self.correlations:
-            self.correlations[rule_id].sweep(skey, entry, horizon)
-        return alerts
+            self.correlations[rule_id].sweep(skey, entry, watermark)
+        return []

@@ -1,97 +1,90 @@
-"""First seen: alert when a key (a principal) uses a value (a source IP) it has not used lately.
+"""First seen and rare values: alert when a key (a principal) uses a value (a source IP, an
+API name) it used fewer than N times within a history window; first seen is N = 1.
 
-Decisions depend on which event came first, so they are taken in event-time order once the
-watermark has passed an event (see docs/stateful-rules.md):
+Decided at once, when the event arrives (see docs/stateful-rules.md, "Rare values"):
 
-- the first event of a key starts its learning period; values seen before
-  `learning_start + learning` are recorded silently;
-- after it, a value not used for the key within the last `retention` raises an alert;
-- a value unused for `retention` is forgotten; a key whose values are all forgotten is
-  forgotten with them and learns again.
+- the earliest event of a key starts its learning period; events before
+  `start + learning` are recorded silently;
+- after it, an event whose value the key used fewer than `threshold` times within
+  `window` before it raises an alert, at most one per value until the value is forgotten;
+- uses older than `window` are forgotten, and a key without events for `retention` with them
+  (it learns again).
 
-Entry per rule and key: `[learning_start, {value: last_seen_minute}]`, plus a third element,
-the held events `[[eventTime, event key, value, record or null, later use minute?], ...]`.
-An event that may alert is held with its record until the watermark passes it. Events that
-cannot alert whatever arrives later are decided at once (see `offer`): a value in use is
-refreshed in place, or by the held event of that value it follows (the optional last item);
-an event in the learning period is held without its record, to enter the values in
-event-time order `SETTLE` later or at the next sweep. Last-seen times are whole minutes
-(rounded up, so a value is kept at least `retention`) as shared ints: about 155 bytes per
-tracked value at 100,000 keys x 5 values.
+The alert id is a function of rule, key and value (`alert_id(rule, key, [value])`), never of
+the event that happened to arrive first: whichever of a value's early events arrives first
+raises the same alert. What a late earlier event can contradict (an alert whose value turns
+out to have been used before, a quiet event whose key turns out to have started earlier) is
+counted in `contradicted`, case by case in docs/stateful-rules.md.
+
+Entry per rule and key: `[start, {value: uses}, last minute]` plus, once a value alerted,
+`{value: [eventTime, event key] of its alert}`, and, when the key was idle for the retention
+period, the time its new learning period started (it becomes the start once the watermark
+passes it: until then an earlier event still belongs to the old one, so one record far ahead
+cannot restart it). Uses are whole minutes (rounded up): the latest minute (int) when the
+threshold is 1, else a sorted list of the latest `threshold` minutes. Minutes are shared ints.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable
-from operator import itemgetter
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from detector.alerts import event_key, format_time
+from detector.alerts import alert_id, event_key, format_time
 from detector.engine.rule import FirstSeen, Rule
 from detector.engine.state import JSON, State
+from detector.engine.stateful.baseline import check_entry as check_baseline
 from detector.engine.stateful.keys import (
     FIRST_SEEN,
+    bucket_start,
     is_count,
     is_number,
     key_prefix,
-    record_of,
     shared_fields,
-    slim_for,
 )
 from detector.events import Record
 
 _MINUTE = 60
 _MINUTE_CACHE = 100_000
 
-# Seconds of event time an event that cannot alert is held before it enters its key's values:
-# one release then applies many such events.
-SETTLE = 3600.0
+# Positions in an entry.
+START, VALUES, LAST, ALERTED, RESTART = range(5)
+Uses = int | list[int]
 
-Decision = tuple[Record, dict[str, Any]]  # an event that raised an alert, and the alert details
-# Positions in an entry, and in one of its pending events.
-LEARNING, VALUES, PENDING = range(3)
-TIME, IDENT, VALUE, RECORD, LATER = range(5)
-_TIME_OF, _VALUE_OF = itemgetter(TIME), itemgetter(VALUE)
+
+@dataclass(slots=True)
+class Decision:
+    """An event that raised an alert: the record, the alert's id and its details."""
+
+    record: Record
+    alert_id: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class FirstSeenUnit:
-    """The memory of one first-seen rule."""
+    """The memory of one first-seen or rare-value rule."""
 
-    def __init__(self, rule: Rule, spec: FirstSeen, state: State,
-                 fields_read_later: Iterable[str] = ()) -> None:
+    def __init__(self, rule: Rule, spec: FirstSeen, state: State) -> None:
         self.rule = rule
         self.spec = spec
         self.state = state
         self.key_fields = shared_fields(spec.key)
         self.prefix = key_prefix(FIRST_SEEN, rule.id)
         self.value_fields = shared_fields(spec.value)
-        self.slim = slim_for((*spec.key, *spec.value, *fields_read_later,
-                              *(rule.meta.output.fields() if rule.meta.output else ())))
+        self.kind = "first_seen" if spec.threshold == 1 else "rare"
+        self.contradicted = 0  # early decisions a late earlier event contradicted
         self._minutes: dict[int, int] = {}
 
     @property
     def group_fields(self) -> tuple[str, ...]:
         return self.spec.key
 
-    def offer(self, record: Record, watermark: float) -> tuple[str, float] | None:
-        """Take a record the rule matched (not late: `watermark` is at most its time).
-
-        Returns the entry's key and when the entry needs the watermark, or None when the
-        record is ignored or decided at once. Only an event that may alert waits for the
-        watermark to pass it; events that cannot alert whatever arrives later are decided
-        at once (no alert), either fully or, when their value has to enter the baseline in
-        event-time order, held without their record and applied in bulk `SETTLE` later:
-
-        - a value the key used within the retention period before it (in its values, or an
-          earlier held event of the same value, which then carries the refresh): events
-          arriving later can only add earlier uses, so no order makes it new;
-        - an event before the end of the key's learning period: that period starts at the
-          key's recorded start, or after a reset at a held event or a later arrival, all at
-          least the earliest of these.
-        """
+    def offer(self, record: Record, latest: float) -> Decision | None:
+        """Take a record the rule matched (not late) and decide it at once. `latest`: the
+        latest corroborated eventTime (the clock's), which one record far ahead cannot move."""
         data = record.data
         if None in self.key_fields.values(data):
             return None
@@ -99,94 +92,135 @@ class FirstSeenUnit:
         if value is None:
             return None
         skey = self.prefix + self.key_fields.key(data)
-        entry: list[Any] | None = self.state.get(skey)
-        if entry is None:
-            entry = [None, {}]
-        values: dict[str, int] = entry[VALUES]
-        last = values.get(value)
         event_time = record.event_time
-        retention = self.spec.retention
-        if last is not None and last * _MINUTE + retention >= event_time:
-            minute = self._minute(event_time)
-            if minute > last:
-                values[value] = minute
-                self.state.put(skey, entry)
-            return None
-        pending: list[list[Any]] = entry[PENDING] if len(entry) > PENDING else []
-        ident = event_key(record)
-        if value in map(_VALUE_OF, pending):
-            for item in pending:
-                if (item[VALUE] == value and item[TIME] + retention >= event_time
-                        and (item[TIME], item[IDENT]) < (event_time, ident)):
-                    minute = self._minute(event_time)
-                    if len(item) <= LATER:
-                        item.append(minute)
-                    elif minute > item[LATER]:
-                        item[LATER] = minute
-                    else:
-                        return None
-                    self.state.put(skey, entry)
-                    return None
-        earliest = min(map(_TIME_OF, pending), default=watermark)
-        if entry[LEARNING] is not None:
-            earliest = min(earliest, entry[LEARNING])
-        learning = event_time < min(earliest, watermark) + self.spec.learning
-        pending.append([event_time, ident, value, None if learning else self.slim(data)])
-        self.state.put(skey, [entry[LEARNING], values, pending])
-        return skey, event_time + SETTLE if learning else event_time
+        minute = self._minute(event_time)
+        stored = self.state.get(skey)
+        spec = self.spec
+        entry: list[Any] = [event_time, {}, minute] if stored is None else self._current(stored)
+        restart: float | None = entry[RESTART] if len(entry) > RESTART else None
+        if minute >= entry[LAST] and entry[LAST] * _MINUTE + spec.retention < event_time:
+            if restart is not None:  # the run the pending restart began is over too
+                entry[START] = restart
+            restart = event_time  # idle for the retention period: the key learns again
+        elif restart is not None and restart - spec.retention <= event_time < restart:
+            restart = None  # a late use bridges the idle period: there was no restart
+            self.contradicted += 1
+        elif minute < entry[LAST] and not any(
+                _latest(uses) * _MINUTE + spec.retention >= event_time
+                for uses in entry[VALUES].values()):
+            # a late event whose key may have been idle for the retention period before it:
+            # the later events, which arrived first, keep it from starting a new learning
+            self.contradicted += 1
+        if restart is not None and event_time >= restart:
+            start = restart
+        else:
+            start = entry[START]
+            if event_time < start:
+                self._moved_start(entry, event_time)
+                start = entry[START] = event_time
+        values: dict[str, Uses] = entry[VALUES]
+        uses = values.get(value)
+        since = math.floor((event_time - spec.history) / _MINUTE)
+        count, later = _count(uses, since, minute, spec.threshold)
+        alerted: dict[str, list[Any]] = entry[ALERTED] if len(entry) > ALERTED else {}
+        learning = event_time < start + spec.learning
+        decision = None
+        if value in alerted and uses is not None and _latest(uses) < since:
+            del alerted[value]  # unused for a whole window: a new episode
+        if count < spec.threshold and not later and not learning and value not in alerted:
+            alerted[value] = [event_time, event_key(record)]
+            decision = Decision(record, self._alert_id(data, value, minute),
+                                self._details(data, count, len(values) - (uses is not None),
+                                              start + spec.learning))
+        elif value in alerted and (event_time, event_key(record)) < tuple(alerted[value]):
+            self.contradicted += 1  # an earlier use arrived after a later one alerted
+        values[value] = _used(uses, minute, spec.threshold)
+        entry[LAST] = max(entry[LAST], minute)
+        self.state.put(skey, self._shaped(entry, alerted, restart))
+        return decision
 
-    def release(self, skey: str, before: float) -> tuple[list[Decision], float | None]:
-        """Decide every pending event older than `before`, in order; (alerts, next due time)."""
-        entry = self.state.get(skey)
-        if entry is None or len(entry) <= PENDING:
-            return [], None
-        start: float | None = entry[LEARNING]
-        values: dict[str, int] = entry[VALUES]
-        ready = sorted((item for item in entry[PENDING] if item[TIME] < before),
-                       key=lambda item: (item[TIME], item[IDENT]))
-        rest = [item for item in entry[PENDING] if item[TIME] >= before]
-        retention, learning = self.spec.retention, self.spec.learning
-        fired: list[Decision] = []
-        previous = None
-        for item in ready:
-            event_time, ident, value, data = item[:LATER]
-            if ident != previous:  # else the same event delivered twice
-                previous = ident
-                if values and max(values.values()) * _MINUTE + retention < event_time:
-                    start, values = None, {}  # every value forgotten: the key learns again
-                if start is None:
-                    start = event_time
-                last = values.get(value)
-                known = last is not None and last * _MINUTE + retention >= event_time
-                if not known and event_time >= start + learning and data is not None:
-                    fired.append((record_of(event_time, data), {
-                        "first_seen": {
-                            "value": self.value_fields.mapping(self.value_fields.values(data)),
-                            "known_values": len(values),
-                            "learning_ended": format_time(start + learning),
-                        },
-                    }))
-            minute = self._minute(event_time)
-            if len(item) > LATER:
-                minute = max(minute, item[LATER])
-            if values.get(value, -1) < minute:
-                values[value] = minute
-        self.state.put(skey, [start, values, rest] if rest else [start, values])
-        return fired, _due(rest)
+    @staticmethod
+    def _shaped(entry: list[Any], alerted: dict[str, list[Any]],
+                restart: float | None) -> list[Any]:
+        """The entry with its optional items: alerted values, then a pending restart."""
+        if restart is not None:
+            return [*entry[:ALERTED], alerted, restart]
+        return [*entry[:ALERTED], alerted] if alerted else entry[:ALERTED]
 
-    def due(self, entry: JSON) -> float | None:
-        """When the entry next needs the watermark (None when nothing waits)."""
-        return _due(entry[PENDING]) if len(entry) > PENDING else None
+    def _details(self, data: dict[str, Any], count: int, known: int,
+                 learning_ended: float) -> dict[str, Any]:
+        """What the alert says: the value, the key's other values, the evidence."""
+        spec = self.spec
+        return {
+            self.kind: {
+                "value": self.value_fields.mapping(self.value_fields.values(data)),
+                "known_values": known,
+                "learning_ended": format_time(learning_ended),
+            },
+            "anomaly": {
+                "kind": self.kind,
+                "observed": count,
+                "threshold": spec.threshold,
+                "history_seconds": spec.history,
+                "learning": False,
+                "learning_ended": format_time(learning_ended),
+            },
+        }
 
     def sweep(self, skey: str, entry: JSON, watermark: float) -> None:
-        """Forget values unused for the retention period as of the watermark."""
-        values: dict[str, int] = entry[VALUES]
-        oldest = watermark - self.spec.retention
-        kept = {value: last for value, last in values.items() if last * _MINUTE >= oldest}
-        if not kept and len(entry) <= PENDING:
+        """Forget uses older than the window and keys idle for the retention period; a
+        restart the watermark passed becomes the key's start."""
+        entry = self._current(entry)
+        if entry[LAST] * _MINUTE < watermark - self.spec.retention:
             self.state.delete(skey)
-        elif len(kept) != len(values):
-            self.state.put(skey, [entry[LEARNING] if kept else None, kept, *entry[PENDING:]])
+            return
+        since = (watermark - self.spec.history) / _MINUTE
+        kept: dict[str, Uses] = {}
+        for value, uses in entry[VALUES].items():
+            if isinstance(uses, int):
+                if uses >= since:
+                    kept[value] = uses
+            elif recent := [used for used in uses if used >= since]:
+                kept[value] = recent
+        alerted = {value: when for value, when in entry[ALERTED].items()
+                   if value in kept} if len(entry) > ALERTED else {}
+        restart = entry[RESTART] if len(entry) > RESTART else None
+        start = entry[START]
+        if restart is not None and restart <= watermark:
+            start, restart = restart, None
+        self.state.put(skey, self._shaped([start, kept, entry[LAST]], alerted, restart))
+
+    def _current(self, entry: list[Any]) -> list[Any]:
+        """`entry` in the current shape: one of state version 2 gets its last minute, a start
+        (its earliest use when it had none) and the uses of its held events (no alert: they
+        were events of an earlier run)."""
+        if len(entry) > LAST and not isinstance(entry[LAST], list):
+            return entry
+        values: dict[str, Uses] = entry[VALUES]
+        for item in entry[LAST] if len(entry) > LAST else ():
+            minute = max(self._minute(item[0]), *item[4:])
+            values[item[2]] = _used(values.get(item[2]), minute, self.spec.threshold)
+        start = entry[START]
+        if start is None:
+            start = min((_earliest(uses) * _MINUTE for uses in values.values()), default=0.0)
+        return [start, values, max(map(_latest, values.values()), default=0)]
+
+    def _moved_start(self, entry: list[Any], earlier: float) -> None:
+        """A late event moved the key's start earlier: a value used after the new end of
+        the learning period may have been taken for a learning event (a missed alert), counted
+        as contradicted (only the latest use of a value is kept, so it is a bound)."""
+        new_end = earlier + self.spec.learning
+        if entry[START] + self.spec.learning > new_end and any(
+                _latest(uses) * _MINUTE >= new_end for uses in entry[VALUES].values()):
+            self.contradicted += 1
+
+    def _alert_id(self, data: dict[str, Any], value: str, minute: int) -> str:
+        """One id per value and epoch-aligned history window (of the event's minute, the
+        resolution uses are kept in): a value that comes back after it was forgotten (unused
+        for a whole window) alerts under a new id."""
+        key = self.key_fields.mapping(self.key_fields.values(data))
+        epoch = format_time(bucket_start(minute * _MINUTE, self.spec.history))
+        return alert_id(self.rule.id, key, [f"{value}@{epoch}"])
 
     def _value(self, data: dict[str, Any]) -> str | None:
         values = self.value_fields.values(data)
@@ -204,31 +238,65 @@ class FirstSeenUnit:
         return cache.setdefault(minute, minute)
 
 
+def _count(uses: Uses | None, since: int, minute: int, threshold: int) -> tuple[int, bool]:
+    """How many recorded uses lie in [since, minute]; and whether the value is established
+    after `minute` (as many uses after it as are kept: uses before it may have been dropped,
+    so it is not taken for rare)."""
+    if uses is None:
+        return 0, False
+    if isinstance(uses, int):
+        return int(since <= uses <= minute), uses > minute
+    upto = bisect.bisect_right(uses, minute)
+    return upto - bisect.bisect_left(uses, since, hi=upto), len(uses) - upto >= threshold
+
+
+def _used(uses: Uses | None, minute: int, threshold: int) -> Uses:
+    """`uses` with one more use at `minute`: the latest minute, or the latest `threshold`."""
+    if threshold == 1:
+        return minute if uses is None or not isinstance(uses, int) else max(uses, minute)
+    kept = [] if uses is None else [uses] if isinstance(uses, int) else uses
+    bisect.insort(kept, minute)
+    return kept[-threshold:]
+
+
+def _latest(uses: Uses) -> int:
+    return uses if isinstance(uses, int) else uses[-1]
+
+
+def _earliest(uses: Uses) -> int:
+    return uses if isinstance(uses, int) else uses[0]
+
 
 def check_entry(entry: JSON) -> str | None:
-    """Why `entry` is not a first-seen entry (None when it is one), for state files."""
-    if not isinstance(entry, list) or len(entry) not in (2, 3):
-        return "a first-seen entry is [learning start, {value: last-seen minute}, held events]"
-    start, values = entry[LEARNING], entry[VALUES]
-    if start is not None and not is_number(start):
-        return "its learning start is not a number or null"
-    if not isinstance(values, dict) or not all(is_count(minute) for minute in values.values()):
-        return "its values do not map to whole minutes"
-    if len(entry) > PENDING:
-        if not isinstance(entry[PENDING], list):
-            return "its held events are not a list"
-        for item in entry[PENDING]:
-            if not (isinstance(item, list) and len(item) in (4, 5) and is_number(item[TIME])
-                    and isinstance(item[IDENT], str) and isinstance(item[VALUE], str)
-                    and (item[RECORD] is None or isinstance(item[RECORD], dict))
-                    and (len(item) == LATER or is_count(item[LATER]))):
+    """Why `entry` is not an entry of the `fs` kind (None when it is one), for state files:
+    a first-seen entry, or a baseline entry (its third item, the profile, is a string). The
+    shapes of state version 2 (no last minute; a start of null; held events third) load too."""
+    if isinstance(entry, list) and len(entry) > LAST and isinstance(entry[LAST], str):
+        return check_baseline(entry)
+    if not isinstance(entry, list) or len(entry) not in (2, 3, 4, 5) or not isinstance(
+            entry[VALUES], dict):
+        return ("a first-seen entry is [start, {value: uses}, last minute, {alerted value: "
+                "[time, event id]} (optional), restart (optional)]")
+    if entry[START] is not None and not is_number(entry[START]):
+        return "its start is not a number"
+    for uses in entry[VALUES].values():
+        if not (is_count(uses) or (isinstance(uses, list) and uses and all(
+                map(is_count, uses)) and uses == sorted(uses))):
+            return "its values do not map to whole minutes (or sorted lists of them)"
+    if len(entry) == LAST + 1 and isinstance(entry[LAST], list):
+        for item in entry[LAST]:
+            if not (isinstance(item, list) and len(item) in (4, 5) and is_number(item[0])
+                    and isinstance(item[1], str) and isinstance(item[2], str)
+                    and (item[3] is None or isinstance(item[3], dict))
+                    and (len(item) == 4 or is_count(item[4]))):
                 return ("a held event is not [time, event id, value, record or null, later "
                         "minute (optional)]")
+    elif len(entry) > LAST and not is_count(entry[LAST]):
+        return "its last minute is not a whole minute"
+    if len(entry) > ALERTED and not (isinstance(entry[ALERTED], dict) and all(
+            isinstance(event, list) and len(event) == 2 and is_number(event[0])
+            and isinstance(event[1], str) for event in entry[ALERTED].values())):
+        return "its alerted values do not map to [time, event id]"
+    if len(entry) > RESTART and not is_number(entry[RESTART]):
+        return "its restart is not a time"
     return None
-
-
-def _due(pending: list[list[Any]]) -> float | None:
-    """When held events need deciding: one that may alert (it has its record) once the
-    watermark passes it, the others `SETTLE` later."""
-    return min((item[TIME] if item[RECORD] is not None else item[TIME] + SETTLE
-                for item in pending), default=None)

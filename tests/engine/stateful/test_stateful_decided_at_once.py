@@ -12,7 +12,6 @@ from engine.stateful_support import OPERATOR, engine, event, fired, run
 
 from detector.engine.factory import StatefulEngine
 from detector.engine.stateful.clock import RecentIds
-from detector.engine.stateful.first_seen import SETTLE
 from detector.events import Record
 
 MINUTE, HOUR = 60, 3600
@@ -49,10 +48,10 @@ ENTRY = f'fs|{FIRST_SEEN_ID}|["{OPERATOR}"]'
 NEW_IP = "203.0.113.66"
 
 
-def held(target: StatefulEngine) -> list[list[Any]]:
-    """The first-seen events the operator's entry holds (time, id, value, record, ...)."""
+def values(target: StatefulEngine) -> dict[str, Any]:
+    """The operator's values and their last use (whole minutes)."""
     entry = target.stateful.state.get(ENTRY)
-    return entry[2] if entry is not None and len(entry) > 2 else []
+    return {} if entry is None else dict(entry[1])
 
 
 def minute(record: Record) -> int:
@@ -60,55 +59,39 @@ def minute(record: Record) -> int:
     return math.ceil(record.event_time / MINUTE)
 
 
-def test_a_known_value_is_decided_at_once_and_refreshes_its_last_use(tmp_path: Path) -> None:
+def test_a_known_value_refreshes_its_last_use(tmp_path: Path) -> None:
     target = engine(tmp_path, RULES)
-    run(target, [event(0), event(2 * HOUR)], flush=False)  # decided: 10.20.30.41 is known
     again = event(3 * HOUR)
-    run(target, [again], flush=False)
-    assert held(target) == []
-    assert target.stateful.state.get(ENTRY)[1] == {"10.20.30.41": minute(again)}
+    assert run(target, [event(0), event(2 * HOUR), again], flush=False) == []
+    assert values(target) == {"10.20.30.41": minute(again)}
 
 
-def test_repeats_of_a_new_value_wait_on_its_first_event_without_their_record(
-    tmp_path: Path,
-) -> None:
+def test_a_new_value_alerts_when_it_arrives_and_its_repeats_do_not(tmp_path: Path) -> None:
     target = engine(tmp_path, RULES)
-    first, repeat, earlier = (event(2 * HOUR, ip=NEW_IP), event(2 * HOUR + 5 * MINUTE, ip=NEW_IP),
-                              event(2 * HOUR - 5 * MINUTE, ip=NEW_IP))
-    run(target, [event(0), event(HOUR + 30 * MINUTE), first, repeat], flush=False)
-    [item] = held(target)  # the repeat only noted its use on the first event
-    assert item[1] == first.event_id and item[4] == minute(repeat)
-    # an earlier use arriving late (within the lateness) is still the one that alerts
-    alerts = run(target, [earlier])
-    assert [alert.event_ids for alert in fired(alerts, FIRST_SEEN_ID)] == [(earlier.event_id,)]
-    assert target.stateful.state.get(ENTRY)[1][NEW_IP] == minute(repeat)
+    first, repeat = event(2 * HOUR, ip=NEW_IP), event(2 * HOUR + 5 * MINUTE, ip=NEW_IP)
+    [alert] = fired(run(target, [event(0), first], flush=False), FIRST_SEEN_ID)
+    assert alert.event_ids == (first.event_id,)
+    assert fired(run(target, [repeat], flush=False), FIRST_SEEN_ID) == []
+    assert values(target)[NEW_IP] == minute(repeat)
 
 
-def test_new_values_in_the_learning_period_are_held_without_their_record(
-    tmp_path: Path,
-) -> None:
-    target = engine(tmp_path, RULES)
-    learnt = event(25 * MINUTE, ip=NEW_IP)
-    run(target, [event(0), event(20 * MINUTE), learnt, event(40 * MINUTE)], flush=False)
-    assert [(item[2], item[3]) for item in held(target)] == [(NEW_IP, None)]
-    # it enters the values in event-time order once SETTLE has passed, and counts as known
-    later = learnt.event_time - event(0).event_time + SETTLE + LATENESS + MINUTE
-    alerts = run(target, [event(later), event(later + MINUTE, ip=NEW_IP)], flush=False)
-    assert held(target) == []
-    assert set(target.stateful.state.get(ENTRY)[1]) == {"10.20.30.41", NEW_IP}
-    assert fired(alerts + target.flush(), FIRST_SEEN_ID) == []
-
-
-def test_learning_is_decided_at_once_only_when_no_earlier_start_is_possible(
-    tmp_path: Path,
-) -> None:
-    # The key's first event arrives after a later one (within the lateness): the later one,
-    # 61 minutes after it, must not be taken for a learning event although the key seemed
-    # to start with it.
+def test_an_earlier_use_arriving_late_is_counted_as_a_contradiction(tmp_path: Path) -> None:
+    # the earlier use is itself in the learning period: in event-time order nothing alerts
     target = engine(tmp_path, RULES, lateness="2h")
-    alerts = run(target, [event(61 * MINUTE, ip=NEW_IP), event(0)])
-    assert [alert.event_ids for alert in fired(alerts, FIRST_SEEN_ID)] == [
-        (event(61 * MINUTE, ip=NEW_IP).event_id,)]
+    later, earlier = event(70 * MINUTE, ip=NEW_IP), event(50 * MINUTE, ip=NEW_IP)
+    [alert] = fired(run(target, [event(0), later, earlier]), FIRST_SEEN_ID)
+    assert alert.event_ids == (later.event_id,)
+    assert target.stats()["contradicted"] == 1
+    in_order = engine(tmp_path, RULES, lateness="2h")
+    assert fired(run(in_order, [event(0), earlier, later]), FIRST_SEEN_ID) == []
+    assert in_order.stats()["contradicted"] == 0
+
+
+def test_a_late_first_event_that_ends_the_learning_earlier_is_counted(tmp_path: Path) -> None:
+    # the key seemed to start 61 minutes later: its new value was taken for a learning event
+    target = engine(tmp_path, RULES, lateness="2h")
+    assert fired(run(target, [event(61 * MINUTE, ip=NEW_IP), event(0)]), FIRST_SEEN_ID) == []
+    assert target.stats()["contradicted"] == 1
 
 
 def test_an_event_arriving_late_completes_a_window_the_bound_had_ruled_out(
