@@ -29,6 +29,11 @@ from detector.engine.lists import load_lists
 from detector.engine.matching import Unsupported, compile_condition
 from detector.engine.patterns import PatternError, SigmaRegexValidator, compile_regex
 from detector.engine.rule import (
+    DAY,
+    MAX_PROFILE_CELLS,
+    MAX_RARE_THRESHOLD,
+    SEASONALITIES,
+    Baseline,
     Correlation,
     FirstSeen,
     LoadError,
@@ -45,8 +50,10 @@ from detector.engine.yamlfiles import LimitError, documents, read_text
 
 RULE_SUFFIXES = (".yml", ".yaml")
 LISTS_DIRECTORY = "lists"
-CORRELATION_TYPES = ("event_count", "value_count", "temporal", "temporal_ordered")
-_EXTENSION_KEYS = {"enabled", "output", "suppress", "first_seen", "tests"}
+CORRELATION_TYPES = ("event_count", "value_count", "temporal", "temporal_ordered", "value_sum",
+                     "value_avg", "value_median", "value_percentile")
+_PER_KEY = ("first_seen", "rare", "baseline")  # extensions keeping a memory per key
+_EXTENSION_KEYS = {"enabled", "output", "suppress", "tests", *_PER_KEY}
 _BOUNDS = ("gt", "gte", "lt", "lte", "eq", "neq")
 _SIGMA_POLICY = SigmaPolicy(regex_engine=SigmaRegexValidator())
 
@@ -245,7 +252,7 @@ class _Loader:
                                          f"unsupported detection: {about}{error}"))
             return
         failures = len(self.errors)
-        first_seen = self.first_seen(doc, label, extension.get("first_seen"))
+        first_seen = self.per_key(doc, label, extension)
         if len(self.errors) == failures:
             self.rules.append(Rule(meta, predicate, IndexKey.of(tree, self.lists), first_seen))
 
@@ -285,8 +292,9 @@ class _Loader:
             # pySigma takes one bound; ranges (gte + lte) are ours: it validates the first.
             bounds = {k: v for k, v in spec["condition"].items() if k in _BOUNDS}
             first = dict(list(bounds.items())[:1])
-            single["condition"] = {**first, **({"field": threshold.field} if threshold.field
-                                               else {})}
+            single["condition"] = {
+                **first, **({"field": threshold.field} if threshold.field else {}),
+                **({"percentile": int(threshold.percentile)} if threshold.percentile else {})}
         try:
             sigma_rule = SigmaCorrelationRule.from_dict({**doc.data, "correlation": single})
         except SigmaError as error:
@@ -306,7 +314,7 @@ class _Loader:
             return None
         bounds: dict[str, float] = {}
         for key, value in condition.items():
-            if key == "field":
+            if key in ("field", "percentile"):
                 continue
             if key not in _BOUNDS or isinstance(value, bool) or not isinstance(value, int | float):
                 self.fail(doc, label, f"correlation condition {key}: {value!r} is not supported; "
@@ -318,11 +326,20 @@ class _Loader:
                       "correlation", "condition")
             return None
         field_name = condition.get("field")
-        if spec.get("type") == "value_count" and not isinstance(field_name, str):
-            self.fail(doc, label, "value_count needs `condition: {field: NAME, ...}`",
+        kind = str(spec.get("type"))
+        if kind.startswith("value_") and not isinstance(field_name, str):
+            self.fail(doc, label, f"{kind} needs `condition: {{field: NAME, ...}}`",
                       "correlation", "condition")
             return None
-        return Threshold(field=field_name if isinstance(field_name, str) else None, **bounds)
+        percentile = condition.get("percentile")
+        wrong = percentile is not None and (type(percentile) is not int
+                                            or not 1 <= percentile <= 100)
+        if (kind == "value_percentile") != (percentile is not None) or wrong:
+            self.fail(doc, label, "value_percentile (and only it) needs `condition: {field: "
+                      "NAME, percentile: 1 to 100, ...}`", "correlation", "condition")
+            return None
+        return Threshold(field=field_name if isinstance(field_name, str) else None,
+                         percentile=None if percentile is None else float(percentile), **bounds)
 
     def meta(
         self,
@@ -418,26 +435,108 @@ class _Loader:
                       f"{sorted(allowed)}", *keys)
         return not unknown
 
-    def first_seen(self, doc: _Document, label: str, spec: Any) -> FirstSeen | None:
-        if spec is None:
+    def per_key(self, doc: _Document, label: str,
+                extension: dict[str, Any]) -> FirstSeen | Baseline | None:
+        """The rule's memory per key: first seen, rare values or a baseline (one of them)."""
+        given = [name for name in _PER_KEY if extension.get(name) is not None]
+        if len(given) > 1:
+            self.fail(doc, label, f"a rule keeps one memory per key: {' and '.join(given)} "
+                      "cannot be combined (write two rules)", "detector", given[1])
             return None
-        keys = ("detector", "first_seen")
+        if not given:
+            return None
+        name = given[0]
+        spec = extension[name]
+        keys = ("detector", name)
         if not isinstance(spec, dict):
-            self.fail(doc, label, "`detector.first_seen` must be a mapping", *keys)
+            self.fail(doc, label, f"`detector.{name}` must be a mapping", *keys)
             return None
-        if not self.known_keys(doc, label, spec, {"key", "value", "learning", "retention"},
-                               *keys):
+        if name == "baseline":
+            return self.baseline(doc, label, spec)
+        allowed = {"key", "value", "learning", "retention"}
+        if name == "rare":
+            allowed |= {"threshold", "window"}
+        if not self.known_keys(doc, label, spec, allowed, *keys):
             return None
         key, value = _field_list(spec.get("key")), _field_list(spec.get("value"))
         if not key or not value:
-            self.fail(doc, label, "`detector.first_seen` needs `key:` and `value:`, each a "
-                      "field name or a list of field names", *keys)
+            self.fail(doc, label, f"`detector.{name}` needs `key:` and `value:`, each a field "
+                      "name or a list of field names", *keys)
             return None
         learning = self.duration(doc, label, spec.get("learning", "0s"), *keys, "learning")
-        retention = self.duration(doc, label, spec.get("retention", "30d"), *keys, "retention")
-        if learning is None or retention is None:
+        if name == "first_seen":
+            retention = self.duration(doc, label, spec.get("retention", "30d"), *keys,
+                                      "retention")
+            if learning is None or retention is None:
+                return None
+            return FirstSeen(key, value, learning, retention)
+        threshold = spec.get("threshold", 2)
+        if type(threshold) is not int or not 1 <= threshold <= MAX_RARE_THRESHOLD:
+            self.fail(doc, label, f"`detector.rare.threshold` must be a whole number from 1 to "
+                      f"{MAX_RARE_THRESHOLD} (uses within the window below which a value is "
+                      "rare)", *keys, "threshold")
             return None
-        return FirstSeen(key, value, learning, retention)
+        window = self.duration(doc, label, spec.get("window", "14d"), *keys, "window")
+        if learning is None or window is None:
+            return None
+        retention = self.duration(doc, label, spec.get("retention", window), *keys, "retention")
+        if retention is None:
+            return None
+        if window <= 0 or retention < window:
+            self.fail(doc, label, "`detector.rare` needs a window longer than 0s and a "
+                      "retention no shorter than it", *keys)
+            return None
+        return FirstSeen(key, value, learning, retention, threshold, window)
+
+    def baseline(self, doc: _Document, label: str, spec: dict[str, Any]) -> Baseline | None:
+        keys = ("detector", "baseline")
+        if not self.known_keys(doc, label, spec, {
+                "key", "distinct", "bucket", "window", "seasonality", "deviations", "floor",
+                "learning", "retention"}, *keys):
+            return None
+        key = _field_list(spec.get("key"))
+        distinct = spec.get("distinct")
+        if not key or not (distinct is None or isinstance(distinct, str)):
+            self.fail(doc, label, "`detector.baseline` needs `key:` (a field name or a list of "
+                      "them) and an optional `distinct:` (one field name)", *keys)
+            return None
+        seasonality = spec.get("seasonality", "hour_of_day")
+        if seasonality not in SEASONALITIES:
+            self.fail(doc, label, f"`detector.baseline.seasonality` must be one of "
+                      f"{', '.join(SEASONALITIES)}", *keys, "seasonality")
+            return None
+        durations = {name: self.duration(doc, label, spec.get(name, default), *keys, name)
+                     for name, default in (("bucket", "5m"), ("window", "14d"),
+                                           ("learning", "7d"))}
+        bucket, window, learning = durations["bucket"], durations["window"], durations["learning"]
+        if bucket is None or window is None or learning is None:
+            return None
+        retention = self.duration(doc, label, spec.get("retention", window), *keys, "retention")
+        if retention is None:
+            return None
+        period, slots = SEASONALITIES[seasonality]
+        if not 0 < bucket <= period / slots or (period / slots) % bucket:
+            self.fail(doc, label, f"`detector.baseline.bucket` must divide the {seasonality} "
+                      f"slot ({period / slots:g} s) into whole buckets", *keys, "bucket")
+            return None
+        cells = (math.ceil(window / period) + 1) * slots
+        if window < period or cells > MAX_PROFILE_CELLS:
+            self.fail(doc, label, f"`detector.baseline.window` must hold at least one "
+                      f"{period / DAY:g}-day period and at most {MAX_PROFILE_CELLS} cells of "
+                      f"history ({seasonality}: {slots} per period)", *keys, "window")
+            return None
+        deviations, floor = spec.get("deviations", 4), spec.get("floor", 10)
+        if (isinstance(deviations, bool) or not isinstance(deviations, int | float)
+                or not 0 < deviations < math.inf or type(floor) is not int or floor < 1):
+            self.fail(doc, label, "`detector.baseline` needs `deviations:` a number above 0 "
+                      "and `floor:` a whole number of at least 1", *keys)
+            return None
+        if retention < window:
+            self.fail(doc, label, "`detector.baseline.retention` must be no shorter than its "
+                      "window", *keys, "retention")
+            return None
+        return Baseline(key, () if distinct is None else (distinct,), bucket, window,
+                        seasonality, float(deviations), floor, learning, retention)
 
     def tests(self, doc: _Document, label: str, spec: Any) -> tuple[RuleTest, ...] | None:
         if spec is None:

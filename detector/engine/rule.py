@@ -69,7 +69,13 @@ class FirstSeen:
         return self.retention if self.window is None else self.window
 
 
-SEASONALITIES = ("none", "hour_of_day", "day_of_week")
+DAY = 86400.0
+# Baseline seasonality -> (period, slots per period): a slot is compared with the same slot
+# of earlier periods (an hour of the day with the same hour of earlier days, ...).
+SEASONALITIES = {"none": (DAY, 1), "hour_of_day": (DAY, 24), "day_of_week": (7 * DAY, 7)}
+# Bounds that keep one key's entry small whatever a rule says (docs/stateful-rules.md):
+MAX_PROFILE_CELLS = 4096  # a baseline profile: (periods of history + 1) x slots
+MAX_RARE_THRESHOLD = 100  # uses a rare-value entry keeps per value
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine.stateful_support import ADMIN, OPERATOR, engine, event, fired, run
+from engine.stateful_support import ADMIN, HEADER, OPERATOR, engine, event, fired, run
 
+from detector.engine import load_rules
 from detector.engine.stateful import correlation
 from detector.events import Record
 
@@ -326,3 +327,55 @@ def test_a_tumbling_window_waits_for_the_first_seen_events_it_holds(tmp_path: Pa
         alerts = fired(run(engine(tmp_path, EXACTLY_ONE, lateness="5m"), head + clock),
                        EXACTLY_ONE_ID)
         assert [alert.event_ids for alert in alerts] == [(head[0].event_id,)]
+
+
+def aggregate(kind: str, condition: str) -> str:
+    return DENIED.replace("errorCode: AccessDeniedException", "eventName: GetClip") + f"""---
+title: {kind}
+id: {BURST_ID}
+correlation:
+  type: {kind}
+  rules: [denied]
+  group-by: [userIdentity.arn]
+  timespan: 10m
+  condition: {{field: requestParameters.maxBytes, {condition}}}
+"""
+
+
+def clip(seconds: float, size: object) -> Record:
+    return event(seconds, "GetClip", requestParameters={"maxBytes": size})
+
+
+@pytest.mark.parametrize(("kind", "condition", "expected"), [
+    ("value_sum", "gte: 1000", 1150.0),
+    ("value_avg", "gt: 200", 287.5),
+    ("value_median", "lt: 300", 225.0),
+    ("value_percentile", "percentile: 90, gte: 400", 500.0),  # nearest rank: 4th of 4
+])
+def test_value_aggregates_are_tested_on_whole_windows_once_they_close(
+    tmp_path: Path, kind: str, condition: str, expected: float
+) -> None:
+    target = engine(tmp_path, aggregate(kind, condition))
+    sizes = [500, 200, "250", 200, "not a number", None]  # only the four numbers count
+    clips = [clip(60 * n, size) for n, size in enumerate(sizes)]
+    assert fired(run(target, clips, flush=False), BURST_ID) == []  # the window is open
+    [alert] = fired(target.flush(), BURST_ID)
+    assert alert.kind == kind
+    assert alert.details["correlation"]["count"] == expected
+
+
+def test_a_value_aggregate_that_does_not_hold_or_has_no_numbers_is_quiet(
+    tmp_path: Path,
+) -> None:
+    assert fired(run(engine(tmp_path, aggregate("value_sum", "gte: 1000")),
+                     [clip(0, 400), clip(60, 500)]), BURST_ID) == []
+    assert fired(run(engine(tmp_path, aggregate("value_avg", "lt: 10")),
+                     [clip(0, "nan"), clip(60, "1e999")]), BURST_ID) == []
+
+
+def test_value_percentile_needs_its_percentile(tmp_path: Path) -> None:
+    text = aggregate("value_percentile", "gte: 400")
+    documents = text.split("---\n")
+    (tmp_path / "rules.yml").write_text(HEADER + documents[0] + "---\n" + documents[1])
+    [error] = load_rules([tmp_path]).errors
+    assert "value_percentile (and only it) needs" in str(error)

@@ -38,7 +38,7 @@ from operator import itemgetter
 from typing import Any
 
 from detector.alerts import format_time
-from detector.engine.rule import Baseline, Rule
+from detector.engine.rule import SEASONALITIES, Baseline, Rule
 from detector.engine.state import JSON, State
 from detector.engine.stateful.keys import (
     FIRST_SEEN,
@@ -54,7 +54,6 @@ from detector.engine.stateful.keys import (
 )
 from detector.events import Record
 
-DAY = 86400.0
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
 MAX_DISTINCT = 1_000  # distinct values kept per open bucket (the count saturates there)
 _OFFSET = 32  # cells are printable characters: JSON writes them as one byte each
@@ -64,9 +63,6 @@ START, PERIOD, PROFILE, BUCKETS = range(4)
 BUCKET, COUNT, STATE, RECORD, DISTINCT = range(5)
 UNTESTED, FIRED, LEARNING = 0, -1, -2
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-# seasonality -> (period length, slots per period)
-LAYOUT = {"none": (DAY, 1), "hour_of_day": (DAY, 24), "day_of_week": (7 * DAY, 7)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +87,7 @@ class BaselineUnit:
         self.prefix = key_prefix(FIRST_SEEN, rule.id)
         self.slim = slim_for((*spec.key, *spec.value,
                               *(rule.meta.output.fields() if rule.meta.output else ())))
-        self.period, self.slots = LAYOUT[spec.seasonality]
+        self.period, self.slots = SEASONALITIES[spec.seasonality]
         self.slot_length = self.period / self.slots
         self.periods = max(1, math.ceil(spec.window / self.period))  # of history
         self.rows = self.periods + 1  # the bucket's own period has a row too
@@ -232,8 +228,10 @@ class BaselineUnit:
         """The counts of the bucket's slot in the periods of the window before its own (0 for
         a period without events), and the first of those periods."""
         period = math.floor(start / self.period)
-        slot = int(self._offset(start) // self.slot_length)
-        first = max(period - self.periods, math.floor(entry[START] / self.period) + 1)
+        offset = self._offset(start) // self.slot_length * self.slot_length
+        slot = int(offset // self.slot_length)
+        # the periods whose slot began once the key had started, within the window
+        first = max(period - self.periods, math.ceil((entry[START] - offset) / self.period))
         profile: str = entry[PROFILE]
         latest: int = entry[PERIOD]
         return [ord(profile[(past % self.rows) * self.slots + slot]) - _OFFSET

@@ -1,4 +1,5 @@
-"""Sigma correlations (event_count, value_count, temporal, temporal_ordered) over event time.
+"""Sigma correlations over event time: event_count, value_count, temporal, temporal_ordered,
+and value_sum, value_avg, value_median, value_percentile over a field's numbers.
 
 Entry per rule and group key: `{"e": [[eventTime, event key, rule mask, value, record], ...],
 "f": [fired window starts], "o": [open window starts], "b": [window end, bound]}`, events
@@ -19,7 +20,9 @@ Two window semantics, both giving the same alerts whatever the arrival order:
   a late event (within the allowed lateness) can add an alert but never changes one already
   sent. A burst straddling two buckets fires in the bucket of its last event; a burst that
   goes on fires once per bucket.
-- Conditions with an upper bound (`lt`, `lte`, `eq`, `neq`, ranges): tumbling windows
+- Conditions with an upper bound (`lt`, `lte`, `eq`, `neq`, ranges), and the value_*
+  aggregates (a sum, an average, a median or a percentile needs the whole window, and one
+  more event can lower it): tumbling windows
   `[k * timespan, (k + 1) * timespan)`, tested when the watermark passes their end (and no
   first-seen event of a base rule before it waits for a decision: the evaluator's rule). A
   window with no matching event has no state and never alerts.
@@ -29,8 +32,10 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from operator import itemgetter
 from typing import Any
@@ -52,7 +57,10 @@ from detector.engine.stateful.keys import (
 )
 from detector.events import Record
 
+# Types whose measure only grows as events are added: sliding windows can decide at once.
+COUNTING = ("event_count", "value_count", "temporal", "temporal_ordered")
 MAX_ALERT_EVENTS = 50  # the latest events of a window an alert carries
+MAX_NUMBER_TEXT = 64  # characters of a value read as a number by value_sum and the others
 KEPT_RECORDS = 1_000  # the latest events of an entry that keep their record
 # Positions in an event item of an entry's "e" list, and in its bound "b".
 TIME, IDENT, RULES, VALUE, RECORD = range(5)
@@ -69,7 +77,7 @@ class Fire:
     alert_id: str
     start: float  # of the bucket (or tumbling window) the alert is for
     kind: str
-    count: int
+    count: float  # the measure that held: a count, or a sum, average, median, percentile
     span: float
 
     def trigger(self) -> Record:
@@ -115,7 +123,7 @@ class CorrelationUnit:
         self.slim = slim_for(self.fields_read)
         self.masks = {rule_id: 1 << position for position, rule_id in enumerate(correlation.rules)}
         condition = correlation.condition
-        self.monotone = all(bound is None for bound in (
+        self.monotone = correlation.type in COUNTING and all(bound is None for bound in (
             condition.lt, condition.lte, condition.eq, condition.neq))
         self.span = correlation.timespan
         self.all_rules = correlation.type in ("temporal", "temporal_ordered") and all(
@@ -128,12 +136,18 @@ class CorrelationUnit:
         self.least = max(
             0 if condition.gt is None else math.floor(condition.gt) + 1,
             0 if condition.gte is None else math.ceil(condition.gte)) if self.bounded else 1
-        self.measure: Callable[[list[list[Any]]], int] = {
+        measures: dict[str, Callable[[list[list[Any]]], float | None]] = {
             "event_count": len,
             "value_count": _distinct_values,
             "temporal": _rules_covered,
             "temporal_ordered": self._ordered_prefix,
-        }[correlation.type]
+            "value_sum": partial(_aggregate, math.fsum),
+            "value_avg": partial(_aggregate, statistics.fmean),
+            "value_median": partial(_aggregate, statistics.median),
+            "value_percentile": partial(_aggregate, partial(
+                _percentile, condition.percentile or 50.0)),
+        }
+        self.measure = measures[correlation.type]
 
     @property
     def group_fields(self) -> tuple[str, ...]:
@@ -210,9 +224,9 @@ class CorrelationUnit:
             if end > until:
                 continue
             window = [item for item in entry["e"] if start <= item[TIME] < end]
-            count = self.measure(window)
-            if window and self._holds(count):
-                fires.append(self._fire(window, group_key, start, count))
+            measured = self.measure(window)
+            if window and measured is not None and self._holds(measured):
+                fires.append(self._fire(window, group_key, start, measured))
         entry["o"] = [start for start in entry["o"] if start + self.span > until]
         still_open = set(entry["o"])
         entry["e"] = [item for item in entry["e"]
@@ -261,7 +275,7 @@ class CorrelationUnit:
                 count = upto - since
                 if count >= least:
                     window = events[since:upto]
-                    count = self.measure(window)
+                    count = int(self.measure(window) or 0)  # sliding: counting types only
                     if self._holds(count):
                         fired.append(start)
                         fires.append(self._fire(window, self.group.mapping(values), start,
@@ -271,14 +285,14 @@ class CorrelationUnit:
             index = upto
         return fires
 
-    def _holds(self, count: int) -> bool:
+    def _holds(self, count: float) -> bool:
         """The condition; temporal types without one need every base rule."""
         if self.all_rules:
             return count == len(self.correlation.rules)
         return self.correlation.condition.holds(count)
 
     def _fire(self, window: list[list[Any]], group_key: dict[str, str | None], start: float,
-              count: int) -> Fire:
+              count: float) -> Fire:
         return Fire(window, group_key,
                     window_alert_id(self.correlation.id, group_key, "window", start), start,
                     self.correlation.type, count, self.span)
@@ -352,6 +366,29 @@ def _nested(values: dict[str, str | None]) -> dict[str, Any]:
             node = child
         node[last] = value
     return record
+
+
+def _aggregate(how: Callable[[list[float]], float], window: list[list[Any]]) -> float | None:
+    """`how` over the window's values that are finite numbers (None when none is)."""
+    numbers = [number for number in map(_number, map(_VALUE_OF, window)) if number is not None]
+    return how(numbers) if numbers else None
+
+
+def _number(value: str | None) -> float | None:
+    """A field's value as a finite number, if it is one ("12", "0.5"; not "nan", "1e999")."""
+    if value is None or len(value) > MAX_NUMBER_TEXT:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _percentile(percent: float, numbers: list[float]) -> float:
+    """The nearest-rank percentile: the least value at least `percent` % of values reach."""
+    ordered = sorted(numbers)
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
 def _distinct_values(window: list[list[Any]]) -> int:
