@@ -179,6 +179,40 @@ class Alert:
         return written
 
 
+def anomaly_summary(details: Mapping[str, Any]) -> str | None:
+    """`details.anomaly` in one line for people (None when the alert has none): what was
+    observed against the key's own normal, e.g. `27 events (expected 2, threshold 11, score
+    8.33) in the bucket of 2026-03-24T03:00:00Z, slot 03:00-04:00 UTC`. Values come from
+    the engine, but are read defensively: a hand-made alert may carry anything."""
+    anomaly = details.get("anomaly")
+    if not isinstance(anomaly, Mapping):
+        return None
+    field_name = _scalar(anomaly.get("field")) or "value"
+    observed = _scalar(anomaly.get("observed"))
+    threshold = _scalar(anomaly.get("threshold"))
+    if anomaly.get("method") == "rare":
+        history = anomaly.get("history")
+        since = _scalar(history.get("start")) if isinstance(history, Mapping) else None
+        return (f"{field_name} used {observed} time(s) before (rare below {threshold})"
+                + (f" since {since}" if since else ""))
+    parts = [f"expected {_scalar(anomaly.get('expected'))}", f"threshold {threshold}"]
+    if (score := _scalar(anomaly.get("score"))) is not None:
+        parts.append(f"score {score}")
+    line = f"{observed} {field_name} ({', '.join(parts)})"
+    if (start := _scalar(anomaly.get("bucket_start"))) is not None:
+        line += f" in the bucket of {start}"
+    if (slot := _scalar(anomaly.get("slot"))) is not None:
+        line += f", slot {slot}"
+    return line
+
+
+def _scalar(value: object) -> str | None:
+    """A number or string of the evidence as text (None for anything else)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def alert_id(rule_id: str, group_key: Mapping[str, Any] | None, event_ids: Iterable[str]) -> str:
     """A stable id: same rule, same group, same triggering events, same id."""
     material = orjson.dumps(

@@ -11,9 +11,10 @@ Mapping (documented in docs/sinks.md):
   one rule stay two alerts (without it Alertmanager merges them by label set and shows only
   the last one's principal) while a redelivered alert, same id, stays one.
 - annotations: summary (the alert text), description, alert_id, rule_title, tags, principal,
-  source_ip, event_name, event_time, detected_at; control characters and bidi overrides
-  written as escapes (`detector.sinks.text.visible`), since receivers' templates put them
-  into mails, pages and chat messages as they are.
+  source_ip, event_name, event_time, detected_at, and for baseline and rare-value alerts
+  anomaly (the evidence in one line, `detector.alerts.anomaly_summary`); control characters
+  and bidi overrides written as escapes (`detector.sinks.text.visible`), since receivers'
+  templates put them into mails, pages and chat messages as they are.
 - startsAt: the event time. endsAt: send time + `resolve_timeout` (default 1h), so alerts
   resolve on their own: a detection is an event, nobody will send a "resolved".
 - generatorURL: the configured template (`{alert_id}` and `{rule_id}` are substituted), else a
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from detector.alerts import Alert, EventSummary
+from detector.alerts import Alert, EventSummary, anomaly_summary
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
 from detector.sinks.console import cloudtrail_event_url
@@ -107,6 +108,7 @@ def alertmanager_alert(alert: Alert, config: AlertmanagerConfig, now: datetime) 
         "event_name": event.event_name if event else None,
         "event_time": alert.event_time,
         "detected_at": alert.detected_at,
+        "anomaly": anomaly_summary(alert.details),
     }
     starts = _parse_time(alert.event_time) or now
     body: dict[str, Any] = {

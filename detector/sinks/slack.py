@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from detector.alerts import Alert
+from detector.alerts import Alert, anomaly_summary
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
 from detector.sinks.console import cloudtrail_event_url
@@ -82,6 +82,9 @@ def slack_message(alert: Alert) -> dict[str, Any]:
         {"type": "section", "fields": field_blocks[:10]},
         {"type": "context", "elements": [plain(context, _TEXT_LIMIT)]},
     ]
+    evidence = anomaly_summary(alert.details)
+    if evidence is not None:
+        blocks.insert(2, {"type": "section", "text": plain(f"Anomaly: {evidence}", _TEXT_LIMIT)})
     return {
         "text": literal(f"[{level}] {alert.rule_title}: {alert.text}", _TEXT_LIMIT),
         "mrkdwn": False,

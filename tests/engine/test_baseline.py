@@ -114,7 +114,10 @@ def test_the_same_volume_at_night_alerts_at_the_read_that_crosses(
     assert evidence["observed"] == 8 and evidence["threshold"] == 8
     assert evidence["expected"] == 0 and evidence["slot"] == "03:00-04:00 UTC"
     # the days of history whose 03:00 came after its first read (10:00 on day 1)
-    assert evidence["history"] == [0] * 13 and evidence["learning"] is False
+    assert evidence["counts"] == [0] * 13 and evidence["learning"] is False
+    assert evidence["method"] == "rate" and evidence["field"] == "events"
+    assert evidence["history"] == {"start": "2026-03-11T00:00:00.000000Z",
+                                   "end": "2026-03-24T00:00:00.000000Z"}
     assert evidence["score"] == 8.0
 
 
@@ -183,7 +186,7 @@ def test_distinct_values_are_counted_when_asked(tmp_path: Path) -> None:
                   requestParameters={"streamName": f"camera-{n}"}) for n in range(5)]
     alerts = fired(run(target, [*warm, *same, *many]), RULE_ID)
     assert [alert.details["anomaly"]["observed"] for alert in alerts] == [3]
-    assert alerts[0].details["anomaly"]["measure"] == "distinct requestParameters.streamName"
+    assert alerts[0].details["anomaly"]["field"] == "distinct requestParameters.streamName"
 
 
 def test_an_entry_stays_under_a_kibibyte_for_a_daily_profile(
@@ -204,7 +207,7 @@ def test_the_state_file_carries_the_profile_and_checks_it(
     again = make_engine(ruleset(tmp_path, rules()))
     load_state(again, path)
     [alert] = fired(run(again, reads(HUMAN, DAY_15 + 3 * HOUR, 20)), RULE_ID)
-    assert alert.details["anomaly"]["history"] == [0] * 13
+    assert alert.details["anomaly"]["counts"] == [0] * 13
 
 
 @pytest.mark.parametrize(("overrides", "problem"), [

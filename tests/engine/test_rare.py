@@ -44,7 +44,8 @@ def test_a_value_used_fewer_than_threshold_times_alerts_once(tmp_path: Path) -> 
     assert alert.event_ids == (records[3].event_id,)
     assert alert.details["rare"]["value"] == {"eventName": "DeleteStream"}
     assert alert.details["anomaly"] == {
-        "kind": "rare", "observed": 0, "threshold": 3, "history_seconds": 14 * DAY,
+        "method": "rare", "field": "eventName", "observed": 0, "threshold": 3,
+        "history": {"start": "2026-02-26T00:00:00.000000Z", "end": "2026-03-12T00:00:00.000000Z"},
         "learning": False, "learning_ended": "2026-03-11T00:00:00.000000Z"}
 
 

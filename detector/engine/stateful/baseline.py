@@ -277,9 +277,9 @@ class BaselineUnit:
         history, first = self.history(entry, start)
         threshold, median, mad, spread = self.threshold(history)
         return {
-            "kind": "baseline",
+            "method": "rate",
+            "field": "distinct " + self.spec.value[0] if self.spec.value else "events",
             "observed": item[COUNT],
-            "measure": "distinct " + self.spec.value[0] if self.spec.value else "events",
             "expected": median,
             "threshold": threshold,
             "mad": mad,
@@ -290,9 +290,9 @@ class BaselineUnit:
             "bucket_start": format_time(start),
             "bucket_seconds": self.spec.bucket,
             "slot": self.slot_name(start),
-            "history": history,
-            "history_start": format_time(first * self.period),
-            "history_end": format_time(math.floor(start / self.period) * self.period),
+            "counts": history,
+            "history": {"start": format_time(first * self.period),
+                        "end": format_time(math.floor(start / self.period) * self.period)},
             "learning": False,
         }
 

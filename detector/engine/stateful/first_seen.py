@@ -130,7 +130,8 @@ class FirstSeenUnit:
         if count < spec.threshold and not later and not learning and value not in alerted:
             alerted[value] = [event_time, event_key(record)]
             decision = Decision(record, self._alert_id(data, value, minute),
-                                self._details(data, count, len(values) - (uses is not None),
+                                self._details(data, event_time, count,
+                                              len(values) - (uses is not None),
                                               start + spec.learning))
         elif value in alerted and (event_time, event_key(record)) < tuple(alerted[value]):
             self.contradicted += 1  # an earlier use arrived after a later one alerted
@@ -147,7 +148,7 @@ class FirstSeenUnit:
             return [*entry[:ALERTED], alerted, restart]
         return [*entry[:ALERTED], alerted] if alerted else entry[:ALERTED]
 
-    def _details(self, data: dict[str, Any], count: int, known: int,
+    def _details(self, data: dict[str, Any], event_time: float, count: int, known: int,
                  learning_ended: float) -> dict[str, Any]:
         """What the alert says: the value, the key's other values, the evidence."""
         spec = self.spec
@@ -158,10 +159,12 @@ class FirstSeenUnit:
                 "learning_ended": format_time(learning_ended),
             },
             "anomaly": {
-                "kind": self.kind,
+                "method": "rare",
+                "field": ", ".join(spec.value),
                 "observed": count,
                 "threshold": spec.threshold,
-                "history_seconds": spec.history,
+                "history": {"start": format_time(event_time - spec.history),
+                            "end": format_time(event_time)},
                 "learning": False,
                 "learning_ended": format_time(learning_ended),
             },
