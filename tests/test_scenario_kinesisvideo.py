@@ -42,6 +42,9 @@ EXPECTED = {
     "6f4754de-bd3c-4125-abdc-3baf1dfb6b5f": 1,  # repeated access denied
     "4fc2abe0-9bc1-4ac0-88be-8641b95298f5": 1,  # mass deletion (second bucket suppressed)
     "49b080fe-f637-4360-b5ee-af6c0183a3ac": 1,  # media read from new IP, then retention cut
+    # baselines and rare values (kinesisvideo/baselines.yml): a week of history is learnt
+    "8aa3c787-4fa4-47bc-ba60-9956e9d95f5c": 1,  # streams read far above the operator's normal
+    "9dd24719-3c97-4c80-91f6-80e8cfb1fba5": 1,  # API rare for the operator (repeats folded)
     # stateful rules (aws-core/stateful.yml)
     "069bd6e1-ed83-4c23-b82e-bcaa3d82a7f5": 1,  # long-term access key from a new source IP
     "a613ee5d-ee9a-462c-9278-685479712fce": 1,  # discovery burst from the AWS CLI
@@ -90,6 +93,7 @@ def test_redelivered_events_are_dropped_and_repeats_are_folded() -> None:
         "59a57c98-88d2-432e-9a68-cd2c92ffde81": 2,
         "a613ee5d-ee9a-462c-9278-685479712fce": 1,
         "4fc2abe0-9bc1-4ac0-88be-8641b95298f5": 1,
+        "9dd24719-3c97-4c80-91f6-80e8cfb1fba5": 2,  # the intruder's next rare APIs that hour
     }
 
 
