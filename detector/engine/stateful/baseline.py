@@ -23,13 +23,14 @@ less than the allowed lateness ago waits for the watermark to pass that start.
 Entry per rule and key (kind `fs`, like first seen, so the stream partitions it alike):
 `[start, latest period folded, profile, open buckets]`. The profile is a string, one
 character per cell (`chr(32 + count)`, counts capped below the surrogates): about 370 bytes
-of memory for 15 x 24 cells, printable in JSON. An open bucket is
-`[start, count, state, record or null, distinct values (optional)]`, state `UNTESTED`, a
-threshold (tested, not reached), `FIRED` or `LEARNING`.
+of memory for 15 x 24 cells, printable in JSON. An open bucket is `[start, count, state,
+record or null, digests of its distinct values (optional)]`, state `UNTESTED`, a threshold
+(tested, not reached), `FIRED` or `LEARNING`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 import time
@@ -123,8 +124,9 @@ class BaselineUnit:
             buckets.append(item)
         if value is None:
             item[COUNT] += 1
-        elif value not in item[DISTINCT] and len(item[DISTINCT]) < MAX_DISTINCT:
-            item[DISTINCT].append(value)
+        elif (digest := _digest(value)) not in item[DISTINCT] and (
+                len(item[DISTINCT]) < MAX_DISTINCT):
+            item[DISTINCT].append(digest)
             item[COUNT] += 1
         else:
             self.state.put(skey, entry)
@@ -307,6 +309,12 @@ class BaselineUnit:
 
 
 _START_OF = itemgetter(BUCKET)
+
+
+def _digest(value: str) -> str:
+    """What an open bucket keeps of a distinct value: 16 hex digits, whatever its length
+    (a bucket's distinct values then take at most 19 KB of its entry)."""
+    return hashlib.blake2b(value.encode(errors="surrogatepass"), digest_size=8).hexdigest()
 
 
 def check_entry(entry: list[Any]) -> str | None:

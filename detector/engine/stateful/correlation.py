@@ -45,10 +45,13 @@ from detector.engine.rule import Correlation
 from detector.engine.state import JSON, State
 from detector.engine.stateful.keys import (
     CORRELATION,
+    MAX_ENTRY_BYTES,
     bucket_start,
+    entry_budget,
     is_count,
     is_number,
     key_prefix,
+    over_budget,
     parse_state_key,
     record_of,
     shared_fields,
@@ -113,8 +116,11 @@ class Fire:
 class CorrelationUnit:
     """The memory of one correlation rule."""
 
-    def __init__(self, correlation: Correlation, state: State) -> None:
+    def __init__(self, correlation: Correlation, state: State,
+                 budget: int = entry_budget(MAX_ENTRY_BYTES)) -> None:
         self.correlation = correlation
+        self.budget = budget  # bytes an entry is cut back under (see keys.over_budget)
+        self.trimmed = 0  # oldest events dropped to keep an entry under the budget
         self.state = state
         self.group = shared_fields(correlation.group_by)
         self.prefix = key_prefix(CORRELATION, correlation.id)
@@ -184,6 +190,7 @@ class CorrelationUnit:
             position = len(events)  # in order, the common case
         else:
             position = bisect.bisect_left(events, (event_time, ident), key=_TIME_AND_IDENT)
+        size = 0
         if position < len(events) and events[position][IDENT] == ident:
             if events[position][RULES] & mask:
                 return [], skey, None
@@ -191,6 +198,7 @@ class CorrelationUnit:
         else:
             value = self.value.values(data)[0] if self.value else None
             events.insert(position, [event_time, ident, mask, value, self.slim(data)])
+            size = over_budget(entry, len(events), len(ident) + len(value or ""), self.budget)
             cut = len(events) - KEPT_RECORDS
             if cut > 0:  # the event now just older than the latest KEPT_RECORDS
                 events[min(position, cut - 1)][RECORD] = None
@@ -209,8 +217,20 @@ class CorrelationUnit:
             if start not in entry["o"]:
                 entry["o"].append(start)
                 due = start + self.span
+        if size:
+            self._trim(entry, size)
         self.state.put(skey, entry)
         return fires, skey, due
+
+    def _trim(self, entry: dict[str, Any], size: int) -> None:
+        """Drop the oldest events until the entry is about 3/4 of the budget: a group key
+        with more events in a window than a changelog message holds keeps its latest ones
+        (a window reaching further back then counts fewer)."""
+        events: list[list[Any]] = entry["e"]
+        cut = len(events) - len(events) * self.budget * 3 // (4 * size)
+        del events[:cut]
+        self.trimmed += cut
+        entry.pop("b", None)  # the bound was for the windows as they were
 
     def close(self, skey: str, until: float) -> tuple[list[Fire], float | None]:
         """Test the tumbling windows that ended by `until`; (alerts, next due time)."""

@@ -34,7 +34,9 @@ from detector.engine.stateful.first_seen import Decision, FirstSeenUnit
 from detector.engine.stateful.keys import (
     CORRELATION,
     FIRST_SEEN,
+    MAX_ENTRY_BYTES,
     SUPPRESSION,
+    entry_budget,
     is_count,
     is_number,
 )
@@ -98,7 +100,11 @@ class Stateful:
         dedup_horizon: float | None = None,
         dedup_capacity: int = DEDUP_CAPACITY,
         clock: Clock | None = None,
+        max_entry_bytes: int = MAX_ENTRY_BYTES,
     ) -> None:
+        """`max_entry_bytes`: the largest message the changelog holding the entries takes
+        (keys.over_budget keeps every entry under it)."""
+        budget = entry_budget(max_entry_bytes)
         self.state = state
         self.clock = Clock(lateness) if clock is None else clock  # the stream passes its own
         self.recent = RecentIds(
@@ -111,7 +117,7 @@ class Stateful:
         for correlation in ruleset.correlations:
             if not correlation.meta.enabled:
                 continue
-            unit = CorrelationUnit(correlation, state)
+            unit = CorrelationUnit(correlation, state, budget)
             self.correlations[correlation.id] = unit
             for base in correlation.rules:
                 self.feeds.setdefault(base, []).append(unit)
@@ -124,7 +130,7 @@ class Stateful:
             if isinstance(rule.first_seen, Baseline):
                 self.baselines[rule.id] = BaselineUnit(rule, rule.first_seen, state)
             elif rule.first_seen is not None:
-                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.first_seen, state)
+                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.first_seen, state, budget)
             if rule.meta.suppression is not None:
                 self.suppressor.add_rule(
                     rule.meta, rule.meta.suppression,
@@ -240,6 +246,8 @@ class Stateful:
             "state_entries": len(self.state),
             "pending_entries": len(self._buckets.due) + len(self._windows.due),
             "contradicted": sum(unit.contradicted for unit in self.first_seen.values()),
+            "trimmed": sum(unit.trimmed for unit in self.first_seen.values())
+            + sum(unit.trimmed for unit in self.correlations.values()),
             "remembered_event_ids": len(self.recent),
         }
 

@@ -39,10 +39,13 @@ from detector.engine.state import JSON, State
 from detector.engine.stateful.baseline import check_entry as check_baseline
 from detector.engine.stateful.keys import (
     FIRST_SEEN,
+    MAX_ENTRY_BYTES,
     bucket_start,
+    entry_budget,
     is_count,
     is_number,
     key_prefix,
+    over_budget,
     shared_fields,
 )
 from detector.events import Record
@@ -67,8 +70,11 @@ class Decision:
 class FirstSeenUnit:
     """The memory of one first-seen or rare-value rule."""
 
-    def __init__(self, rule: Rule, spec: FirstSeen, state: State) -> None:
+    def __init__(self, rule: Rule, spec: FirstSeen, state: State,
+                 budget: int = entry_budget(MAX_ENTRY_BYTES)) -> None:
         self.rule = rule
+        self.budget = budget  # bytes an entry is cut back under (see keys.over_budget)
+        self.trimmed = 0  # values forgotten early to keep an entry under the budget
         self.spec = spec
         self.state = state
         self.key_fields = shared_fields(spec.key)
@@ -137,8 +143,21 @@ class FirstSeenUnit:
             self.contradicted += 1  # an earlier use arrived after a later one alerted
         values[value] = _used(uses, minute, spec.threshold)
         entry[LAST] = max(entry[LAST], minute)
+        if uses is None and (size := over_budget(entry, len(values), len(value), self.budget)):
+            self._trim(values, alerted, size)
         self.state.put(skey, self._shaped(entry, alerted, restart))
         return decision
+
+    def _trim(self, values: dict[str, Uses], alerted: dict[str, list[Any]], size: int) -> None:
+        """Forget the values used longest ago until the entry is about 3/4 of the budget:
+        a key with more distinct values than a changelog message holds (an address per
+        request, a field of random text) keeps its recent ones."""
+        keep = len(values) * self.budget * 3 // (4 * size)
+        oldest = sorted(values, key=lambda value: _latest(values[value]))
+        for value in oldest[:len(values) - keep]:
+            del values[value]
+            alerted.pop(value, None)
+            self.trimmed += 1
 
     @staticmethod
     def _shaped(entry: list[Any], alerted: dict[str, list[Any]],

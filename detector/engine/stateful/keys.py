@@ -16,10 +16,35 @@ import orjson
 from detector.alerts import alert_id, format_time
 from detector.bounded import MAX_STRING, bounded
 from detector.engine.fields import getter, text_of
-from detector.events import Record
+from detector.engine.state import JSON
+from detector.events import DEFAULT_LIMITS, Record
 
 FIRST_SEEN, CORRELATION, SUPPRESSION = "fs", "co", "su"
 KINDS = (FIRST_SEEN, CORRELATION, SUPPRESSION)
+
+# An entry is written whole to the worker's changelog, whose messages may be as large as the
+# worker's input messages (`Limits.max_message_bytes`, docs/stateful-rules.md "Memory"). An
+# entry that grows by items (first-seen values, correlation events) is measured every
+# `ENTRY_CHECK_EVERY` new items, and at once after an item longer than `LONG_ITEM`; between
+# two measurements it grows by at most `ENTRY_SLACK`, so it is kept under the limit minus it.
+ENTRY_CHECK_EVERY = 256
+LONG_ITEM = 1024
+ENTRY_SLACK = ENTRY_CHECK_EVERY * (LONG_ITEM + 64)
+MAX_ENTRY_BYTES = DEFAULT_LIMITS.max_message_bytes
+
+
+def entry_budget(limit: int) -> int:
+    """The size an entry is cut back under when measured, for a changelog of `limit` bytes."""
+    return max(limit - ENTRY_SLACK, limit // 2)
+
+
+def over_budget(entry: JSON, items: int, newest: int, budget: int) -> int:
+    """0 when `entry` may be left as it is; else its serialized size (measured only every
+    `ENTRY_CHECK_EVERY` items, or after an item of `newest` characters above `LONG_ITEM`)."""
+    if items % ENTRY_CHECK_EVERY and newest <= LONG_ITEM:
+        return 0
+    size = len(orjson.dumps(entry))
+    return size if size > budget else 0
 
 
 class Fields:
