@@ -111,7 +111,7 @@ class FirstSeenUnit:
         elif restart is not None and restart - spec.retention <= event_time < restart:
             restart = None  # a late use bridges the idle period: there was no restart
             self.contradicted += 1
-        elif minute < entry[LAST] and not any(
+        elif minute < entry[LAST] and event_time - entry[START] > spec.retention and not any(
                 _latest(uses) * _MINUTE + spec.retention >= event_time
                 for uses in entry[VALUES].values()):
             # a late event whose key may have been idle for the retention period before it:
@@ -145,7 +145,8 @@ class FirstSeenUnit:
         entry[LAST] = max(entry[LAST], minute)
         if uses is None and (size := over_budget(entry, len(values), len(value), self.budget)):
             self._trim(values, alerted, size)
-        self.state.put(skey, self._shaped(entry, alerted, restart))
+        plain = len(entry) == ALERTED and not alerted and restart is None  # the common shape
+        self.state.put(skey, entry if plain else self._shaped(entry, alerted, restart))
         return decision
 
     def _trim(self, values: dict[str, Uses], alerted: dict[str, list[Any]], size: int) -> None:
