@@ -115,9 +115,12 @@ class BaselineUnit:
         entry = self._entry(skey) or [event_time, -1, self.empty, []]
         if event_time < entry[START]:
             self._moved_start(entry, event_time)
-        verdicts = self._fold(skey, entry, watermark)
-        start = bucket_start(event_time, self.spec.bucket)
         buckets: list[list[Any]] = entry[BUCKETS]
+        span = self.spec.bucket
+        verdicts = self._fold(skey, entry, watermark) if buckets and min(
+            map(_START_OF, buckets)) + span <= watermark else []
+        buckets = entry[BUCKETS]
+        start = bucket_start(event_time, span)
         item = next((item for item in buckets if item[BUCKET] == start), None)
         if item is None:
             item = [start, 0, UNTESTED, None] if value is None else [start, 0, UNTESTED, None, []]

@@ -102,21 +102,19 @@ class FirstSeenUnit:
         minute = self._minute(event_time)
         stored = self.state.get(skey)
         spec = self.spec
+        if stored is not None and len(stored) == ALERTED and spec.threshold == 1 and (
+                type(stored[LAST]) is int
+                and type(uses := stored[VALUES].get(value)) is int and uses <= minute
+                and uses * _MINUTE >= event_time - spec.history and event_time >= stored[START]):
+            # the common case, a value in use seen again in order: it was used within the
+            # window (so neither new nor the key idle) and nothing alerted for the key
+            if minute > uses:
+                stored[VALUES][value] = minute
+                stored[LAST] = max(stored[LAST], minute)
+                self.state.put(skey, stored)
+            return None
         entry: list[Any] = [event_time, {}, minute] if stored is None else self._current(stored)
-        restart: float | None = entry[RESTART] if len(entry) > RESTART else None
-        if minute >= entry[LAST] and entry[LAST] * _MINUTE + spec.retention < event_time:
-            if restart is not None:  # the run the pending restart began is over too
-                entry[START] = restart
-            restart = event_time  # idle for the retention period: the key learns again
-        elif restart is not None and restart - spec.retention <= event_time < restart:
-            restart = None  # a late use bridges the idle period: there was no restart
-            self.contradicted += 1
-        elif minute < entry[LAST] and event_time - entry[START] > spec.retention and not any(
-                _latest(uses) * _MINUTE + spec.retention >= event_time
-                for uses in entry[VALUES].values()):
-            # a late event whose key may have been idle for the retention period before it:
-            # the later events, which arrived first, keep it from starting a new learning
-            self.contradicted += 1
+        restart = self._restart(entry, minute, event_time)
         if restart is not None and event_time >= restart:
             start = restart
         else:
@@ -167,6 +165,27 @@ class FirstSeenUnit:
         if restart is not None:
             return [*entry[:ALERTED], alerted, restart]
         return [*entry[:ALERTED], alerted] if alerted else entry[:ALERTED]
+
+    def _restart(self, entry: list[Any], minute: int, event_time: float) -> float | None:
+        """The key's pending restart after this event: one starts when the key was idle for
+        the retention before an event in order; a late use inside the idle period cancels it
+        (counted as contradicted, as is a late event whose key may have been idle before it)."""
+        retention = self.spec.retention
+        restart: float | None = entry[RESTART] if len(entry) > RESTART else None
+        if minute >= entry[LAST] and entry[LAST] * _MINUTE + retention < event_time:
+            if restart is not None:  # the run the pending restart began is over too
+                entry[START] = restart
+            return event_time  # idle for the retention period: the key learns again
+        if restart is not None and restart - retention <= event_time < restart:
+            self.contradicted += 1
+            return None  # a late use bridges the idle period: there was no restart
+        if minute < entry[LAST] and event_time - entry[START] > retention and not any(
+                _latest(uses) * _MINUTE + retention >= event_time
+                for uses in entry[VALUES].values()):
+            # a late event whose key may have been idle for the retention period before it:
+            # the later events, which arrived first, keep it from starting a new learning
+            self.contradicted += 1
+        return restart
 
     def _details(self, data: dict[str, Any], event_time: float, count: int, known: int,
                  learning_ended: float) -> dict[str, Any]:
