@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import alerting, engine, machine, memory, patterns, stream
+from bench import alerting, anomaly, engine, machine, memory, patterns, stream
 from bench.report import (
     FAILED,
     Result,
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default docs/BENCHMARKS.md, and none in --quick mode)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch any Markdown file")
     parser.add_argument("--only", default="", metavar="N,N",
-                        help="comma-separated benchmark numbers (1-13) to run")
+                        help="comma-separated benchmark numbers (1-15) to run")
     return parser
 
 
@@ -65,6 +65,7 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
     stream_sizes = stream.QUICK if quick else stream.FULL
     memory_sizes = memory.QUICK if quick else memory.FULL
     alerting_sizes = alerting.QUICK if quick else alerting.FULL
+    anomaly_sizes = anomaly.QUICK if quick else anomaly.FULL
     run_stream = with_broker or not quick
 
     def engine_bench(function: Callable[[engine.Context], Result]) -> Benchmark:
@@ -84,11 +85,15 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
     def alerting_bench(function: Callable[[alerting.Context], Result]) -> Benchmark:
         return lambda work: function(alerting.Context(alerting_sizes, work))
 
+    def anomaly_bench(function: Callable[[anomaly.Context], Result]) -> Benchmark:
+        return lambda work: function(anomaly.Context(anomaly_sizes, work))
+
     return ([engine_bench(function) for function in engine.BENCHMARKS]
             + [stream_bench(function) for function in stream.BENCHMARKS]
             + [patterns_bench]
             + [memory_bench(function) for function in memory.BENCHMARKS]
-            + [alerting_bench(function) for function in alerting.BENCHMARKS])
+            + [alerting_bench(function) for function in alerting.BENCHMARKS]
+            + [anomaly_bench(function) for function in anomaly.BENCHMARKS])
 
 
 def _safely(number: int, benchmark: Benchmark, work: Path) -> Result:

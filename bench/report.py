@@ -97,6 +97,10 @@ SPECS: dict[int, tuple[str, str, Target]] = {
          Target("scan cost per record <= 5x decode-only", "<=", 5.0)),
     13: ("rule_startup", "Rule start-up: load_rules + make_engine at 570 rules",
          Target("< 0.5 s", "<", 0.5)),
+    14: ("anomaly_memory", "Memory per baseline key and per rare value at 100,000 keys",
+         Target("<= 1 KiB per baseline key (24-slot daily profile)", "<=", 1024.0)),
+    15: ("anomaly_cost", "Cost per record: shipped packs with their baseline and rare-value "
+         "rules vs without them", Target("with/without cost <= 1.5x", "<=", 1.5)),
 }
 
 
