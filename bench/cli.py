@@ -8,6 +8,8 @@
     python -m bench --only 10,11     the memory benchmarks (quick mode runs them only when
                                      named by --only)
     python -m bench --only 12,13     detector scan where every record alerts, rule start-up
+    python -m bench --only 16 --with-broker
+                                     stateful alerts' latency through a worker, per kind
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import alerting, anomaly, engine, machine, memory, patterns, stream
+from bench import alerting, anomaly, engine, latency, machine, memory, patterns, stream
 from bench.report import (
     FAILED,
     Result,
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(default docs/BENCHMARKS.md, and none in --quick mode)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch any Markdown file")
     parser.add_argument("--only", default="", metavar="N,N",
-                        help="comma-separated benchmark numbers (1-15) to run")
+                        help="comma-separated benchmark numbers (1-16) to run")
     return parser
 
 
@@ -88,12 +90,17 @@ def _benchmarks(quick: bool, with_broker: bool) -> list[Benchmark]:
     def anomaly_bench(function: Callable[[anomaly.Context], Result]) -> Benchmark:
         return lambda work: function(anomaly.Context(anomaly_sizes, work))
 
+    def latency_bench(work: Path) -> Result:
+        return latency.run(latency.Context(latency.QUICK if quick else latency.FULL, work),
+                           enabled=run_stream)
+
     return ([engine_bench(function) for function in engine.BENCHMARKS]
             + [stream_bench(function) for function in stream.BENCHMARKS]
             + [patterns_bench]
             + [memory_bench(function) for function in memory.BENCHMARKS]
             + [alerting_bench(function) for function in alerting.BENCHMARKS]
-            + [anomaly_bench(function) for function in anomaly.BENCHMARKS])
+            + [anomaly_bench(function) for function in anomaly.BENCHMARKS]
+            + [latency_bench])
 
 
 def _safely(number: int, benchmark: Benchmark, work: Path) -> Result:

@@ -101,6 +101,9 @@ SPECS: dict[int, tuple[str, str, Target]] = {
          Target("<= 1 KiB per baseline key (24-slot daily profile)", "<=", 1024.0)),
     15: ("anomaly_cost", "Cost per record: shipped packs with their baseline and rare-value "
          "rules vs without them", Target("with/without cost <= 1.5x", "<=", 1.5)),
+    16: ("stateful_latency", "Latency of stateful alerts: deciding event to alert at 2,000 "
+         "events/s, per kind (first seen, rare, event count, baseline)",
+         Target("p99 < 1 s for every kind", "<", 1000.0)),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_BENCHMARKS = {1, 2, 3, 4, 9, 12, 14, 15}  # need no broker: they must produce numbers
-ALL_BENCHMARKS = {*range(1, 10), 12, 13, 14, 15}  # quick mode runs 10, 11 only when named
+ALL_BENCHMARKS = {*range(1, 10), 12, 13, 14, 15, 16}  # quick mode runs 10, 11 only when named
 
 
 @pytest.fixture(scope="module")
