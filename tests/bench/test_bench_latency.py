@@ -65,6 +65,14 @@ def test_the_plan_keeps_the_background_rate_and_each_markers_events_together() -
         assert plan.events[places[-1]][0]["eventID"] == item.decider
 
 
+def test_a_live_part_in_the_first_lateness_of_a_utc_day_is_told() -> None:
+    midnight = datetime(2026, 6, 2, tzinfo=UTC).timestamp()
+    assert latency.near_day_start(midnight - 10, midnight + 20)  # across midnight
+    assert latency.near_day_start(midnight + 600, midnight + 630)  # 00:10, lateness 15 min
+    assert not latency.near_day_start(midnight + 960, midnight + 990)  # 00:16
+    assert not latency.near_day_start(NOON, NOON + 30)
+
+
 def test_the_quick_run_times_an_alert_for_every_marker(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--with-broker", "--only", "16",
