@@ -202,7 +202,8 @@ def engine_stateful(ctx: Context) -> Result:
     result.profile = profile_call(lambda: _process_all(records, profiled))
     result.profile["subject"] = f"make_engine() over {len(records):,} decoded mix records"
     result.notes.append(
-        f"shipped packs + SigmaHQ + bench/stateful_rules (first seen, event_count, value_count), "
+        f"shipped packs + SigmaHQ + bench/stateful_rules (first seen, rare value, baseline, "
+        f"event_count, value_count), "
         f"{len(records):,} mix records over 6 h of event time, decoded beforehand; alerts per "
         f"pass: {alerts.get('on', 0)} on, {alerts.get('off', 0)} off")
     result.notes.append(
