@@ -20,16 +20,21 @@ Memory is bounded by the reorder window, not by the input (docs/scan.md):
 - Input files are read in the order of the time in their CloudTrail file names
   (`..._CloudTrail_<region>_<YYYYMMDDTHHMMZ>_...`), then by path, so the files of several
   accounts and regions interleave in time.
+- Python's cycle collector is set for a scan (`_collector`): records are dicts without
+  cycles, freed by reference counting, but every young collection walks the records that wait
+  in the heap, and every old one the rules; docs/BENCHMARKS.md (benchmark 12) measures it.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import re
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -53,6 +58,7 @@ CHUNK = 1024 * 1024  # bytes read (and inflated) at a time
 HEAD = 1024 * 1024  # content (up to a line break) looked at to tell JSON lines from the rest
 SHOWN = 20  # error messages a summary lists
 SORTED = 10_000  # records held whatever the watermark: small inputs in exact time order
+YOUNG_COLLECTION = 100_000  # allocations between young collections during a scan (Python: 700)
 MAX_HELD = 100_000  # records waiting for event-time order (a few hundred MB at most)
 UNREADABLE = "unreadable"
 INTERNAL_ERROR = "internal_error"
@@ -130,38 +136,54 @@ def scan(
     closes every window (not when the state is saved for a later run: windows the
     watermark has not passed then carry over).
     """
-    summary = ScanSummary(files=len(inputs))
-    started = time.perf_counter()
-    wall = time.time() if now is None else now
-    clock = engine.stateful.clock
-    window = Reorder(Clock(clock.lateness, clock.latest.count), sorted_below, max_held)
+    with _collector():
+        summary = ScanSummary(files=len(inputs))
+        started = time.perf_counter()
+        wall = time.time() if now is None else now
+        clock = engine.stateful.clock
+        window = Reorder(Clock(clock.lateness, clock.latest.count), sorted_below, max_held)
 
-    process, count, push = engine.process, summary.count, window.push
+        process, count, push = engine.process, summary.count, window.push
 
-    def evaluate(records: Iterable[Record]) -> None:
-        for record in records:
-            tell(process(record))
+        def evaluate(records: Iterable[Record]) -> None:
+            for record in records:
+                tell(process(record))
 
-    def tell(alerts: list[Alert]) -> None:
-        for alert in alerts:
-            count(alert)
-            emit(alert)
-        for failure in engine.take_failures():
-            _failed(summary, failure)
-            on_failure(failure)
+        def tell(alerts: list[Alert]) -> None:
+            for alert in alerts:
+                count(alert)
+                emit(alert)
+            for failure in engine.take_failures():
+                _failed(summary, failure)
+                on_failure(failure)
 
-    for name in progress(inputs):
-        for item in read_records(name, limits, wall):
-            if isinstance(item, DecodeError):
-                _error(summary, name, item)
-            else:
-                summary.records += 1
-                evaluate(push(item))
-    evaluate(window.drain())
-    tell(engine.flush(final))
-    summary.held = window.most
-    summary.seconds = time.perf_counter() - started
-    return summary
+        for name in progress(inputs):
+            for item in read_records(name, limits, wall):
+                if isinstance(item, DecodeError):
+                    _error(summary, name, item)
+                else:
+                    summary.records += 1
+                    evaluate(push(item))
+        evaluate(window.drain())
+        tell(engine.flush(final))
+        summary.held = window.most
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+
+@contextmanager
+def _collector() -> Iterator[None]:
+    """The cycle collector for the length of a scan: what exists before it (rules, engine,
+    imports) is frozen out of its walks, and young collections come every YOUNG_COLLECTION
+    allocations; both as they were afterwards."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 class Reorder:

@@ -5,6 +5,7 @@ of records at a time."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import time
@@ -21,6 +22,7 @@ from detector.events import DEFAULT_LIMITS, DecodeError, Limits, Record
 from detector.scan import (
     MAX_HELD,
     SORTED,
+    YOUNG_COLLECTION,
     ScanSummary,
     find_inputs,
     read_content,
@@ -236,3 +238,20 @@ def test_cloudtrail_files_are_read_in_the_order_of_their_time_then_path(tmp_path
 def test_an_unreadable_input_is_an_error(tmp_path: Path) -> None:
     [error] = list(read_records(str(tmp_path), Limits(), NOW))  # a directory
     assert isinstance(error, DecodeError) and error.reason == "unreadable"
+
+
+def test_a_scan_leaves_the_cycle_collector_as_it_found_it(tmp_path: Path) -> None:
+    """Scan sets the collector for its length only (docs/BENCHMARKS.md, benchmark 12)."""
+    threshold = gc.get_threshold()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    def emit(alert: Alert) -> None:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+
+    (tmp_path / "in.jsonl").write_bytes(jsonl([kvs(1, 0, "DeleteStream")]))
+    engine = make_engine(load(tmp_path, DELETE).ruleset)
+    scan([str(tmp_path / "in.jsonl")], engine, Limits(), emit, now=NOW)
+
+    [(during, frozen)] = seen
+    assert during[0] == YOUNG_COLLECTION and frozen > 0
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
