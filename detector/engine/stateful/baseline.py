@@ -34,6 +34,7 @@ import hashlib
 import math
 import statistics
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -98,10 +99,12 @@ class BaselineUnit:
     def group_fields(self) -> tuple[str, ...]:
         return self.spec.key
 
-    def offer(self, record: Record, watermark: float
+    def offer(self, record: Record, watermark: float, scheduled: Container[str] = ()
               ) -> tuple[list[Verdict], str | None, float | None]:
         """Count a record the rule matched (not late): (alerts, entry key, when it next needs
-        the watermark)."""
+        the watermark). `scheduled`: the entries already waiting for the watermark; for
+        those, the time is worked out only when a bucket opens (counting or testing a bucket
+        only moves its time later)."""
         data = record.data
         if None in self.key_fields.values(data):
             return [], None, None
@@ -121,27 +124,28 @@ class BaselineUnit:
             map(_START_OF, buckets)) + span <= watermark else []
         buckets = entry[BUCKETS]
         start = bucket_start(event_time, span)
-        item = next((item for item in buckets if item[BUCKET] == start), None)
+        item = buckets[-1] if buckets and buckets[-1][BUCKET] == start else next(
+            (item for item in buckets if item[BUCKET] == start), None)
+        opened = item is None
         if item is None:
             item = [start, 0, UNTESTED, None] if value is None else [start, 0, UNTESTED, None, []]
             buckets.append(item)
-        if value is None:
+        if value is not None:
+            counted = (digest := _digest(value)) not in item[DISTINCT] and (
+                len(item[DISTINCT]) < MAX_DISTINCT)
+            if counted:
+                item[DISTINCT].append(digest)
+        if value is None or counted:
             item[COUNT] += 1
-        elif (digest := _digest(value)) not in item[DISTINCT] and (
-                len(item[DISTINCT]) < MAX_DISTINCT):
-            item[DISTINCT].append(digest)
-            item[COUNT] += 1
-        else:
-            self.state.put(skey, entry)
-            return verdicts, skey, self.due(entry, watermark)
-        if item[STATE] == UNTESTED and start - self._offset(start) > watermark:
-            item[RECORD] = self.slim(data)  # its history is not closed: tested later
-        elif item[STATE] not in (FIRED, LEARNING):
-            verdict = self._test(skey, entry, item, record)
-            if verdict is not None:
-                verdicts.append(verdict)
+            if item[STATE] == UNTESTED and start - self._offset(start) > watermark:
+                item[RECORD] = self.slim(data)  # its history is not closed: tested later
+            elif item[STATE] not in (FIRED, LEARNING):
+                verdict = self._test(skey, entry, item, record)
+                if verdict is not None:
+                    verdicts.append(verdict)
         self.state.put(skey, entry)
-        return verdicts, skey, self.due(entry, watermark)
+        return verdicts, skey, self.due(entry, watermark) if opened or (
+            skey not in scheduled) else None
 
     def release(self, skey: str, watermark: float) -> tuple[list[Verdict], float | None]:
         """Test the buckets whose history closed, fold those that ended."""

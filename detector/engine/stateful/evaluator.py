@@ -198,7 +198,8 @@ class Stateful:
                     continue
                 if route.baseline is not None:
                     if not late:
-                        verdicts, skey, due = route.baseline.offer(record, watermark)
+                        verdicts, skey, due = route.baseline.offer(
+                            record, watermark, self._buckets.due)
                         if due is not None and skey is not None:
                             self._schedule(self._buckets, skey, due)
                         alerts += self._verdicts(route.baseline, verdicts)

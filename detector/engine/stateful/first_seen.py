@@ -31,8 +31,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from detector.alerts import alert_id, event_key, format_time
 from detector.engine.rule import FirstSeen, Rule
 from detector.engine.state import JSON, State
@@ -102,17 +100,13 @@ class FirstSeenUnit:
         minute = self._minute(event_time)
         stored = self.state.get(skey)
         spec = self.spec
-        if stored is not None and len(stored) == ALERTED and spec.threshold == 1 and (
-                type(stored[LAST]) is int
-                and type(uses := stored[VALUES].get(value)) is int and uses <= minute
-                and uses * _MINUTE >= event_time - spec.history and event_time >= stored[START]):
-            # the common case, a value in use seen again in order: it was used within the
-            # window (so neither new nor the key idle) and nothing alerted for the key
-            if minute > uses:
-                stored[VALUES][value] = minute
-                stored[LAST] = max(stored[LAST], minute)
-                self.state.put(skey, stored)
-            return None
+        if (stored is not None and len(stored) == ALERTED and type(stored[LAST]) is int
+                and event_time >= stored[START]):
+            changed = self._settled(stored, value, minute, event_time - spec.history)
+            if changed is not None:
+                if changed:
+                    self.state.put(skey, stored)
+                return None
         entry: list[Any] = [event_time, {}, minute] if stored is None else self._current(stored)
         restart = self._restart(entry, minute, event_time)
         if restart is not None and event_time >= restart:
@@ -146,6 +140,28 @@ class FirstSeenUnit:
         plain = len(entry) == ALERTED and not alerted and restart is None  # the common shape
         self.state.put(skey, entry if plain else self._shaped(entry, alerted, restart))
         return decision
+
+    def _settled(self, entry: list[Any], value: str, minute: int, since: float) -> bool | None:
+        """The common case, an established value seen again in order: its uses (as many as
+        the threshold) all lie within the window (from `since`) and at or before `minute`, so
+        it is neither rare nor is the key idle, and nothing alerted for the key. Then the use
+        is recorded in place, as `_used` would, and whether the entry changed is returned;
+        None (nothing changed) when the event needs the full decision."""
+        values = entry[VALUES]
+        uses = values.get(value)
+        threshold = self.spec.threshold
+        if threshold == 1 and type(uses) is int and uses <= minute and uses * _MINUTE >= since:
+            if minute == uses:
+                return False
+            values[value] = minute
+        elif (threshold > 1 and type(uses) is list and len(uses) == threshold
+              and uses[-1] <= minute and uses[0] * _MINUTE >= since):
+            del uses[0]
+            uses.append(minute)
+        else:
+            return None
+        entry[LAST] = max(entry[LAST], minute)
+        return True
 
     def _trim(self, values: dict[str, Uses], alerted: dict[str, list[Any]], size: int) -> None:
         """Forget the values used longest ago until the entry is about 3/4 of the budget:
@@ -270,7 +286,7 @@ class FirstSeenUnit:
             return None
         if len(values) == 1:
             return values[0]
-        return orjson.dumps(values).decode()
+        return self.value_fields.key(data)
 
     def _minute(self, event_time: float) -> int:
         minute = math.ceil(event_time / _MINUTE)
