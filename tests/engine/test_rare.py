@@ -130,3 +130,22 @@ detector:
     (tmp_path / "rule.yml").write_text(text)
     [error] = load_rules([tmp_path]).errors
     assert "first_seen and rare cannot be combined" in str(error)
+
+
+def test_an_established_value_seen_again_counts_only_its_uses_within_the_window(
+    tmp_path: Path,
+) -> None:
+    # GetClip and DescribeStream are used twice at the start (established), GetClip again
+    # on day 3: its uses are then the second start use and day 3. On day 7, ten minutes past
+    # the window of the start uses, only day 3 counts: rare (1 below 2). Day 7 comes before
+    # any sweep could forget the old uses, so the decision itself must leave them out.
+    records = calls((0, "GetClip"), (60, "GetClip"), (120, "DescribeStream"),
+                    (180, "DescribeStream"), (3 * DAY, "GetClip"),
+                    (7 * DAY - 30 * 60, "DescribeStream"), (7 * DAY + 10 * 60, "GetClip"))
+    [alert] = fired(run(engine(tmp_path, rare(window="7d")), records), RULE_ID)
+    assert alert.event_ids == (records[-1].event_id,)
+    assert alert.details["anomaly"]["observed"] == 1
+    # used on day 3 only once more before: not a third use in the window, still established
+    steady = calls((0, "GetClip"), (60, "GetClip"), (3 * DAY, "GetClip"),
+                   (3 * DAY + 60, "GetClip"), (7 * DAY + 10 * 60, "GetClip"))
+    assert fired(run(engine(tmp_path, rare(window="7d")), steady), RULE_ID) == []
