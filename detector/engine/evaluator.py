@@ -4,6 +4,12 @@ Single-event rules are looked up by (eventSource, eventName) and their predicate
 record dict. Rules that need memory (first seen, suppression, correlations) are handed to the
 stateful evaluator, which keeps its state behind the State interface.
 
+One record goes through three steps, the same in `detector scan` and in the stream worker
+(which matches on its input side and takes the other steps where the record's state lives):
+`admit` (is it a redelivered event?), `evaluate` (the single-event rules: the stateless
+alerts, and the matches the stateful rules take) and `observe` (the stateful decisions).
+`process` takes the three in order.
+
 No record can stop the engine: an exception while evaluating one is caught at the record
 boundary, per rule where it can be (one failing rule does not cost the record its other rules'
 alerts), and kept as a `Failure` for the caller to count, log and dead-letter
@@ -43,7 +49,17 @@ def failure(rule_id: str | None, record: Record | None, error: BaseException) ->
 class StatefulEvaluator(Protocol):
     """What the engine needs from the stateful part (first seen, suppression, correlations)."""
 
+    def admit(self, record: Record) -> bool: ...
+
     def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]: ...
+
+
+@dataclass(slots=True)
+class Matches:
+    """What the single-event rules make of one record."""
+
+    alerts: list[Alert]  # of the rules that alert on their own (no memory)
+    rules: list[Rule]  # every rule that matched: the stateful part takes those it keeps state for
 
 
 def build_alert(
@@ -101,12 +117,32 @@ class Engine:
             if rule.predicate(data)
         ]
 
-    def process(self, record: Record) -> list[Alert]:
-        """The alerts for one record; what raised is kept for `take_failures`."""
+    def admit(self, record: Record) -> bool:
+        """False for a redelivered event (an eventID seen lately): nothing is evaluated for it.
+        An engine without memory admits every record."""
+        if self.stateful is None:
+            return True
         try:
-            matched = self.match(record)
-        except Exception:  # some rule raised: find which, keep the others' matches
-            matched = self._match_each(record)
+            return self.stateful.admit(record)
+        except Exception as error:
+            self.failures.append(failure(None, record, error))
+            return False
+
+    def evaluate(self, record: Record) -> Matches:
+        """The single-event rules on one record: the alerts of those without memory, and every
+        match (for `observe`, here or where the record's state lives)."""
+        matched = self.matching(record)
+        return Matches(self.alerts(record, matched), matched)
+
+    def matching(self, record: Record) -> list[Rule]:
+        """`match`, with a rule that raises kept as a failure and the others' matches kept."""
+        try:
+            return self.match(record)
+        except Exception:  # some rule raised: find which
+            return self._match_each(record)
+
+    def alerts(self, record: Record, matched: Sequence[Rule]) -> list[Alert]:
+        """The alerts of the matched rules that alert on their own (no memory)."""
         alerts: list[Alert] = []
         for rule in matched:
             if is_stateless(rule):
@@ -114,12 +150,26 @@ class Engine:
                     alerts.append(build_alert(rule.meta, "match", [record]))
                 except Exception as error:
                     self.failures.append(failure(rule.id, record, error))
-        if self.stateful is not None:
-            try:
-                alerts.extend(self.stateful.observe(record, matched))
-            except Exception as error:
-                self.failures.append(failure(None, record, error))
         return alerts
+
+    def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]:
+        """The stateful decisions `record` and the rules it matched lead to (none without
+        memory)."""
+        if self.stateful is None:
+            return []
+        try:
+            return self.stateful.observe(record, matched)
+        except Exception as error:
+            self.failures.append(failure(None, record, error))
+            return []
+
+    def process(self, record: Record) -> list[Alert]:
+        """The alerts for one record: admit, evaluate, observe. What raised is kept for
+        `take_failures`."""
+        if not self.admit(record):
+            return []
+        matches = self.evaluate(record)
+        return matches.alerts + self.observe(record, matches.rules)
 
     def take_failures(self) -> list[Failure]:
         """The failures since the last call, oldest first."""

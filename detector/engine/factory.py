@@ -22,7 +22,7 @@ import orjson
 from detector.alerts import Alert
 from detector.bounded import bounded_text
 from detector.durations import parse_duration
-from detector.engine.evaluator import Engine, Failure, failure
+from detector.engine.evaluator import Engine, Failure
 from detector.engine.rule import RuleSet
 from detector.engine.state import MemoryState, State
 from detector.engine.stateful import (
@@ -39,7 +39,6 @@ from detector.engine.stateful.keys import (
     SUPPRESSION,
     check_state_key,
 )
-from detector.events import Record
 
 STATE_FORMAT = "detector-state"
 # Version 2 entries may carry optional fields version 1 did not know (a held first-seen
@@ -70,14 +69,6 @@ class StatefulEngine(Engine):
 
     def __init__(self, ruleset: RuleSet, stateful: Stateful) -> None:
         super().__init__(ruleset, stateful)
-
-    def process(self, record: Record) -> list[Alert]:
-        try:
-            admitted = self.stateful.admit(record)
-        except Exception as error:
-            self.failures.append(failure(None, record, error))
-            return []
-        return super().process(record) if admitted else []
 
     def take_failures(self) -> list[Failure]:
         return super().take_failures() + self.stateful.take_failures()

@@ -7,7 +7,7 @@ Data flow:
                 \\--(matched a stateful rule)--> <group>-repartition --(Table state)--> alerts
 
 One repartition topic and one Table (changelog topic) per group of stateful rules that are
-partitioned alike (see `detector.stream.partitioned`), all with `state_partitions` partitions.
+partitioned alike (see `detector.stream.groups`), all with `state_partitions` partitions.
 Every second each worker also tells every state partition how far its input partitions have
 got in event time, as far as their offsets are committed (beats; `detector.stream.watermark`).
 
@@ -53,8 +53,10 @@ from detector.sinks import SinkSet, load_sinks
 from detector.stream.attempts import Attempts, Slot
 from detector.stream.continuity import OffsetGuard, Verdict
 from detector.stream.deadletter import Source
-from detector.stream.partitioned import TICK, Group, GroupRunner, Outbox
+from detector.stream.evaluation import GroupEvaluator
+from detector.stream.groups import Group
 from detector.stream.processor import Output, Processor
+from detector.stream.repartition import TICK, Outbox
 from detector.stream.rules import RuleSource
 from detector.stream.status import LagTracker, TopicPartition, WorkerStatus
 from detector.stream.topics import (
@@ -86,7 +88,7 @@ class Detector:
     status: WorkerStatus
     sinks: SinkSet
     attempts: Attempts
-    runners: dict[str, GroupRunner]
+    runners: dict[str, GroupEvaluator]
     outbox: Outbox = field(default_factory=Outbox)  # records for the groups, sent at commits
     guard: OffsetGuard[TP] = field(default_factory=OffsetGuard)
     probes: set[asyncio.Task[None]] = field(default_factory=set)  # keeps the tasks alive
@@ -301,7 +303,7 @@ def _wire_group(detector: Detector, group: Group, outputs: Outputs) -> faust.Top
     def input_partitions() -> int:
         return app.consumer.topic_partitions(settings.input_topic) or 0
 
-    runner = GroupRunner(group, table, detector.metrics, partitions=settings.state_partitions,
+    runner = GroupEvaluator(group, table, detector.metrics, partitions=settings.state_partitions,
                          lateness=settings.lateness_seconds, idle_timeout=settings.idle_timeout,
                          input_partitions=input_partitions,
                          max_bytes=detector.processor.max_output_bytes,

@@ -10,12 +10,14 @@ import orjson
 
 from detector.alerts import Alert
 from detector.bounded import bounded
+from detector.metrics import Metrics
 from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat, encode_alert
 
 
 @dataclass(frozen=True, slots=True)
-class Sent:
-    """An alert as a Kafka message; `alert` is None when it is sent again from a ledger."""
+class AlertMessage:
+    """An alert as a Kafka message, encoded once for the alerts topic and the ledger; `alert`
+    (for the sinks) is None when it is read back from a ledger."""
 
     key: bytes
     value: bytes
@@ -28,12 +30,31 @@ class Sent:
         return len(self.key) + len(self.value) + sum(len(name) + len(value)
                                                      for name, value in self.headers)
 
+    @property
+    def rule_id(self) -> str | None:
+        return self.alert.rule_id if self.alert is not None else None
+
     @classmethod
-    def of(cls, alert: Alert, alert_format: AlertFormat = DEFAULT_FORMAT) -> Sent:
-        """The message of `alert` in `alert_format`, encoded once (for the alerts topic and
-        the ledger)."""
+    def of(cls, alert: Alert, alert_format: AlertFormat = DEFAULT_FORMAT) -> AlertMessage:
+        """The message of `alert` in `alert_format`."""
         return cls(alert_key(alert), encode_alert(alert, alert_format), alert_headers(alert),
                    alert)
+
+    def count(self, metrics: Metrics) -> None:
+        """`detector_alerts_total` of a newly raised alert."""
+        if self.alert is not None:
+            metrics.alerts.labels(self.alert.rule_id, self.alert.level).inc()
+
+    def ledger(self) -> list[Any]:
+        """As JSON for a ledger entry: [key as hex, value, [[header, value], ...]]."""
+        return [self.key.hex(), self.value.decode(),
+                [[name, value.decode()] for name, value in self.headers]]
+
+    @classmethod
+    def from_ledger(cls, item: list[Any]) -> AlertMessage:
+        key, value, headers = item
+        return cls(bytes.fromhex(key), value.encode(),
+                   [(name, text.encode()) for name, text in headers])
 
 
 def alert_key(alert: Alert) -> bytes:

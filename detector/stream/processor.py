@@ -1,4 +1,9 @@
-"""What the worker does with one message, without Kafka: decode, evaluate, route.
+"""What the worker does with one input message, without Kafka: decode, match, route.
+
+A record's single-event rules are matched here. The records they matched go to the state
+partitions that admit them and raise the alerts (`detector.stream.repartition`): only there
+is a redelivered event known, whichever input partition it came through. Only a record
+without an eventID, which no engine deduplicates, raises its single-event alerts here.
 
 The Faust agents in `detector.stream.app` only move bytes between topics and this class; so
 everything here is tested without a broker, and the worker's verdicts are the engine's.
@@ -16,12 +21,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from detector.alerts import Alert
-from detector.engine import Engine, Rule, RuleSet
-from detector.engine.evaluator import Failure, failure
+from detector.engine import Engine, RuleSet
+from detector.engine.evaluator import Failure, failure, is_stateless
 from detector.engine.stateful.clock import CORROBORATION
 from detector.events import DecodeError, Limits, Record, decode
 from detector.metrics import Metrics, zero
@@ -37,8 +41,9 @@ from detector.stream.deadletter import (
     dead_letters,
     max_output_bytes,
 )
-from detector.stream.messages import Sent, json_bounded
-from detector.stream.partitioned import Forward, Group, Router, plan_groups
+from detector.stream.groups import Group, plan_groups
+from detector.stream.messages import AlertMessage, json_bounded
+from detector.stream.repartition import Beat, Forward, Origin, Router
 from detector.stream.watermark import Progress
 
 log = logging.getLogger(__name__)
@@ -49,24 +54,13 @@ FAILURE_REASONS = (INTERNAL_ERROR, ATTEMPTS_EXHAUSTED)
 class Output:
     """What one message produced: alerts, dead letters, and records for repartition topics."""
 
-    alerts: list[Sent] = field(default_factory=list)
+    alerts: list[AlertMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     forwards: list[Forward] = field(default_factory=list)
 
 
-class _Matches:
-    """The engine's stateful hook on the input side: it only notes which rules matched."""
-
-    def __init__(self) -> None:
-        self.rules: list[Rule] = []
-
-    def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]:
-        self.rules = list(matched)
-        return []
-
-
 class Processor:
-    """Decodes input messages, raises single-event alerts, routes records to stateful groups."""
+    """Decodes input messages, matches single-event rules, routes records to the groups."""
 
     def __init__(self, ruleset: RuleSet, metrics: Metrics, limits: Limits,
                  partitions: int = 1, alert_format: AlertFormat = DEFAULT_FORMAT) -> None:
@@ -76,8 +70,7 @@ class Processor:
         self.alert_format = alert_format
         self.progress = Progress(CORROBORATION)
         self.groups = plan_groups(ruleset)
-        self._matches = _Matches()
-        self.engine = Engine(ruleset, self._matches)
+        self.engine = Engine(ruleset)
         self.max_output_bytes = max_output_bytes(limits)
         self.router = Router(self.groups, partitions, self.max_output_bytes)
         self._failed_kinds: set[tuple[str | None, str]] = set()  # (rule, error type) logged
@@ -97,7 +90,7 @@ class Processor:
                     f"{_describe(groups)} instead of {_describe(self.groups)}); restart the "
                     "worker to apply them")
         self.groups = groups
-        self.engine = Engine(ruleset, self._matches)
+        self.engine = Engine(ruleset)
         self.router = Router(groups, self.partitions, self.max_output_bytes)
         self._loaded(ruleset)
         return None
@@ -186,20 +179,21 @@ class Processor:
         if committed is None and end == 0:
             committed = 0  # an empty partition
         latest = None if committed is None else self.progress.to_tell(source, committed)
-        beats = [] if latest is None else self.router.beats(source, latest)
+        beats = [] if latest is None else self.router.beats(Beat(source, latest))
         caught_up = committed is not None and end is not None and committed >= end
         if self.progress.quiet(source, committed if caught_up else None):
-            beats += self.router.beats(source, None)
+            beats += self.router.beats(Beat(source, None))
         return beats
 
     def _evaluate(self, records: Iterable[Record], source: Source, output: Output) -> None:
         metrics = self.metrics
         observe = metrics.evaluation_seconds.observe
-        for record in records:
+        for index, record in enumerate(records):
             started = time.perf_counter()
             error: Exception | None = None
             try:
-                sent, forwards = self._record(record, source.partition)
+                sent, forwards = self._record(record, Origin(source.partition, source.offset,
+                                                             index))
             except Exception as exc:  # one bad record must not stop the worker
                 sent, forwards, error = [], [], exc
             failures = self.engine.take_failures()  # rules that raised, the others alerted
@@ -219,22 +213,27 @@ class Processor:
             observe(time.perf_counter() - started)
             metrics.evaluated.inc()
             for item in sent:
-                if item.alert is not None:
-                    metrics.alerts.labels(item.alert.rule_id, item.alert.level).inc()
+                item.count(metrics)
             output.alerts.extend(sent)
             output.forwards.extend(forwards)
 
-    def _record(self, record: Record, partition: int) -> tuple[list[Sent], list[Forward]]:
-        """The single-event alerts of `record` and its copies for the stateful groups."""
-        self._matches.rules = []
-        sent = [Sent.of(alert, self.alert_format) for alert in self.engine.process(record)]
-        return sent, self.router.route(record, self._matches.rules, partition)
+    def _record(self, record: Record, origin: Origin
+                ) -> tuple[list[AlertMessage], list[Forward]]:
+        """The alerts `record` raises here (it has no eventID) and its copies for the groups."""
+        engine = self.engine
+        matched = engine.matching(record)
+        if not record.event_id:
+            alerts = engine.alerts(record, matched)
+            return ([AlertMessage.of(alert, self.alert_format) for alert in alerts],
+                    self.router.route(record, matched, (), origin))
+        stateless = [rule.id for rule in matched if is_stateless(rule)]
+        return [], self.router.route(record, matched, stateless, origin)
 
-    def _oversized(self, record: Record, sent: list[Sent], forwards: list[Forward]
+    def _oversized(self, record: Record, sent: list[AlertMessage], forwards: list[Forward]
                    ) -> list[Failure]:
         """What of a record's output the worker cannot send: larger than `max_output_bytes`."""
         limit = self.max_output_bytes
-        failures = [Failure(item.alert.rule_id if item.alert else None, record.event_id,
+        failures = [Failure(item.rule_id, record.event_id,
                             f"its alert is {size} bytes, over the {limit} the worker sends")
                     for item in sent if (size := item.size) > limit]
         failures += [Failure(None, record.event_id, f"its copy for the stateful rules "

@@ -33,17 +33,17 @@ def fail(marker: str, raising: str, killing: str) -> None:
 
 
 def install() -> None:
-    process, observe = Engine.process, Stateful.observe
+    matching, observe = Engine.matching, Stateful.observe
 
-    def faulty_process(self: Engine, record: Record) -> list[Alert]:
+    def faulty_matching(self: Engine, record: Record) -> list[Rule]:
         fail(record.event_name, RAISE, KILL)
-        return process(self, record)
+        return matching(self, record)
 
     def faulty_observe(self: Stateful, record: Record, matched: Sequence[Rule]) -> list[Alert]:
         fail(record.event_id or "", RAISE_STATE, KILL_STATE)
         return observe(self, record, matched)
 
-    Engine.process = faulty_process  # type: ignore[method-assign]
+    Engine.matching = faulty_matching  # type: ignore[method-assign]
     Stateful.observe = faulty_observe  # type: ignore[method-assign]
 
 

@@ -130,7 +130,7 @@ def test_records_that_fail_or_kill_on_the_state_side_are_dead_lettered_and_state
     [failed] = read_topic(kafka_broker, worker.dead_letter_topic, lambda f: len(f) >= 1)
     assert failed.headers["reason"] == b"internal_error"
     assert failed.headers["source-topic"].decode().startswith(repartition)
-    assert orjson.loads(failed.value)["r"]["eventID"] == "detector-test-raise"
+    assert orjson.loads(failed.value)["record"]["eventID"] == "detector-test-raise"
 
     produce(kafka_broker, topic, [killing])
     for _attempt in range(2):

@@ -22,6 +22,7 @@ from integration.worker_support import (
     replay,
     scan_ids,
     unique,
+    wait_for_split,
 )
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def test_two_workers_raise_the_same_alerts_as_one(
             for _ in range(2)]
     for worker in (single, *pair):
         worker.wait_ready()
-    _wait_for_split(pair, topic)
+    wait_for_split(pair, topic)
 
     replay(kafka_broker, topic, SCENARIO, options=["--key-field", "userIdentity.arn"])
 
@@ -53,20 +54,6 @@ def test_two_workers_raise_the_same_alerts_as_one(
     assert {m.partition for m in two} <= {0, 1, 2, 3}
     for worker in (single, *pair):
         assert worker.terminate() == 0
-
-
-def _wait_for_split(pair: list[WorkerProcess], topic: str, timeout: float = 60.0) -> None:
-    """Until each worker of the pair owns some input partitions and both are ready."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        owned = [{p["partition"] for p in w.status()["assigned_partitions"] if p["topic"] == topic}
-                 for w in pair]
-        if all(owned) and not owned[0] & owned[1] and all(
-            w.get("/readyz")[0] == 200 for w in pair
-        ):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"partitions never split between the workers: {owned}")
 
 
 def test_a_killed_worker_loses_no_alert_and_keeps_its_baselines(

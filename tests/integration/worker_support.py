@@ -264,3 +264,17 @@ def replay(broker: KafkaBroker, topic: str, *paths: Path | str, options: Sequenc
 
 def scenario_events() -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in SCENARIO.read_bytes().splitlines()]
+
+
+def wait_for_split(pair: list[WorkerProcess], topic: str, timeout: float = 60.0) -> None:
+    """Until each worker of the pair owns some input partitions and both are ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owned = [{p["partition"] for p in w.status()["assigned_partitions"] if p["topic"] == topic}
+                 for w in pair]
+        if all(owned) and not owned[0] & owned[1] and all(
+            w.get("/readyz")[0] == 200 for w in pair
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"partitions never split between the workers: {owned}")

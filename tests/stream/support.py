@@ -10,6 +10,10 @@ import orjson
 from detector.metrics import Metrics
 from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import Detector, create_app
+from detector.stream.deadletter import Source
+from detector.stream.evaluation import GroupEvaluator
+from detector.stream.processor import Output, Processor
+from detector.stream.repartition import batched
 from detector.stream.rules import RuleSource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
@@ -57,3 +61,30 @@ class ChangelogDict(dict[str, Any]):
                 table[key] = value
         table.messages = list(self.messages)
         return table
+
+
+class Pipeline:
+    """The worker without Kafka: the input processor, then every record it forwards through
+    its group's evaluator at once (the repartition topics left out)."""
+
+    def __init__(self, processor: Processor, partitions: int = 1) -> None:
+        self.processor = processor
+        self.evaluators = {group.name: GroupEvaluator(
+            group, ChangelogDict(), processor.metrics, partitions=partitions, lateness=60.0,
+            idle_timeout=3600.0, input_partitions=lambda: 1,
+            alert_format=processor.alert_format) for group in processor.groups}
+        self._offset = 0
+
+    def on_message(self, payload: bytes, source: Source) -> Output:
+        """What the worker sends for one input message: its alerts raised on either side,
+        its dead letters; forwards left to the outbox are not kept."""
+        output = self.processor.on_message(payload, source)
+        for forward in batched(output.forwards):
+            evaluator = self.evaluators[forward.group]
+            self._offset += 1
+            output.alerts += evaluator.process(forward.partition, self._offset, forward.value)
+            for failed in evaluator.take_failures():
+                output.dead_letters.append(self.processor.record_failed(
+                    source, failed.value, failed.failures, index=failed.index,
+                    reason=failed.reason, error=failed.exception))
+        return output

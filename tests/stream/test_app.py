@@ -26,7 +26,7 @@ from detector.stream.deadletter import MAX_INPUT_HEADERS, MAX_INPUT_KEY, Source,
 from detector.stream.processor import Output
 from detector.stream.rules import RuleSource
 from detector.stream.topics import internal_topics, output_topic_config
-from stream.support import DELETE_RULE, FIXTURES, build
+from stream.support import DELETE_RULE, FIXTURES, Pipeline, build
 
 
 def test_settings_reach_faust(tmp_path: Path) -> None:
@@ -55,16 +55,17 @@ def test_each_call_builds_its_own_app_and_registry(tmp_path: Path) -> None:
 
 def test_stateful_groups_get_a_repartition_topic_a_table_and_an_agent(tmp_path: Path) -> None:
     detector = build(Settings(group_id="det", data_dir=str(tmp_path), state_partitions=4))
-    [group] = detector.processor.groups
-    assert list(detector.runners) == [group.name]
+    # the fixture's first-seen rule's, and the group by eventID's (single-event rules)
+    names = [group.name for group in detector.processor.groups]
+    assert len(names) == 2 and list(detector.runners) == names
     agents = sorted(agent.name for agent in detector.app.agents.values())
-    assert agents == ["detector.input", f"detector.state.{group.name}"]
-    [table] = detector.app.tables.values()
-    assert table.name == f"state-{group.name}"
-    assert table.partitions == 4
+    assert agents == ["detector.input", *sorted(f"detector.state.{name}" for name in names)]
+    tables = detector.app.tables.values()
+    assert sorted(table.name for table in tables) == sorted(f"state-{name}" for name in names)
+    assert {table.partitions for table in tables} == {4}
     topics = {topic for agent in detector.app.agents.values()
               for topic in agent.channel.topics}
-    assert topics == {"cloudtrail-events", f"det-repartition-{group.name}"}
+    assert topics == {"cloudtrail-events", *(f"det-repartition-{name}" for name in names)}
 
 
 def test_sinks_come_from_the_environment(tmp_path: Path) -> None:
@@ -108,12 +109,13 @@ def test_the_internal_topics_created_beforehand_are_the_ones_faust_uses(tmp_path
     settings = Settings(group_id="det", data_dir=str(tmp_path), state_partitions=4)
     detector = build(settings)
     specs = internal_topics(settings, [group.name for group in detector.processor.groups])
-    [table] = detector.app.tables.values()
-    [group] = detector.processor.groups
+    tables = list(detector.app.tables.values())
     assert [(spec.name, spec.partitions) for spec in specs] == [
         (settings.input_topic, 4), (settings.alerts_topic, 4), (settings.dead_letter_topic, 4),
-        (f"det-repartition-{group.name}", 4), (table.changelog_topic.get_topic_name(), 4)]
-    assert specs[-1].config == {**table.extra_topic_configs, "cleanup.policy": "compact"}
+        *[(name, 4) for group, table in zip(detector.processor.groups, tables, strict=True)
+          for name in (f"det-repartition-{group.name}", table.changelog_topic.get_topic_name())]]
+    assert all(spec.config == {**table.extra_topic_configs, "cleanup.policy": "compact"}
+               for spec, table in zip(specs[4::2], tables, strict=True))
 
 
 def test_the_output_topics_take_the_biggest_message_the_worker_produces(tmp_path: Path) -> None:
@@ -214,9 +216,9 @@ def test_the_worker_decodes_with_its_limits_and_writes_alerts_in_its_format(
     source = Source("in", 0, 0, None, [])
     many = processor.on_message(orjson.dumps({"Records": scenario[:3]}), source)
     assert [letter.reason for letter in many.dead_letters] == ["too_many_records"]
-    [sent] = processor.on_message(orjson.dumps(deletion), source).alerts
+    [sent] = Pipeline(processor).on_message(orjson.dumps(deletion), source).alerts
     finding = orjson.loads(sent.value)
     assert ocsf_errors(finding) == []
     assert (finding["class_uid"], finding["finding_info"]["analytic"]["uid"]) == (
         2004, DELETE_RULE)
-    assert [runner.alert_format for runner in detector.runners.values()] == ["ocsf"]
+    assert {runner.alert_format for runner in detector.runners.values()} == {"ocsf"}

@@ -1,4 +1,5 @@
-"""One input message in, alerts, dead letters and repartitioned records out (no Kafka)."""
+"""One input message in, alerts, dead letters and repartitioned records out (no Kafka); the
+alerts of single-event rules come from the state side once the record is admitted."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from typing import Any
 import orjson
 import pytest
 
-from detector.alerts import Alert
-from detector.engine import RuleSet
+from detector.engine import Rule, RuleSet
 from detector.events import REASONS, Limits, Record
 from detector.metrics import Metrics
 from detector.stream.deadletter import DEAD_LETTER_REASONS, HEADROOM, Source
+from detector.stream.groups import EVENT_ID
 from detector.stream.messages import alert_headers, alert_key
 from detector.stream.processor import Output, Processor
+from detector.stream.repartition import Beat
 from detector.stream.tables import group_key, partition_for
-from stream.support import DELETE_RULE, NEW_IP_RULE, sample
+from stream.support import DELETE_RULE, NEW_IP_RULE, Pipeline, sample
 
 SOURCE = Source("cloudtrail-events", 0, 7, None, [])
 
@@ -34,7 +36,7 @@ def test_a_matching_record_raises_its_single_event_alert(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     processor = Processor(ruleset, metrics, Limits())
-    output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
+    output = Pipeline(processor).on_message(orjson.dumps(deletion(scenario)), SOURCE)
     assert rule_ids(output) == [DELETE_RULE]
     assert output.dead_letters == []
     assert sample(metrics, "detector_messages_total", outcome="ok") == 1
@@ -47,7 +49,7 @@ def test_records_of_stateful_rules_go_to_their_group_partition(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     processor = Processor(ruleset, metrics, Limits(), partitions=4)
-    [group] = processor.groups
+    [group] = [group for group in processor.groups if group.fields != EVENT_ID]
     assert group.fields == ("userIdentity.arn",)
     assert group.rule_ids == {NEW_IP_RULE}
     record = scenario[0]
@@ -57,11 +59,12 @@ def test_records_of_stateful_rules_go_to_their_group_partition(
     assert (forward.group, forward.key, forward.partition) == (group.name, key,
                                                               partition_for(key, 4))
     sent = orjson.loads(forward.value)
-    assert sent["m"] == [NEW_IP_RULE]
-    assert set(sent["r"]) == set(record) - {"eventVersion", "responseElements", "requestID",
+    assert sent["rules"] == [NEW_IP_RULE] and sent["alerts"] == []
+    assert set(sent["record"]) == set(record) - {"eventVersion", "responseElements", "requestID",
                                              "readOnly", "eventType", "managementEvent",
                                              "eventCategory"}
-    assert all(sent["r"][key] == record[key] for key in sent["r"])
+    assert all(sent["record"][key] == record[key] for key in sent["record"])
+    assert sent["origin"] == [SOURCE.partition, SOURCE.offset, 0] and sent["counted"]
     assert output.alerts == []
 
 
@@ -79,7 +82,6 @@ def test_every_state_partition_hears_how_far_each_input_partition_has_got(
 ) -> None:
     """As far as two of its messages got (one message ahead of the others moves nothing)."""
     processor = Processor(ruleset, metrics, Limits(), partitions=3)
-    [group] = processor.groups
     other = dict(scenario[1], eventSource="s3.amazonaws.com", eventName="GetObject")
     processor.on_message(orjson.dumps(other), Source("in", 2, 10, None, []))
     assert processor.beats(2, 11, 12) == []  # one message (08:01:00Z) alone tells nothing
@@ -88,19 +90,19 @@ def test_every_state_partition_hears_how_far_each_input_partition_has_got(
     # may still be on their way to the state partitions
     beats = processor.beats(2, 12, 13)
     assert [(beat.group, beat.key, beat.partition) for beat in beats] == [
-        (group.name, None, p) for p in range(3)]
+        (group.name, None, p) for group in processor.groups for p in range(3)]
     assert {beat.value for beat in beats} == {
-        orjson.dumps({"s": 2, "w": 1772438460.0})}  # 08:01:00Z, reached by offsets 10, 11
+        Beat(2, 1772438460.0).encode()}  # 08:01:00Z, reached by offsets 10, 11
     assert processor.beats(2, 12, 13) == []  # nothing new to tell
     processor.on_message(orjson.dumps(scenario[5]), Source("in", 2, 12, None, []))
     assert [beat.value for beat in processor.beats(2, 13, 13)] == [
-        orjson.dumps({"s": 2, "w": 1772438820.0})] * 3 + [  # 08:07:00Z, of offsets 11, 12
-        orjson.dumps({"s": 2, "quiet": True})] * 3  # and read to its end: not waited for
+        Beat(2, 1772438820.0).encode()] * 6 + [  # 08:07:00Z, of offsets 11, 12
+        Beat(2, None).encode()] * 6  # and read to its end: not waited for
     assert processor.beats(2, 13, 13) == []  # told once
     processor.on_message(orjson.dumps(scenario[7]), Source("in", 2, 13, None, []))
     assert [beat.value for beat in processor.beats(2, 14, 14)] == [
-        orjson.dumps({"s": 2, "w": 1772439180.0})] * 3 + [  # 08:13:00Z, of offsets 12, 13
-        orjson.dumps({"s": 2, "quiet": True})] * 3  # read to its new end: told again
+        Beat(2, 1772439180.0).encode()] * 6 + [  # 08:13:00Z, of offsets 12, 13
+        Beat(2, None).encode()] * 6  # read to its new end: told again
 
 
 def test_an_empty_input_partition_is_not_waited_for(
@@ -109,7 +111,7 @@ def test_an_empty_input_partition_is_not_waited_for(
     processor = Processor(ruleset, metrics, Limits(), partitions=2)
     assert processor.beats(0, None, None) == []  # nothing known yet
     assert [beat.value for beat in processor.beats(0, None, 0)] == [
-        orjson.dumps({"s": 0, "quiet": True})] * 2
+        Beat(0, None).encode()] * 2 * len(processor.groups)
     assert processor.beats(0, None, 5) == []  # records came: read them first
 
 
@@ -118,7 +120,7 @@ def test_a_partly_bad_log_file_is_processed_and_its_bad_records_dead_lettered(
 ) -> None:
     bad = dict(deletion(scenario), eventTime="not a time")
     payload = orjson.dumps({"Records": [deletion(scenario), bad]})
-    output = Processor(ruleset, metrics, Limits()).on_message(payload, SOURCE)
+    output = Pipeline(Processor(ruleset, metrics, Limits())).on_message(payload, SOURCE)
     assert rule_ids(output) == [DELETE_RULE]
     assert [orjson.loads(letter.value) for letter in output.dead_letters] == [bad]
     assert sample(metrics, "detector_messages_total", outcome="partial") == 1
@@ -138,7 +140,7 @@ def test_a_message_of_mostly_bad_records_is_dead_lettered_once_and_counted_by_re
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
     payload = orjson.dumps({"Records": [deletion(scenario), *[{}] * 1000]})
-    output = Processor(ruleset, metrics, Limits()).on_message(payload, SOURCE)
+    output = Pipeline(Processor(ruleset, metrics, Limits())).on_message(payload, SOURCE)
     assert [(letter.value, letter.reason) for letter in output.dead_letters] == [
         (payload, "too_many_bad_records")]
     assert rule_ids(output) == [DELETE_RULE]  # the good one is read
@@ -152,17 +154,17 @@ def test_a_record_our_code_fails_on_is_dead_lettered_and_the_others_carry_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     processor = Processor(ruleset, metrics, Limits())
-    evaluate = processor.engine.process
+    matching = processor.engine.matching
 
-    def explode_on_poison(record: Record) -> list[Alert]:
+    def explode_on_poison(record: Record) -> list[Rule]:
         if record.event_id == "poison":
             raise RuntimeError("boom")
-        return evaluate(record)
+        return matching(record)
 
-    processor.engine.process = explode_on_poison  # type: ignore[method-assign]
+    processor.engine.matching = explode_on_poison  # type: ignore[method-assign]
     poison = dict(deletion(scenario), eventID="poison")
     payload = orjson.dumps({"Records": [poison, deletion(scenario)]})
-    output = processor.on_message(payload, SOURCE)
+    output = Pipeline(processor).on_message(payload, SOURCE)
     [letter] = output.dead_letters
     assert (letter.reason, orjson.loads(letter.value)) == ("internal_error", poison)
     assert dict(letter.headers)["message"] == b"RuntimeError: boom"
@@ -184,10 +186,10 @@ def test_a_record_too_deep_to_write_whole_is_dead_lettered_cut_to_the_bounds(
 ) -> None:
     processor = Processor(ruleset, metrics, Limits())
 
-    def explode(record: Record) -> list[Alert]:
+    def explode(record: Record) -> list[Rule]:
         raise RecursionError("maximum recursion depth exceeded")
 
-    processor.engine.process = explode  # type: ignore[method-assign]
+    processor.engine.matching = explode  # type: ignore[method-assign]
     record = orjson.dumps(dict(deletion(scenario), requestParameters="NESTED"))
     nested = b'{"n":' * 600 + b"{}" + b"}" * 600  # orjson reads 1,024 levels, writes 254
     [letter] = processor.on_message(record.replace(b'"NESTED"', nested), SOURCE).dead_letters
@@ -280,7 +282,7 @@ def test_rules_grouped_by_other_fields_need_a_restart(ruleset: RuleSet, metrics:
 def test_alerts_are_keyed_by_group_key_or_rule_and_carry_their_id(
     ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
 ) -> None:
-    [sent] = Processor(ruleset, metrics, Limits()).on_message(
+    [sent] = Pipeline(Processor(ruleset, metrics, Limits())).on_message(
         orjson.dumps(deletion(scenario)), SOURCE).alerts
     assert sent.alert is not None
     assert sent.key == alert_key(sent.alert) == DELETE_RULE.encode()
@@ -313,7 +315,7 @@ def test_a_rule_that_raises_dead_letters_its_record_and_the_other_rules_still_ac
     assert dict(letter.headers)["message"] == (
         f"rule {DELETE_RULE}: RuntimeError: cannot evaluate DeleteStream".encode())
     [forward] = [forward for forward in output.forwards if forward.key is not None]
-    assert orjson.loads(forward.value)["m"] == [NEW_IP_RULE]  # the stateful rule still sees it
+    assert orjson.loads(forward.value)["rules"] == [NEW_IP_RULE]  # the stateful rule sees it
     assert sample(metrics, "detector_processing_failures_total", reason="internal_error",
                   rule_id=DELETE_RULE) == 1
     assert sample(metrics, "detector_records_evaluated_total") == 1
@@ -328,8 +330,10 @@ def test_a_rule_that_raises_costs_the_record_its_alert_only(
     broken = RuleSet(tuple(replace(rule, predicate=raising_on("DeleteStream"))
                            if rule.id == NEW_IP_RULE else rule for rule in ruleset.rules))
     assert processor.swap(broken) is None
-    output = processor.on_message(orjson.dumps(deletion(scenario)), SOURCE)
+    output = Pipeline(processor).on_message(orjson.dumps(deletion(scenario)), SOURCE)
     assert rule_ids(output) == [DELETE_RULE]
     assert [letter.reason for letter in output.dead_letters] == ["internal_error"]
-    assert output.forwards == []
+    # the record goes to be admitted for its single-event alert, not to the stateful rule
+    [forward] = output.forwards
+    assert forward.group == next(g.name for g in processor.groups if g.fields == EVENT_ID)
     assert sample(metrics, "detector_alerts_total", rule_id=DELETE_RULE, level="high") == 1

@@ -1,0 +1,419 @@
+"""The state side: one engine per partition of a group, over the group's faust Table.
+
+Each partition of a group gets its own engine (`StatefulEngine`) over a `TableState` of that
+partition, so the event-time clock of a partition does not depend on which worker holds it:
+two workers give the alerts of one. A record takes the steps `detector scan` takes (see
+`detector.engine.evaluator`): admitted (a redelivered eventID raises nothing), the alerts of
+the single-event rules it carries, the stateful decisions of the group's rules it matched.
+Forwarded records name their input partition, and the partition's watermark follows the
+slowest input partition (`detector.stream.watermark`), so input partitions consumed at uneven
+speeds do not make each other's records late. The clock is kept in the table too
+(`@clock|<partition>|`), and engines are rebuilt from the table after every rebalance.
+
+The ledger (`@sent|<partition>|<event key>`): every admitted record with an eventID, and every
+record that raised alerts, leaves an entry with its origin (input partition, offset, position
+in the message) and its alerts, in the same changelog partition as the state changes it made.
+It is the memory of event ids a rebuilt engine starts from, so a redelivered event is dropped
+after a restart or a rebalance too. And it makes replay idempotent: if the worker dies after
+the changelog got the state but before the alerts left, the record comes again from the same
+origin (its offset was not committed), finds its entry and the same alerts (same ids) are sent
+again instead of being lost to the state that now knows. Table changes reach the changelog
+before each commit, once per entry (`tables.Changelog`), a record's changes before its ledger
+entry; a record that raised alerts sends them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from detector.alerts import Alert, event_key, format_time
+from detector.engine import Rule
+from detector.engine.evaluator import Failure, failure
+from detector.engine.factory import StatefulEngine
+from detector.engine.stateful import Stateful
+from detector.engine.stateful.clock import CORROBORATION
+from detector.events import DEFAULT_LIMITS, Record, decode_record
+from detector.metrics import Metrics
+from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat
+from detector.stream.deadletter import INTERNAL_ERROR, TOO_LARGE, max_output_bytes
+from detector.stream.groups import Group
+from detector.stream.messages import AlertMessage, json_bounded
+from detector.stream.repartition import (
+    Beat,
+    RecordBatch,
+    RecordItem,
+    Tick,
+    decode,
+    event_id_of,
+)
+from detector.stream.tables import Changelog, LoggedTable, TableState, own_key
+from detector.stream.watermark import SourceClock
+
+log = logging.getLogger(__name__)
+# The clock is written when it moved this far (event time): one changelog message per event
+# would double the changelog traffic, and a restored clock a few seconds behind only makes
+# the partition a little more lenient with late events.
+CLOCK_STEP = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """A record of a repartition message that could not be evaluated (in whole, or by some of
+    its rules), or whose alerts could not be sent (`too_large`)."""
+
+    index: int  # its position in the message
+    value: bytes  # the item as JSON
+    reason: str
+    failures: list[Failure]
+    exception: BaseException | None = None  # what raised, when the item failed as a whole
+
+
+@dataclass
+class PartitionEvaluator:
+    """The engine of one partition of a group, and what it last wrote of its clock."""
+
+    engine: StatefulEngine
+    clock: SourceClock
+    ledger: dict[str, float]  # ledger key -> event time, oldest first
+    last_event: float  # wall clock (monotonic) of its last record or beat
+    written: tuple[float, float] = (-math.inf, -math.inf)  # clock (max_seen, floor) in table
+    # ledger keys whose alerts this engine handed to the producer: sent, or the worker stopped
+    raised: set[str] = field(default_factory=set)
+    late: int = 0
+    duplicates: int = 0
+
+    @property
+    def stateful(self) -> Stateful:
+        return self.engine.stateful
+
+
+class GroupEvaluator:
+    """Evaluates one group's records, partition by partition, over its faust Table.
+
+    A rule that raises on a record makes the record's item fail (`take_failures`: the agent
+    dead-letters it) and costs the record nothing else; one that raises on a decision taken as
+    the watermark moved (no record at hand) is counted and logged here.
+    """
+
+    def __init__(self, group: Group, table: LoggedTable, metrics: Metrics, *,
+                 partitions: int, lateness: float, idle_timeout: float,
+                 input_partitions: Callable[[], int],
+                 max_bytes: int = max_output_bytes(DEFAULT_LIMITS),
+                 alert_format: AlertFormat = DEFAULT_FORMAT,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.input_partitions = input_partitions  # asked when a partition's engine is built
+        self.alert_format = alert_format
+        self.now = now  # the wall clock of idle ticks and input partitions gone quiet
+        self.changelog = Changelog(table)  # every write goes through it
+        self.table = self.changelog.store
+        self.partitions = partitions
+        self.lateness = lateness
+        self.idle_timeout = idle_timeout
+        self.metrics = metrics
+        self._evaluators: dict[int, PartitionEvaluator] = {}
+        self.max_bytes = max_bytes  # of an alert, and of the ledger entry of an event's alerts
+        self._failures: list[ItemFailure] = []
+        self._failed: list[Failure] = []  # rules that raised on the current item's record
+        self._unsent: list[Failure] = []  # alerts of the current item that were not sent
+        self.swap(group)
+
+    def swap(self, group: Group) -> None:
+        """New rules: evaluators are rebuilt from the table on their next event."""
+        self.group = group
+        self._rules = {rule.id: rule for rule in group.ruleset.rules}
+        self._definitions = group.definitions()
+        self._evaluators.clear()
+
+    def reset(self) -> None:
+        """After a rebalance the table is the truth: forget every evaluator, and the changes
+        not sent to the changelog (the worker sends them when partitions are taken away,
+        so these are a worker's that lost its partitions without being told: they may be
+        another worker's now)."""
+        self._evaluators.clear()
+        self.changelog.discard()
+
+    def process(self, partition: int, offset: int, payload: bytes) -> list[AlertMessage]:
+        """Alerts raised in `partition` by one message of the repartition topic: records, an
+        input partition's progress (a beat) or an idle tick. A record that fails costs the
+        others nothing: it waits in `take_failures` (the agent dead-letters it). A message
+        this worker cannot read raises RepartitionError."""
+        message = decode(payload)
+        if not isinstance(message, RecordBatch):
+            self.changelog.begin()
+            return self._time(partition, offset, message)
+        sent: list[AlertMessage] = []
+        for index, item in enumerate(message.items):
+            exception: Exception | None = None
+            try:
+                sent += self._record(partition, RecordItem.decode(item))
+            except Exception as error:  # a bug on one record must not cost the others
+                exception = error
+                self._failed.append(replace(failure(None, None, error),
+                                            event_id=event_id_of(item)))
+            if self._failed:
+                self._failures.append(ItemFailure(index, self._item_json(item), INTERNAL_ERROR,
+                                                  self._failed, exception))
+                self._failed = []
+            if self._unsent:
+                self._failures.append(ItemFailure(index, self._item_json(item), TOO_LARGE,
+                                                  self._unsent))
+                self._unsent = []
+        return sent
+
+    def take_failures(self) -> list[ItemFailure]:
+        """The records `process` could not evaluate since the last call."""
+        failures, self._failures = self._failures, []
+        return failures
+
+    def _item_json(self, item: object) -> bytes:
+        return json_bounded(item, self.max_bytes)
+
+    def _record(self, partition: int, item: RecordItem) -> list[AlertMessage]:
+        """Admit the record, raise the alerts of the single-event rules it carries, take the
+        stateful decisions of the group's rules it matched."""
+        self.changelog.begin()
+        evaluator = self._evaluator(partition)
+        # the input side checked its eventTime against its wall clock; this worker's may be
+        # behind it
+        decoded = decode_record(item.record, latest=math.inf)
+        if not isinstance(decoded, Record):  # the input side decoded it: our bug
+            raise ValueError(f"unreadable repartitioned record: {decoded.message}")
+        record = decoded
+        ledger_key = own_key("sent", partition, event_key(record))
+        origin = item.origin.encode()
+        earlier = self.table.get(ledger_key)
+        if earlier is not None and earlier.get("o") == origin:
+            # read again: its state changed already; its alerts left unless another worker,
+            # or this one before a rebalance, raised them
+            return [] if ledger_key in evaluator.raised else _resend(earlier)
+        evaluator.last_event = self.now()
+        engine = evaluator.engine
+        if not engine.admit(record):
+            self._count(evaluator, item.counted)
+            return []
+        rules = self._rules
+        alerts = engine.alerts(record, [rules[rule_id] for rule_id in item.alerts
+                                        if rule_id in rules])
+        evaluator.clock.hear(item.origin.source, record.event_time)
+        alerts += self._observe(partition, evaluator, record,
+                                [rules[rule_id] for rule_id in item.rules if rule_id in rules])
+        return self._finish(partition, evaluator, alerts, ledger_key, record.event_time,
+                            counted=item.counted, event_id=record.event_id, origin=origin)
+
+    def _time(self, partition: int, offset: int, message: Beat | Tick) -> list[AlertMessage]:
+        """Event time passing: its decisions are in the ledger under the message's offset."""
+        evaluator = self._evaluator(partition)
+        ledger_key = own_key("sent", partition, f"time@{offset}")
+        earlier = self.table.get(ledger_key)
+        if earlier is not None:
+            return _resend(earlier)
+        if isinstance(message, Tick):
+            return self._tick(partition, evaluator, ledger_key)
+        if message.latest is None:
+            evaluator.clock.quiet(message.source)
+            return self._pass_time(partition, evaluator, ledger_key, evaluator.clock.max_seen)
+        return self._beat(partition, evaluator, ledger_key, message.source, message.latest)
+
+    def _beat(self, partition: int, evaluator: PartitionEvaluator, ledger_key: str, source: int,
+              latest: float) -> list[AlertMessage]:
+        """Input partition `source` has got to eventTime `latest`: the watermark may move."""
+        evaluator.last_event = self.now()
+        clock = evaluator.clock
+        clock.hear(source, latest)
+        now = max(clock.max_seen, latest)
+        return self._pass_time(partition, evaluator, ledger_key, now)
+
+    def _tick(self, partition: int, evaluator: PartitionEvaluator, ledger_key: str
+              ) -> list[AlertMessage]:
+        """Without events for `idle_timeout`, event time is taken to pass like wall time."""
+        clock = evaluator.clock
+        idle = self.now() - evaluator.last_event
+        if idle < self.idle_timeout or clock.max_seen == -math.inf:
+            return []
+        evaluator.last_event = self.now()
+        now = clock.max_seen + idle
+        clock.pass_idle(now)
+        return self._pass_time(partition, evaluator, ledger_key, now)
+
+    def _pass_time(self, partition: int, evaluator: PartitionEvaluator, ledger_key: str,
+                   now: float) -> list[AlertMessage]:
+        """Event time is `now` (not late): take the decisions and close the windows due."""
+        if now == -math.inf:
+            return []
+        alerts = self._observe(partition, evaluator, Record({}, "", "", now, None), [])
+        return self._finish(partition, evaluator, alerts, ledger_key, now)
+
+    def _observe(self, partition: int, evaluator: PartitionEvaluator, record: Record,
+                 matched: list[Rule]) -> list[Alert]:
+        """The evaluator's alerts for `record` (or for event time passing). Rules that raised
+        on the record make its item fail; those that raised on a decision taken as the
+        watermark moved have no record to dead-letter: they are counted and logged."""
+        alerts = evaluator.engine.observe(record, matched)
+        for failed in evaluator.engine.take_failures():
+            if failed.event_id is not None:
+                self._failed.append(failed)
+                continue
+            self.metrics.processing_failures.labels(INTERNAL_ERROR, failed.rule_id or "").inc()
+            log.error("rule %s failed on a decision of partition %d of %s, taken as event time "
+                      "reached %s (no record to dead-letter): %s", failed.rule_id or "(none)",
+                      partition, self.group.name, format_time(evaluator.clock.watermark),
+                      failed.error, extra={"rule_id": failed.rule_id})
+        return alerts
+
+    def _finish(self, partition: int, evaluator: PartitionEvaluator, alerts: list[Alert],
+                ledger_key: str, event_time: float, *, counted: bool = True,
+                event_id: str | None = None, origin: list[int] | None = None
+                ) -> list[AlertMessage]:
+        """Count, write the clock and the ledger entry (a record with an eventID always has
+        one: the memory of event ids), and the alerts' messages."""
+        for summary in evaluator.stateful.closed_suppressions():
+            log.info("suppressed: %s", summary.describe())
+        clock = evaluator.clock
+        written_max, written_floor = evaluator.written
+        if (clock.max_seen >= written_max + CLOCK_STEP
+                or clock.floor >= written_floor + CLOCK_STEP):
+            self.changelog.set(partition, own_key("clock", partition), clock.dump())
+            evaluator.written = (clock.max_seen, clock.floor)
+        self._count(evaluator, counted)
+        sent = self._sendable([AlertMessage.of(alert, self.alert_format) for alert in alerts],
+                              event_id)
+        for item in sent:
+            item.count(self.metrics)
+        if sent or event_id:
+            entry: dict[str, Any] = {"t": event_time, "a": [item.ledger() for item in sent]}
+            if origin is not None:
+                entry["o"] = origin
+            if event_id:
+                entry["id"] = event_id
+            self.changelog.set(partition, ledger_key, entry)
+            evaluator.ledger.pop(ledger_key, None)  # the entry is the newest now
+            evaluator.ledger[ledger_key] = event_time
+        if sent:
+            evaluator.raised.add(ledger_key)
+            self.changelog.publish_event()
+        self._expire_ledger(partition, evaluator)
+        return sent
+
+    def _sendable(self, sent: list[AlertMessage], event_id: str | None) -> list[AlertMessage]:
+        """The alerts that fit, with their ledger entry, in the largest message the worker
+        sends; why the others do not (`_unsent`)."""
+        kept: list[AlertMessage] = []
+        total = 0
+        for item in sent:
+            size = item.size + len(item.key)  # the ledger keeps the key as hex
+            if total + size > self.max_bytes:
+                self._unsent.append(Failure(
+                    item.rule_id, event_id,
+                    f"its alert is {size} bytes, over the {self.max_bytes - total} left of the "
+                    f"{self.max_bytes} the worker sends"))
+                continue
+            kept.append(item)
+            total += size
+        return kept
+
+    def _expire_ledger(self, partition: int, evaluator: PartitionEvaluator) -> None:
+        """Drop the ledger entries the engine no longer remembers the event ids of (oldest
+        first, in write order)."""
+        stateful = evaluator.stateful
+        oldest = stateful.clock.watermark - stateful.recent.horizon
+        ledger = evaluator.ledger
+        while ledger:
+            key, when = next(iter(ledger.items()))
+            if when >= oldest:
+                break
+            del ledger[key]
+            evaluator.raised.discard(key)
+            self.changelog.delete(partition, key)
+
+    def _count(self, evaluator: PartitionEvaluator, counted: bool) -> None:
+        """Add the late and duplicate records since the last call to the metrics, unless
+        another group counts this record (`counted` False)."""
+        stateful = evaluator.stateful
+        if counted:
+            self.metrics.late.inc(stateful.late - evaluator.late)
+            self.metrics.duplicates.inc(stateful.duplicates - evaluator.duplicates)
+        evaluator.late, evaluator.duplicates = stateful.late, stateful.duplicates
+
+    def _evaluator(self, partition: int) -> PartitionEvaluator:
+        evaluator = self._evaluators.get(partition)
+        if evaluator is not None:
+            return evaluator
+        group, partitions = self.group, self.partitions
+        state = TableState(self.changelog, partition,
+                           lambda key: group.partition_of(key, partitions))
+        self._forget_stale(partition)
+        clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions(),
+                            now=self.now, corroboration=CORROBORATION)
+        saved = self.table.get(own_key("clock", partition)) or {}
+        clock.restore(saved)
+        stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock)
+        stateful.resume()  # the clock came back above, the entries are in the table
+        entries = sorted(((key, self.table.get(key) or {}) for key in state.own_keys("sent")),
+                         key=lambda item: float(item[1].get("t", 0.0)))
+        ledger = {key: float(entry.get("t", 0.0)) for key, entry in entries}
+        # the event ids it remembers: a redelivered event is dropped after a rebuild too
+        stateful.recent.restore([[entry["id"], entry["t"]] for _key, entry in entries
+                                 if isinstance(entry.get("id"), str)])
+        evaluator = PartitionEvaluator(StatefulEngine(self.group.ruleset, stateful), clock,
+                                       ledger, self.now(), (clock.max_seen, clock.floor))
+        self._evaluators[partition] = evaluator
+        return evaluator
+
+    def _forget_stale(self, partition: int) -> None:
+        """Drop the entries no rule of the group can use any more. Those of a rule whose
+        stateful definition changed since they were written (a reload changed a first-seen
+        value, a window, a threshold): a baseline of source addresses says nothing about
+        user agents. And those of a rule gone from the group (deleted, its stateful part
+        removed, or now partitioned by other fields), which nothing would read or expire
+        again. A disabled rule keeps its entries (and what they mean) for when it is enabled
+        again. Called inside an event of the partition, so the deletions reach its changelog.
+        """
+        definitions, dormant = self._definitions, self.group.dormant
+
+        def kept(prefix: str) -> bool:
+            return prefix in definitions or prefix.split("|", 1)[-1] in dormant
+
+        meant_key, keyed_key = own_key("definitions", partition), own_key("keyed", partition)
+        written: dict[str, str] = self.table.get(meant_key) or {}
+        keyed: dict[str, list[str]] = self.table.get(keyed_key) or {}
+        # The fields each stale rule's entries were keyed by when they were written.
+        stale = {prefix: keyed.get(prefix, self.group.key_fields[prefix])
+                 for prefix, meaning in written.items()
+                 if prefix in definitions and definitions[prefix] != meaning}
+        stale.update((prefix, names) for prefix, names in keyed.items() if not kept(prefix))
+        if stale:
+            for state_key in list(self.table.keys()):
+                if _prefix(state_key) in stale and self.group.partition_of(
+                        state_key, self.partitions, stale) == partition:
+                    self.changelog.delete(partition, state_key)
+        meanings = {**{prefix: meaning for prefix, meaning in written.items() if kept(prefix)},
+                    **definitions}
+        names = {**{prefix: fields for prefix, fields in keyed.items() if kept(prefix)},
+                 **{prefix: list(fields) for prefix, fields in self.group.key_fields.items()}}
+        if written != meanings:
+            self.changelog.set(partition, meant_key, meanings)
+        if keyed != names:
+            self.changelog.set(partition, keyed_key, names)
+
+    def entries(self) -> dict[str, int]:
+        """State entries on this worker by kind (first seen, correlation, suppression)."""
+        counts: dict[str, int] = {}
+        for key in list(self.table.keys()):
+            kind = key.split("|", 1)[0]
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def _prefix(state_key: str) -> str:
+    """`<kind>|<rule id>` of a state key: what its rule's entries share."""
+    return "|".join(state_key.split("|", 2)[:2])
+
+
+def _resend(entry: dict[str, Any]) -> list[AlertMessage]:
+    """The alerts of a ledger entry, for the record (or time message) read again."""
+    return [AlertMessage.from_ledger(item) for item in entry.get("a", [])]
