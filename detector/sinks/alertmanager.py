@@ -33,7 +33,7 @@ import orjson
 from detector.alerts import Alert, EventSummary, anomaly_summary
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
-from detector.sinks.console import cloudtrail_event_url
+from detector.sinks.console_links import cloudtrail_event_url
 from detector.sinks.text import visible
 
 _WORD = re.compile(r"[A-Za-z0-9]+")

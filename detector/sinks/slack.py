@@ -19,7 +19,7 @@ import orjson
 from detector.alerts import Alert, anomaly_summary
 from detector.metrics import Metrics
 from detector.sinks.base import HttpSink, HttpSinkConfig
-from detector.sinks.console import cloudtrail_event_url
+from detector.sinks.console_links import cloudtrail_event_url
 from detector.sinks.text import visible
 
 LEVEL_COLOURS = {

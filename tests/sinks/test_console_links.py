@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detector.sinks.console import cloudtrail_event_url
+from detector.sinks.console_links import cloudtrail_event_url
 from sinks.builders import EVENT_ID
 
 BASE = "https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1#/events"
