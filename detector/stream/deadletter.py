@@ -51,6 +51,7 @@ class Source:
     offset: int
     key: bytes | None
     headers: Headers
+    timestamp: float | None = None  # Kafka's, in epoch seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 from typing import Any
 
 from detector.alerts import Alert, event_key, format_time
+from detector.bounded import bounded_text
 from detector.engine import Rule
 from detector.engine.evaluator import Failure, failure
 from detector.engine.factory import StatefulEngine
@@ -55,6 +57,10 @@ from detector.stream.tables import Changelog, LoggedTable, TableState, own_key
 from detector.stream.watermark import SourceClock
 
 log = logging.getLogger(__name__)
+PARTITION_CACHE = 1 << 18  # state keys whose partition is kept parsed
+# Engine entries one state partition holds at most (the oldest go first): a worker holding
+# all 8 default partitions of a group then keeps up to 8 million, as scan's 5 million.
+MAX_ENTRIES = 1_000_000
 # The clock is written when it moved this far (event time): one changelog message per event
 # would double the changelog traffic, and a restored clock a few seconds behind only makes
 # the partition a little more lenient with late events.
@@ -105,21 +111,26 @@ class GroupEvaluator:
                  input_partitions: Callable[[], int],
                  max_bytes: int = max_output_bytes(DEFAULT_LIMITS),
                  alert_format: AlertFormat = DEFAULT_FORMAT,
+                 max_entries: int = MAX_ENTRIES,
                  now: Callable[[], float] = time.monotonic) -> None:
         self.input_partitions = input_partitions  # asked when a partition's engine is built
         self.alert_format = alert_format
         self.now = now  # the wall clock of idle ticks and input partitions gone quiet
-        self.changelog = Changelog(table)  # every write goes through it
+        # every write goes through it; an entry over `max_bytes` is dropped, not sent
+        self.changelog = Changelog(table, max_bytes, self._dropped)
         self.table = self.changelog.store
         self.partitions = partitions
         self.lateness = lateness
         self.idle_timeout = idle_timeout
         self.metrics = metrics
         self._evaluators: dict[int, PartitionEvaluator] = {}
-        self.max_bytes = max_bytes  # of an alert, and of the ledger entry of an event's alerts
+        self.max_bytes = max_bytes  # of an alert, a ledger entry, any entry of the table
+        self.max_entries = max_entries  # engine entries of one partition
         self._failures: list[ItemFailure] = []
         self._failed: list[Failure] = []  # rules that raised on the current item's record
         self._unsent: list[Failure] = []  # alerts of the current item that were not sent
+        # the Kafka timestamp of the input (or the beat, the tick) deciding what is evaluated
+        self._deciding: float | None = None
         self.swap(group)
 
     def swap(self, group: Group) -> None:
@@ -127,6 +138,10 @@ class GroupEvaluator:
         self.group = group
         self._rules = {rule.id: rule for rule in group.ruleset.rules}
         self._definitions = group.definitions()
+        # the partition of a state key, parsed once: listing a partition's keys (to count
+        # them, to sweep them) reads every key of the table
+        self._partition_of = lru_cache(maxsize=PARTITION_CACHE)(
+            partial(group.partition_of, partitions=self.partitions))
         self._evaluators.clear()
 
     def reset(self) -> None:
@@ -137,20 +152,24 @@ class GroupEvaluator:
         self._evaluators.clear()
         self.changelog.discard()
 
-    def process(self, partition: int, offset: int, payload: bytes) -> list[AlertMessage]:
-        """Alerts raised in `partition` by one message of the repartition topic: records, an
-        input partition's progress (a beat) or an idle tick. A record that fails costs the
-        others nothing: it waits in `take_failures` (the agent dead-letters it). A message
-        this worker cannot read raises RepartitionError."""
+    def process(self, partition: int, offset: int, payload: bytes,
+                timestamp: float | None = None) -> list[AlertMessage]:
+        """Alerts raised in `partition` by one message of the repartition topic (produced at
+        Kafka `timestamp`): records, an input partition's progress (a beat) or an idle tick.
+        A record that fails costs the others nothing: it waits in `take_failures` (the agent
+        dead-letters it). A message this worker cannot read raises RepartitionError."""
         message = decode(payload)
         if not isinstance(message, RecordBatch):
             self.changelog.begin()
+            self._deciding = timestamp
             return self._time(partition, offset, message)
         sent: list[AlertMessage] = []
         for index, item in enumerate(message.items):
             exception: Exception | None = None
             try:
-                sent += self._record(partition, RecordItem.decode(item))
+                decoded = RecordItem.decode(item)
+                self._deciding = decoded.produced
+                sent += self._record(partition, decoded)
             except Exception as error:  # a bug on one record must not cost the others
                 exception = error
                 self._failed.append(replace(failure(None, None, error),
@@ -164,6 +183,10 @@ class GroupEvaluator:
                                                   self._unsent))
                 self._unsent = []
         return sent
+
+    def _resend(self, entry: dict[str, Any]) -> list[AlertMessage]:
+        """The alerts of a ledger entry, for the record (or time message) read again."""
+        return [AlertMessage.from_ledger(item, self._deciding) for item in entry.get("a", [])]
 
     def take_failures(self) -> list[ItemFailure]:
         """The records `process` could not evaluate since the last call."""
@@ -190,7 +213,7 @@ class GroupEvaluator:
         if earlier is not None and earlier.get("o") == origin:
             # read again: its state changed already; its alerts left unless another worker,
             # or this one before a rebalance, raised them
-            return [] if ledger_key in evaluator.raised else _resend(earlier)
+            return [] if ledger_key in evaluator.raised else self._resend(earlier)
         evaluator.last_event = self.now()
         engine = evaluator.engine
         if not engine.admit(record):
@@ -211,7 +234,7 @@ class GroupEvaluator:
         ledger_key = own_key("sent", partition, f"time@{offset}")
         earlier = self.table.get(ledger_key)
         if earlier is not None:
-            return _resend(earlier)
+            return self._resend(earlier)
         if isinstance(message, Tick):
             return self._tick(partition, evaluator, ledger_key)
         if message.latest is None:
@@ -279,9 +302,10 @@ class GroupEvaluator:
                 or clock.floor >= written_floor + CLOCK_STEP):
             self.changelog.set(partition, own_key("clock", partition), clock.dump())
             evaluator.written = (clock.max_seen, clock.floor)
+        self.metrics.set_watermark(partition, clock.watermark, self.group.name)
         self._count(evaluator, counted)
-        sent = self._sendable([AlertMessage.of(alert, self.alert_format) for alert in alerts],
-                              event_id)
+        sent = self._sendable([AlertMessage.of(alert, self.alert_format, self._deciding)
+                               for alert in alerts], event_id)
         for item in sent:
             item.count(self.metrics)
         if sent or event_id:
@@ -343,9 +367,7 @@ class GroupEvaluator:
         evaluator = self._evaluators.get(partition)
         if evaluator is not None:
             return evaluator
-        group, partitions = self.group, self.partitions
-        state = TableState(self.changelog, partition,
-                           lambda key: group.partition_of(key, partitions))
+        state = TableState(self.changelog, partition, self._partition_of, self.max_entries)
         self._forget_stale(partition)
         clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions(),
                             now=self.now, corroboration=CORROBORATION)
@@ -400,6 +422,20 @@ class GroupEvaluator:
         if keyed != names:
             self.changelog.set(partition, keyed_key, names)
 
+    def _dropped(self, reason: str, key: str, why: str) -> None:
+        """An entry dropped from the table: counted for its rule, and logged."""
+        rule_id = key.split("|", 2)[1] if key.count("|") >= 2 else ""
+        self.metrics.processing_failures.labels(reason, rule_id).inc()
+        log.warning("state entry %s of %s dropped (%s): %s", bounded_text(key, 200),
+                    self.group.name, reason, why, extra={"rule_id": rule_id})
+
+    def report(self) -> None:
+        """The decisions each partition of this worker has waiting for its watermark, in
+        `detector_pending_decisions`."""
+        for partition, evaluator in self._evaluators.items():
+            self.metrics.set_pending(partition, evaluator.engine.stats()["pending_entries"],
+                                     self.group.name)
+
     def entries(self) -> dict[str, int]:
         """State entries on this worker by kind (first seen, correlation, suppression)."""
         counts: dict[str, int] = {}
@@ -414,6 +450,3 @@ def _prefix(state_key: str) -> str:
     return "|".join(state_key.split("|", 2)[:2])
 
 
-def _resend(entry: dict[str, Any]) -> list[AlertMessage]:
-    """The alerts of a ledger entry, for the record (or time message) read again."""
-    return [AlertMessage.from_ledger(item) for item in entry.get("a", [])]

@@ -23,6 +23,7 @@ class AlertMessage:
     value: bytes
     headers: list[tuple[str, bytes]]
     alert: Alert | None = None
+    produced: float | None = None  # Kafka timestamp of the record that decided it
 
     @property
     def size(self) -> int:
@@ -35,10 +36,12 @@ class AlertMessage:
         return self.alert.rule_id if self.alert is not None else None
 
     @classmethod
-    def of(cls, alert: Alert, alert_format: AlertFormat = DEFAULT_FORMAT) -> AlertMessage:
-        """The message of `alert` in `alert_format`."""
+    def of(cls, alert: Alert, alert_format: AlertFormat = DEFAULT_FORMAT,
+           produced: float | None = None) -> AlertMessage:
+        """The message of `alert` in `alert_format`, decided by a record produced at
+        `produced`."""
         return cls(alert_key(alert), encode_alert(alert, alert_format), alert_headers(alert),
-                   alert)
+                   alert, produced)
 
     def count(self, metrics: Metrics) -> None:
         """`detector_alerts_total` of a newly raised alert."""
@@ -51,10 +54,10 @@ class AlertMessage:
                 [[name, value.decode()] for name, value in self.headers]]
 
     @classmethod
-    def from_ledger(cls, item: list[Any]) -> AlertMessage:
+    def from_ledger(cls, item: list[Any], produced: float | None = None) -> AlertMessage:
         key, value, headers = item
         return cls(bytes.fromhex(key), value.encode(),
-                   [(name, text.encode()) for name, text in headers])
+                   [(name, text.encode()) for name, text in headers], None, produced)
 
 
 def alert_key(alert: Alert) -> bytes:

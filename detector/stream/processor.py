@@ -193,7 +193,7 @@ class Processor:
             error: Exception | None = None
             try:
                 sent, forwards = self._record(record, Origin(source.partition, source.offset,
-                                                             index))
+                                                             index), source.timestamp)
             except Exception as exc:  # one bad record must not stop the worker
                 sent, forwards, error = [], [], exc
             failures = self.engine.take_failures()  # rules that raised, the others alerted
@@ -217,17 +217,17 @@ class Processor:
             output.alerts.extend(sent)
             output.forwards.extend(forwards)
 
-    def _record(self, record: Record, origin: Origin
+    def _record(self, record: Record, origin: Origin, produced: float | None
                 ) -> tuple[list[AlertMessage], list[Forward]]:
         """The alerts `record` raises here (it has no eventID) and its copies for the groups."""
         engine = self.engine
         matched = engine.matching(record)
         if not record.event_id:
             alerts = engine.alerts(record, matched)
-            return ([AlertMessage.of(alert, self.alert_format) for alert in alerts],
-                    self.router.route(record, matched, (), origin))
+            return ([AlertMessage.of(alert, self.alert_format, produced) for alert in alerts],
+                    self.router.route(record, matched, (), origin, produced))
         stateless = [rule.id for rule in matched if is_stateless(rule)]
-        return [], self.router.route(record, matched, stateless, origin)
+        return [], self.router.route(record, matched, stateless, origin, produced)
 
     def _oversized(self, record: Record, sent: list[AlertMessage], forwards: list[Forward]
                    ) -> list[Failure]:

@@ -76,14 +76,14 @@ class RecordItem:
     alerts: tuple[str, ...]
     origin: Origin
     counted: bool  # the record's first copy: counts it late or duplicate
+    produced: float | None = None  # the input message's Kafka timestamp
 
     def encode(self, max_bytes: int) -> bytes:
         """As JSON; a record nested deeper than orjson writes goes cut to the bounds of
         `detector.bounded`, in about `max_bytes`."""
         return json_bounded({"record": self.record, "rules": list(self.rules),
-                             "alerts": list(self.alerts),
-                             "origin": self.origin.encode(), "counted": self.counted},
-                            max_bytes)
+                             "alerts": list(self.alerts), "origin": self.origin.encode(),
+                             "counted": self.counted, "produced": self.produced}, max_bytes)
 
     @classmethod
     def decode(cls, value: Any) -> RecordItem:
@@ -93,8 +93,10 @@ class RecordItem:
         if not isinstance(rules, list) or not isinstance(alerts, list) or not all(
                 isinstance(rule_id, str) for rule_id in rules + alerts):
             raise RepartitionError("a record item's rules and alerts are lists of rule ids")
+        produced = value.get("produced")
         return cls(value["record"], tuple(rules), tuple(alerts),
-                   Origin.decode(value.get("origin")), value.get("counted") is True)
+                   Origin.decode(value.get("origin")), value.get("counted") is True,
+                   float(produced) if isinstance(produced, int | float) else None)
 
 
 def event_id_of(item: Any) -> str | None:
@@ -225,7 +227,7 @@ class Router:
                                  for group in groups if group.fields == EVENT_ID)
 
     def route(self, record: Record, matched: Sequence[Rule], stateless: Sequence[str],
-              origin: Origin) -> list[Forward]:
+              origin: Origin, produced: float | None = None) -> list[Forward]:
         """The items for the groups whose rules matched; the first carries `stateless` (the
         ids of the single-event rules whose alerts wait for the record to be admitted) and
         the whole record, and goes to the group partitioned by eventID when no other group
@@ -241,7 +243,7 @@ class Router:
         for name, fields, top_level, needed in targets:
             key = group_key(fields.values(data))
             item = RecordItem(data if alerts else project(data, top_level),
-                              tuple(sorted(needed)), alerts, origin, not forwards)
+                              tuple(sorted(needed)), alerts, origin, not forwards, produced)
             forwards.append(Forward(name, key, partition_for(key, self.partitions),
                                     item.encode(self.max_bytes)))
             alerts = ()

@@ -11,7 +11,10 @@ group decides which of the values partition). The worker's own bookkeeping keys
 
 Changes reach the Table's store at once and its changelog later, once per key (`Changelog`):
 a faust Table sends a changelog message on every write, and a busy key (a principal's
-correlation window) changes on nearly every record.
+correlation window) changes on nearly every record. An entry larger than the changelog takes
+is dropped there, not sent: the broker would refuse it, the worker stop before committing,
+and its restart meet the same entry again. A partition holds at most `max_entries` engine
+entries; past it the oldest goes (`TableState`). Both are reported (`Dropped`), to be counted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import orjson
 from detector.engine.state import JSON
 
 OWN_PREFIX = "@"
+TOO_LARGE = "state_too_large"  # an entry larger than the changelog takes: dropped
+EVICTED = "state_evicted"  # the oldest entry of a partition at its cap: dropped
+Dropped = Callable[[str, str, str], None]  # (reason, key, why) of an entry dropped
 
 
 def group_key(values: Sequence[str | None]) -> bytes:
@@ -74,9 +80,11 @@ class Changelog:
     without the state change it records.
     """
 
-    def __init__(self, table: LoggedTable) -> None:
+    def __init__(self, table: LoggedTable, max_bytes: int, dropped: Dropped) -> None:
         self.table = table
         self.store = table.data
+        self.max_bytes = max_bytes  # of a changelog message's key and value
+        self.dropped = dropped
         self._pending: dict[str, int] = {}  # changed key -> its partition
         self._event: dict[str, int] = {}  # the keys the current event changed, in order
         self._sent: list[Any] = []  # sends since the last `publish`, which hands them over
@@ -117,30 +125,57 @@ class Changelog:
         return len(self._pending)
 
     def _send(self, key: str, partition: int) -> Any:
+        """The entry's changelog message, its value written here as JSON (what the table's
+        serializer writes and reads back) to know its size."""
         if key in self.store:
-            return self.table.send_changelog(partition, key, self.store[key])
+            value = orjson.dumps(self.store[key])
+            size = len(key.encode()) + len(value)
+            if size <= self.max_bytes:
+                return self.table.send_changelog(partition, key, value, value_serializer="raw")
+            del self.store[key]
+            self.dropped(TOO_LARGE, key, f"{size} bytes, over the {self.max_bytes} its "
+                                         "changelog takes")
         # a tombstone, as faust sends for a deleted key
         return self.table.send_changelog(partition, key, None, value_serializer="raw")
 
 
 class TableState:
-    """The State of one partition of a faust Table (engine keys only)."""
+    """The State of one partition of a faust Table (engine keys only), of at most
+    `max_entries` entries: past it, the oldest (first created) goes."""
 
     def __init__(self, changelog: Changelog, partition: int,
-                 partition_of: Callable[[str], int | None]) -> None:
+                 partition_of: Callable[[str], int | None], max_entries: int) -> None:
         self.changelog = changelog
         self.table = changelog.store
         self.partition = partition
         self.partition_of = partition_of
+        self.max_entries = max_entries
+        self._count: int | None = None  # counted when first needed, then kept
 
     def get(self, key: str) -> JSON | None:
         return self.table.get(key)
 
     def put(self, key: str, value: JSON) -> None:
+        new = key not in self.table
         self.changelog.set(self.partition, key, value)
+        if new:
+            self._count = len(self._keys()) if self._count is None else self._count + 1
+            if self._count > self.max_entries:
+                self._evict()
 
     def delete(self, key: str) -> None:
+        if key in self.table and self._count is not None:
+            self._count -= 1
         self.changelog.delete(self.partition, key)
+
+    def _evict(self) -> None:
+        """Drop the partition's oldest entry (the store keeps keys in creation order)."""
+        partition, partition_of = self.partition, self.partition_of
+        oldest = next(key for key in self.table
+                      if not key.startswith(OWN_PREFIX) and partition_of(key) == partition)
+        self.delete(oldest)
+        self.changelog.dropped(EVICTED, oldest, f"the partition holds {self.max_entries} "
+                                                "entries at most")
 
     def all_keys(self) -> Iterator[str]:
         return iter(self._keys())

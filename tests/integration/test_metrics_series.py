@@ -134,10 +134,6 @@ def test_prometheus_knows_every_new_series_and_its_type(prometheus: PrometheusSe
     assert values(prometheus, 'detector_produce_to_alert_seconds_count{job="detector"}')
 
 
-@pytest.mark.xfail(strict=True, reason="the stream side exports these (helper 'stream', issue "
-                   "15 point 4, through Metrics.hold_state_partitions, set_watermark and "
-                   "set_pending); "
-                   "remove this mark when it lands")
 def test_event_time_lag_pending_decisions_and_produce_to_alert_are_scraped(
     prometheus: PrometheusServer,
 ) -> None:

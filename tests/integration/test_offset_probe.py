@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -13,9 +12,10 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from kafka_broker import KafkaBroker
 
+from detector.settings.kafka import client_options
 from detector.settings.worker import WorkerSettings as Settings
-from detector.stream.app import _probe
 from detector.stream.continuity import OffsetGuard
+from detector.stream.workarounds import probe
 from integration.worker_support import unique
 
 pytestmark = pytest.mark.integration
@@ -47,9 +47,8 @@ def _probed(broker: KafkaBroker, topic: str, missing: int, revealed_by: int,
         tp = TP(topic, 0)
         guard: OffsetGuard[TP] = OffsetGuard()
         assert guard.check(tp, revealed_by, missing).seek == missing
-        detector = SimpleNamespace(settings=Settings(bootstrap_servers=(broker.bootstrap,)),
-                                   guard=guard)
-        await _probe(detector, tp, missing)  # type: ignore[arg-type]
+        settings = Settings(bootstrap_servers=(broker.bootstrap,))
+        await probe(client_options(settings), guard, tp, missing)
         return guard
 
     return asyncio.run(run())

@@ -23,6 +23,7 @@ from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import create_app
 from detector.stream.rules import RuleSource
 from integration.worker_support import (
+    NEW_IP_RULE,
     REPO,
     RULES,
     SCENARIO,
@@ -252,3 +253,30 @@ async def test_what_the_worker_produces_waits_for_every_in_sync_replica(
         await producer.stop()
     assert acks == [-1]
     assert (sent.topic, sent.offset) == (topic, 0)
+
+
+def test_a_state_entry_larger_than_its_changelog_takes_is_dropped_and_the_worker_goes_on(
+    kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
+) -> None:
+    """Before, the changelog refused it, the worker stopped (exit 75) and its restart met the
+    same entry again: a crash loop."""
+    first = scenario_events()[0]
+    # one principal from 300 source "addresses" of 4,000 characters: its first-seen entry
+    # (1.2 MB) passes what a changelog message may have with 1 MB messages (1.06 MB)
+    records = [dict(first, eventID=f"wide-{n}", sourceIPAddress=f"{n:04d}" + "x" * 4000)
+               for n in range(300)]
+    topic = unique("wide-in")
+    kafka_broker.create_topic(topic)
+    worker = workers(kafka_broker, group=unique("wide"), input_topic=topic,
+                     extra=["--state-partitions", "1", "--max-message-bytes", "1000000"])
+    worker.wait_ready()
+    produce(kafka_broker, topic, [orjson.dumps({"Records": records[n:n + 100]})
+                                  for n in range(0, 300, 100)])
+    produce(kafka_broker, topic, [orjson.dumps(deletion("after-the-wide-entry"))])
+    assert alerted(kafka_broker, worker, 1) == [["after-the-wide-entry"]]
+    worker.wait_idle()
+    worker.assert_running()
+    assert worker.metric("detector_processing_failures_total", reason="state_too_large",
+                         rule_id=NEW_IP_RULE) >= 1
+    assert "dropped (state_too_large)" in worker.log.read_text()
+    assert worker.terminate() == 0

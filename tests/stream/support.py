@@ -9,6 +9,7 @@ import orjson
 
 from detector.metrics import Metrics
 from detector.settings.worker import WorkerSettings as Settings
+from detector.stream.agents import evaluate
 from detector.stream.app import Detector, create_app
 from detector.stream.deadletter import Source
 from detector.stream.evaluation import GroupEvaluator
@@ -47,7 +48,10 @@ class ChangelogDict(dict[str, Any]):
     def send_changelog(self, partition: int | None, key: Any, value: Any,
                        key_serializer: Any = None, value_serializer: Any = None
                        ) -> tuple[int | None, str, Any]:
-        """The message as sent (the real one returns a future of it)."""
+        """The message as sent (the real one returns a future of it), its value as the
+        table's JSON serializer reads it back."""
+        if value_serializer == "raw" and value is not None:
+            value = orjson.loads(value)
         self.messages.append((partition, key, orjson.loads(orjson.dumps(value))))
         return self.messages[-1]
 
@@ -80,11 +84,9 @@ class Pipeline:
         its dead letters; forwards left to the outbox are not kept."""
         output = self.processor.on_message(payload, source)
         for forward in batched(output.forwards):
-            evaluator = self.evaluators[forward.group]
             self._offset += 1
-            output.alerts += evaluator.process(forward.partition, self._offset, forward.value)
-            for failed in evaluator.take_failures():
-                output.dead_letters.append(self.processor.record_failed(
-                    source, failed.value, failed.failures, index=failed.index,
-                    reason=failed.reason, error=failed.exception))
+            state = evaluate(self.evaluators[forward.group], self.processor, forward.value,
+                             Source(forward.group, forward.partition, self._offset, None, []))
+            output.alerts += state.alerts
+            output.dead_letters += state.dead_letters
         return output

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import orjson
 import pytest
@@ -14,16 +12,8 @@ from sinks.ocsf_schema import ocsf_errors
 
 from detector.events import DecodeError
 from detector.settings.worker import WorkerSettings as Settings
-from detector.stream.app import (
-    _attempt,
-    _guarded,
-    create_app,
-    faust_settings,
-    reload_rules,
-)
-from detector.stream.attempts import Attempts
+from detector.stream.app import _guarded, create_app, faust_settings
 from detector.stream.deadletter import MAX_INPUT_HEADERS, MAX_INPUT_KEY, Source, dead_letter
-from detector.stream.processor import Output
 from detector.stream.rules import RuleSource
 from detector.stream.topics import internal_topics, output_topic_config
 from stream.support import DELETE_RULE, FIXTURES, Pipeline, build
@@ -57,7 +47,7 @@ def test_stateful_groups_get_a_repartition_topic_a_table_and_an_agent(tmp_path: 
     detector = build(Settings(group_id="det", data_dir=str(tmp_path), state_partitions=4))
     # the fixture's first-seen rule's, and the group by eventID's (single-event rules)
     names = [group.name for group in detector.processor.groups]
-    assert len(names) == 2 and list(detector.runners) == names
+    assert len(names) == 2 and list(detector.evaluators) == names
     agents = sorted(agent.name for agent in detector.app.agents.values())
     assert agents == ["detector.input", *sorted(f"detector.state.{name}" for name in names)]
     tables = detector.app.tables.values()
@@ -82,13 +72,13 @@ def test_changed_rules_are_swapped_in_and_broken_ones_refused(tmp_path: Path) ->
     registry = detector.registry
     text = (rules_dir / "stream_deleted.yml").read_text()
     (rules_dir / "stream_deleted.yml").write_text(text.replace("level: high", "level: low"))
-    reload_rules(detector)
+    detector.reloader.reload()
     assert registry.get_sample_value("detector_rules_reloads_total", {"result": "success"}) == 1
     assert [r.meta.level for r in detector.processor.engine.ruleset.rules
             if r.id == DELETE_RULE] == ["low"]
 
     (rules_dir / "broken.yml").write_text("title: broken\ndetection: {}\n")
-    reload_rules(detector)
+    detector.reloader.reload()
     assert registry.get_sample_value("detector_rules_reloads_total", {"result": "failure"}) == 1
     assert registry.get_sample_value("detector_rules_last_reload_success") == 0
     assert detector.status.snapshot()["rules"]["last_reload"]["ok"] is False  # type: ignore[index]
@@ -156,55 +146,6 @@ def test_everything_the_worker_produces_waits_for_every_in_sync_replica(tmp_path
     assert detector.app.producer.acks == -1
 
 
-def input_event(value: bytes, offset: int) -> Any:
-    """What the input agent reads of a Faust event."""
-    message = SimpleNamespace(topic="in", partition=0, offset=offset, key=b"k",
-                              headers=[("trace-id", b"t")])
-    return SimpleNamespace(message=message, value=value)
-
-
-def test_a_message_whose_processing_raises_is_dead_lettered_not_retried(tmp_path: Path) -> None:
-    detector = build(Settings(data_dir=str(tmp_path / "worker")))
-    attempts = Attempts.open(tmp_path / "attempts", agents=1)
-
-    def explode(value: bytes, source: Source) -> Output:
-        raise ZeroDivisionError("division by zero")
-
-    output = _attempt(detector, attempts.slot(), input_event(b"payload", 5), explode)
-    [letter] = output.dead_letters
-    assert (letter.key, letter.value, letter.reason) == (b"k", b"payload", "internal_error")
-    assert dict(letter.headers)["message"] == b"ZeroDivisionError: division by zero"
-    assert dict(letter.headers)["trace-id"] == b"t"
-    attempts.close()
-    assert Attempts.open(tmp_path / "attempts", agents=1).deaths == {}  # not in progress
-
-
-def test_a_message_the_worker_died_on_max_attempts_times_is_dead_lettered_unprocessed(
-    tmp_path: Path,
-) -> None:
-    detector = build(Settings(data_dir=str(tmp_path / "worker"), max_attempts=2))
-    processed: list[int] = []
-    directory = tmp_path / "run-0"
-
-    def die(value: bytes, source: Source) -> Output:
-        """The process dies here: what it leaves behind is the file as it is now."""
-        processed.append(source.offset)
-        shutil.copytree(directory, tmp_path / f"run-{len(processed)}")
-        return Output()
-
-    for run in range(3):
-        directory = tmp_path / f"run-{run}"
-        attempts = Attempts.open(directory, agents=1)
-        output = _attempt(detector, attempts.slot(), input_event(b"payload", 6), die)
-        attempts.close()
-    assert processed == [6, 6]  # two attempts, then no more
-    [letter] = output.dead_letters
-    assert (letter.value, letter.reason) == (b"payload", "attempts_exhausted")
-    assert detector.registry.get_sample_value(
-        "detector_processing_failures_total",
-        {"reason": "attempts_exhausted", "rule_id": ""}) == 1
-
-
 def test_the_worker_decodes_with_its_limits_and_writes_alerts_in_its_format(
     tmp_path: Path,
 ) -> None:
@@ -221,4 +162,32 @@ def test_the_worker_decodes_with_its_limits_and_writes_alerts_in_its_format(
     assert ocsf_errors(finding) == []
     assert (finding["class_uid"], finding["finding_info"]["analytic"]["uid"]) == (
         2004, DELETE_RULE)
-    assert {runner.alert_format for runner in detector.runners.values()} == {"ocsf"}
+    assert {runner.alert_format for runner in detector.evaluators.values()} == {"ocsf"}
+
+
+def test_a_reload_that_finds_no_rule_or_raises_is_a_failure_and_keeps_the_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "rules", rules_dir)
+    source = RuleSource([str(rules_dir)])
+    detector = create_app(Settings(data_dir=str(tmp_path)), source, source.load(), environ={})
+    failures = {"result": "failure"}
+    for path in rules_dir.iterdir():  # a ConfigMap mounted without its files
+        path.unlink()
+    detector.reloader.reload()
+    assert detector.registry.get_sample_value("detector_rules_reloads_total", failures) == 1
+    status = detector.status.snapshot()["rules"]["last_reload"]  # type: ignore[index]
+    assert status["ok"] is False and "no rule found" in status["errors"][0]
+    assert detector.processor.engine.rule_count == 2  # still the running ones
+
+    def unreadable() -> object:
+        raise PermissionError("rules: permission denied")
+
+    monkeypatch.setattr(source, "load", unreadable)
+    detector.reloader.reload(force=True)
+    assert detector.registry.get_sample_value("detector_rules_reloads_total", failures) == 2
+    assert detector.registry.get_sample_value("detector_rules_last_reload_success") == 0
+    status = detector.status.snapshot()["rules"]["last_reload"]  # type: ignore[index]
+    assert status["errors"] == ["PermissionError: rules: permission denied"]
+    assert detector.processor.engine.rule_count == 2

@@ -75,7 +75,8 @@ def test_repeated_flags_accumulate() -> None:
     [
         ({"DETECTOR_WEB_PORT": "70000"}, "DETECTOR_WEB_PORT"),
         ({"DETECTOR_SECURITY_PROTOCOL": "TLS"}, "DETECTOR_SECURITY_PROTOCOL"),
-        ({"DETECTOR_ALLOWED_LATENESS": "soon"}, "DETECTOR_ALLOWED_LATENESS: .soon. is not a duration"),
+        ({"DETECTOR_ALLOWED_LATENESS": "soon"},
+         "DETECTOR_ALLOWED_LATENESS: .soon. is not a duration"),
         ({"DETECTOR_SECURITY_PROTOCOL": "SASL_SSL"}, "DETECTOR_SASL_USERNAME"),
         ({"DETECTOR_SSL_CERT_FILE": "cert.pem"}, "DETECTOR_SSL_KEY_FILE"),
         ({"DETECTOR_HEARTBEAT_INTERVAL": "20s"}, "third of the session timeout"),
@@ -112,7 +113,7 @@ def test_a_secret_set_twice_or_unreadable_is_refused_without_showing_it(tmp_path
         settings_from([], env=env)
     assert "s3cret" not in str(raised.value)
     (tmp_path / "empty").write_text("\n")
-    with pytest.raises(SettingsError, match="DETECTOR_SASL_PASSWORD_FILE: .*empty is empty"):
+    with pytest.raises(SettingsError, match=r"DETECTOR_SASL_PASSWORD_FILE: .*empty is empty"):
         settings_from([], env={**env, "DETECTOR_SASL_PASSWORD": "",
                                "DETECTOR_SASL_PASSWORD_FILE": str(tmp_path / "empty")})
 
@@ -165,7 +166,7 @@ def test_sasl_maps_to_faust_sasl_credentials(protocol: str, mechanism: str,
 
 @pytest.mark.parametrize("lateness", ["-15m", "nan", "inf", "-1"])
 def test_the_allowed_lateness_is_a_finite_duration_not_negative(lateness: str) -> None:
-    with pytest.raises(SettingsError, match="^DETECTOR_ALLOWED_LATENESS: .* not negative"):
+    with pytest.raises(SettingsError, match=r"^DETECTOR_ALLOWED_LATENESS: .* not negative"):
         settings_from([], env={"DETECTOR_ALLOWED_LATENESS": lateness})
 
 

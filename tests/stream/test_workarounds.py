@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from detector.settings.worker import WorkerSettings as Settings
-from detector.stream import transport
+from detector.stream import workarounds
 from stream.support import build
 
 
@@ -31,10 +31,10 @@ async def test_the_outbox_and_the_tables_send_before_the_consumer_commits(
 ) -> None:
     detector = build(Settings(data_dir=str(tmp_path)))
     app = detector.app
-    assert detector.runners
-    assert all(runner.changelog.publish in app.before_commit
-               for runner in detector.runners.values())
-    assert len(app.before_commit) == len(detector.runners) + 1  # and the outbox's records
+    assert detector.evaluators
+    assert all(evaluator.changelog.publish in app.before_commit
+               for evaluator in detector.evaluators.values())
+    assert len(app.before_commit) == len(detector.evaluators) + 1  # and the outbox's records
 
 
 async def test_a_commit_waits_for_the_broker_to_take_what_it_sent_first(
@@ -51,7 +51,7 @@ async def test_a_commit_waits_for_the_broker_to_take_what_it_sent_first(
     sent.set_result(None)
     assert await commit is False
     stopped: list[BaseException] = []
-    monkeypatch.setattr(transport, "stop_unsent", stopped.append)  # it exits the process
+    monkeypatch.setattr(workarounds, "stop_unsent", stopped.append)  # it exits the process
     refused = loop.create_future()
     refused.set_exception(RuntimeError("refused"))
     app.before_commit[-1] = lambda: [refused]
