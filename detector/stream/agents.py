@@ -11,7 +11,7 @@ times goes there unprocessed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any, Protocol
 
 from detector.stream.attempts import Slot
@@ -19,7 +19,7 @@ from detector.stream.deadletter import Source
 from detector.stream.evaluation import GroupEvaluator
 from detector.stream.processor import Output, Processor
 from detector.stream.publisher import Publisher
-from detector.stream.repartition import Outbox
+from detector.stream.repartition import Forward, Outbox, RecordBatch
 
 
 class Guard(Protocol):
@@ -80,15 +80,35 @@ class Agent:
 
 
 class InputAgent(Agent):
-    """Decodes and matches input messages; their records for the groups wait in the outbox."""
+    """Decodes and matches input messages. A record for a state partition this worker holds
+    is evaluated at once, in the input event (`local`): its alerts and dead letters go with
+    the event's, its table changes reach the changelog before the input offset is committed,
+    as those of the repartition topic's records do before theirs. The other records wait in
+    the outbox."""
 
     def __init__(self, processor: Processor, slot: Slot, guard: Guard, publisher: Publisher,
-                 *, max_attempts: int, outbox: Outbox) -> None:
+                 *, max_attempts: int, outbox: Outbox,
+                 local: Mapping[str, tuple[GroupEvaluator, Container[int]]]) -> None:
         super().__init__(processor, slot, guard, publisher, max_attempts=max_attempts)
         self.outbox = outbox
+        self.local = local  # per group: its evaluator, and the partitions held here
 
     def process(self, value: bytes, source: Source) -> Output:
-        return self.processor.on_message(value, source)
+        output = self.processor.on_message(value, source)
+        if not output.forwards:
+            return output
+        remote: list[Forward] = []
+        for forward in output.forwards:
+            evaluator, held = self.local[forward.group]
+            if forward.partition not in held:
+                remote.append(forward)
+                continue
+            state = evaluate(evaluator, self.processor, forward.partition,
+                             RecordBatch.encode([forward.value]), source)
+            output.alerts += state.alerts
+            output.dead_letters += state.dead_letters
+        output.forwards = remote
+        return output
 
     def done(self, output: Output) -> None:
         self.outbox.add(output.forwards)
@@ -103,15 +123,15 @@ class StateAgent(Agent):
         self.evaluator = evaluator
 
     def process(self, value: bytes, source: Source) -> Output:
-        return evaluate(self.evaluator, self.processor, value, source)
+        return evaluate(self.evaluator, self.processor, source.partition, value, source)
 
 
-def evaluate(evaluator: GroupEvaluator, processor: Processor, value: bytes, source: Source
-             ) -> Output:
-    """The alerts of one repartition message, and the dead letters of its records that
-    failed (`processor` counts and logs them)."""
+def evaluate(evaluator: GroupEvaluator, processor: Processor, partition: int, value: bytes,
+             source: Source) -> Output:
+    """The alerts of one repartition message for state `partition`, and the dead letters of
+    its records that failed (`processor` counts and logs them, from `source`)."""
     try:
-        alerts = evaluator.process(source.partition, source.offset, value, source.timestamp)
+        alerts = evaluator.process(partition, source.offset, value, source.timestamp)
     finally:
         failures = evaluator.take_failures()
     output = Output(alerts=alerts)

@@ -26,6 +26,7 @@ from signal import SIGHUP
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from detector.engine import LoadResult
@@ -84,6 +85,7 @@ class Detector:
     attempts: Attempts
     guard: ContinuityGuard
     evaluators: dict[str, GroupEvaluator] = field(default_factory=dict)
+    held: dict[str, set[int]] = field(default_factory=dict)  # state partitions, per group
     outbox: Outbox = field(default_factory=Outbox)  # records for the groups, sent at commits
     agents: list[InputAgent | StateAgent] = field(default_factory=list)
 
@@ -155,13 +157,14 @@ def _wire(detector: Detector) -> None:
     alerts_topic = app.topic(settings.alerts_topic, config=config, **RAW)
     dead_letter_topic = app.topic(settings.dead_letter_topic, config=config, **RAW)
     publisher = Publisher(alerts_topic, dead_letter_topic, detector.sinks, detector.metrics)
-    input_agent = InputAgent(detector.processor, detector.attempts.slot(), detector.guard,
-                             publisher, max_attempts=settings.max_attempts,
-                             outbox=detector.outbox)
-    _agent(detector, app.topic(settings.input_topic, allow_empty=True, **RAW), input_agent,
-           "detector.input")
     group_topics = {group.name: _wire_group(detector, group, publisher)
                     for group in detector.processor.groups}
+    input_agent = InputAgent(
+        detector.processor, detector.attempts.slot(), detector.guard, publisher,
+        max_attempts=settings.max_attempts, outbox=detector.outbox,
+        local={name: (detector.evaluators[name], detector.held[name]) for name in group_topics})
+    _agent(detector, app.topic(settings.input_topic, allow_empty=True, **RAW), input_agent,
+           "detector.input")
 
     def send_forwards() -> Sends:
         return [group_topics[forward.group].send_soon(key=forward.key, value=forward.value,
@@ -189,9 +192,8 @@ def _wire(detector: Detector) -> None:
     app.timer(max(1.0, settings.idle_timeout), on_leader=True,
               name="detector.idle-tick")(_guarded(tick_groups))
     app.timer(BEAT_SECONDS, name="detector.beat")(_guarded(beat_sources))
-    consumed = {settings.input_topic, *(topic.get_topic_name()
-                                        for topic in group_topics.values())}
-    _wire_lifecycle(detector, [alerts_topic, dead_letter_topic], consumed)
+    by_topic = {topic.get_topic_name(): name for name, topic in group_topics.items()}
+    _wire_lifecycle(detector, [alerts_topic, dead_letter_topic], by_topic)
 
 
 def _wire_group(detector: Detector, group: Group, publisher: Publisher) -> faust.TopicT:
@@ -215,6 +217,7 @@ def _wire_group(detector: Detector, group: Group, publisher: Publisher) -> faust
                                max_bytes=detector.processor.max_output_bytes,
                                alert_format=settings.alert_format)
     detector.evaluators[group.name] = evaluator
+    detector.held[group.name] = set()
     app.before_commit.append(evaluator.changelog.publish)
     agent = StateAgent(detector.processor, detector.attempts.slot(), detector.guard, publisher,
                        max_attempts=settings.max_attempts, evaluator=evaluator)
@@ -234,9 +237,12 @@ def _agent(detector: Detector, topic: faust.TopicT, agent: InputAgent | StateAge
     detector.app.agent(topic, name=name, concurrency=1)(consume)
 
 
-def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: set[str]) -> None:
-    """Start-up tasks, timers (loop heartbeat, gauges, rule reload) and rebalance hooks."""
+def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT],
+                    by_topic: dict[str, str]) -> None:
+    """Start-up tasks, timers (loop heartbeat, gauges, rule reload) and rebalance hooks
+    (`by_topic`: the group of each repartition topic)."""
     app, settings = detector.app, detector.settings
+    consumed = {settings.input_topic, *by_topic}
 
     async def declare_output_topics() -> None:
         for topic in outputs:
@@ -270,7 +276,17 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
     app.timer(settings.lag_interval, name="detector.gauges")(_guarded(update_gauges))
     if settings.reload_interval > 0:
         app.timer(settings.reload_interval, name="detector.reload")(_guarded(check_rules))
-    repartition = consumed - {settings.input_topic}
+
+    def hold(assigned: set[TP]) -> None:
+        """The state partitions this worker holds now: its input agent evaluates their
+        records itself."""
+        for held in detector.held.values():
+            held.clear()
+        for tp in assigned:
+            if tp.topic in by_topic:
+                detector.held[by_topic[tp.topic]].add(tp.partition)
+        detector.metrics.hold_state_partitions(
+            {tp.partition for tp in assigned if tp.topic in by_topic})
 
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())
@@ -279,8 +295,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         detector.guard.reset()
         detector.status.on_assigned(
             (tp.topic, tp.partition) for tp in assigned if tp.topic in consumed)
-        detector.metrics.hold_state_partitions(
-            {tp.partition for tp in assigned if tp.topic in repartition})
+        hold(set(assigned))
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # What is still pending goes out before the partitions' next owner reads it: Faust's
@@ -288,6 +303,7 @@ def _wire_lifecycle(detector: Detector, outputs: list[faust.TopicT], consumed: s
         # running. The events may come again (their offsets may not be committed), which
         # only repeats records and changes.
         await wait_sent(app.send_pending())
+        hold(set())
         for evaluator in detector.evaluators.values():
             evaluator.reset()
         detector.processor.progress.forget()

@@ -85,7 +85,8 @@ class Pipeline:
         output = self.processor.on_message(payload, source)
         for forward in batched(output.forwards):
             self._offset += 1
-            state = evaluate(self.evaluators[forward.group], self.processor, forward.value,
+            state = evaluate(self.evaluators[forward.group], self.processor, forward.partition,
+                             forward.value,
                              Source(forward.group, forward.partition, self._offset, None, []))
             output.alerts += state.alerts
             output.dead_letters += state.dead_letters

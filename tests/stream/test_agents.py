@@ -60,7 +60,8 @@ class Worker:
     """An input agent and the state agents of its groups, over topics that keep messages."""
 
     def __init__(self, ruleset: RuleSet, metrics: Metrics, directory: Path, *,
-                 guard: Guard | None = None, max_attempts: int = 3) -> None:
+                 guard: Guard | None = None, max_attempts: int = 3,
+                 held: tuple[int, ...] = ()) -> None:
         self.processor = Processor(ruleset, metrics, Limits(), 2)
         self.alerts, self.letters = Topic(), Topic()
         self.publisher = Publisher(self.alerts, self.letters, SinkSet(), metrics,
@@ -68,14 +69,16 @@ class Worker:
         self.attempts = Attempts.open(directory, agents=1 + len(self.processor.groups))
         self.guard = guard or Guard()
         self.outbox = Outbox()
-        self.input = InputAgent(self.processor, self.attempts.slot(), self.guard,
-                                self.publisher, max_attempts=max_attempts, outbox=self.outbox)
         self.state = {group.name: StateAgent(
             self.processor, self.attempts.slot(), self.guard, self.publisher,
             max_attempts=max_attempts, evaluator=GroupEvaluator(
                 group, ChangelogDict(), metrics, partitions=2, lateness=60.0,
                 idle_timeout=3600.0, input_partitions=lambda: 1))
             for group in self.processor.groups}
+        self.input = InputAgent(
+            self.processor, self.attempts.slot(), self.guard, self.publisher,
+            max_attempts=max_attempts, outbox=self.outbox,
+            local={name: (agent.evaluator, set(held)) for name, agent in self.state.items()})
 
     async def commit(self) -> None:
         """What the outbox sends at a commit, read by the state agents."""
@@ -96,6 +99,25 @@ async def test_the_input_agent_holds_a_matched_record_for_its_state_partition(
     assert worker.guard.asked == [7, 0]  # both agents asked the offset guard
     # timed from the input message's Kafka timestamp to the alert handed to its topic
     assert sample(metrics, "detector_produce_to_alert_seconds_sum") == pytest.approx(0.25)
+
+
+async def test_a_record_for_a_state_partition_held_here_alerts_in_its_input_event(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """No repartition topic between: the same evaluator, at once."""
+    worker = Worker(ruleset, metrics, tmp_path, held=(0, 1))
+    await worker.input.handle(event(deletion(scenario), 7))
+    [alert] = worker.alerts.sent
+    assert dict(alert["headers"])["rule-id"] == DELETE_RULE.encode()
+    assert worker.outbox.take() == []
+    assert worker.guard.asked == [7]
+    evaluator = next(agent.evaluator for agent in worker.state.values()
+                     if agent.evaluator.group.rule_ids)
+    assert [key for key in evaluator.table if key.startswith("@sent|")]  # its ledger entry
+    # the same event again, from another input partition: a redelivered copy
+    await worker.input.handle(event(deletion(scenario), 8, partition=1))
+    assert len(worker.alerts.sent) == 1
+    assert sample(metrics, "detector_duplicate_events_total") == 1
 
 
 async def test_a_message_the_guard_drops_is_not_processed(
