@@ -373,7 +373,8 @@ class GroupEvaluator:
                             now=self.now, corroboration=CORROBORATION)
         saved = self.table.get(own_key("clock", partition)) or {}
         clock.restore(saved)
-        stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock)
+        stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock,
+                            max_entry_bytes=self.max_bytes)
         stateful.resume()  # the clock came back above, the entries are in the table
         entries = sorted(((key, self.table.get(key) or {}) for key in state.own_keys("sent")),
                          key=lambda item: float(item[1].get("t", 0.0)))

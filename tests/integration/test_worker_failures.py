@@ -18,11 +18,15 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.produce import ProduceRequest
 from kafka_broker import KafkaBroker
 
+from detector.engine import load_rules
 from detector.events import REASONS
 from detector.settings.worker import WorkerSettings as Settings
 from detector.stream.app import create_app
+from detector.stream.groups import plan_groups
 from detector.stream.rules import RuleSource
+from detector.stream.topics import table_name
 from integration.worker_support import (
+    DELETE_RULE,
     NEW_IP_RULE,
     REPO,
     RULES,
@@ -256,14 +260,15 @@ async def test_what_the_worker_produces_waits_for_every_in_sync_replica(
     assert (sent.topic, sent.offset) == (topic, 0)
 
 
-def test_a_state_entry_larger_than_its_changelog_takes_is_dropped_and_the_worker_goes_on(
+def test_a_state_entry_growing_past_what_its_changelog_takes_never_stops_the_worker(
     kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]
 ) -> None:
-    """Before, the changelog refused it, the worker stopped (exit 75) and its restart met the
-    same entry again: a crash loop."""
+    """The changelog refused such an entry, the worker stopped (exit 75) and its restart met
+    the same entry again: a crash loop. The engine now keeps entries under the worker's
+    largest message (and the changelog drops one still over it, `state_too_large`)."""
     first = scenario_events()[0]
     # one principal from 300 source "addresses" of 4,000 characters: its first-seen entry
-    # (1.2 MB) passes what a changelog message may have with 1 MB messages (1.06 MB)
+    # (1.2 MB) would pass what a changelog message may have with 1 MB messages (1.06 MB)
     records = [dict(first, eventID=f"wide-{n}", sourceIPAddress=f"{n:04d}" + "x" * 4000)
                for n in range(300)]
     topic = unique("wide-in")
@@ -274,10 +279,18 @@ def test_a_state_entry_larger_than_its_changelog_takes_is_dropped_and_the_worker
     produce(kafka_broker, topic, [orjson.dumps({"Records": records[n:n + 100]})
                                   for n in range(0, 300, 100)])
     produce(kafka_broker, topic, [orjson.dumps(deletion("after-the-wide-entry"))])
-    assert alerted(kafka_broker, worker, 1) == [["after-the-wide-entry"]]
+    alerts = read_topic(kafka_broker, worker.alerts_topic, lambda found: any(
+        orjson.loads(m.value)["rule"]["id"] == DELETE_RULE for m in found))
+    assert ["after-the-wide-entry"] in [orjson.loads(m.value)["event_ids"] for m in alerts]
     worker.wait_idle()
     worker.assert_running()
+    groups = plan_groups(load_rules([RULES]).ruleset)
+    changelogs = [f"{worker.group}-{table_name(group.name)}-changelog" for group in groups]
+    written = [message for name in changelogs
+               for message in read_topic(kafka_broker, name, lambda found: False, timeout=3)]
+    assert max(len(m.key or b"") + len(m.value or b"") for m in written) > 500_000  # grown
+    assert all(len(m.key or b"") + len(m.value or b"") <= 1_000_000 + 64 * 1024
+               for m in written)  # and kept under what the changelog takes
     assert worker.metric("detector_processing_failures_total", reason="state_too_large",
-                         rule_id=NEW_IP_RULE) >= 1
-    assert "dropped (state_too_large)" in worker.log.read_text()
+                         rule_id=NEW_IP_RULE) == 0
     assert worker.terminate() == 0
