@@ -331,13 +331,15 @@ def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadR
                  inputs: list[str], state_file: Path | None) -> int:
     """The scan proper, once the inputs are known and the state file (if any) is held."""
     from detector.engine.factory import StateFileError, load_state, save_state
+    from detector.engine.state import MemoryState
     from detector.engine.stateful.suppression import format_suppressions
     from detector.scan import format_summary, scan
 
     now = time.time()
     limits = settings.limits
     try:
-        engine = make_engine(result.ruleset, lateness=settings.allowed_lateness)
+        memory = MemoryState()
+        engine = make_engine(result.ruleset, lateness=settings.allowed_lateness, state=memory)
         if state_file is not None:
             load_state(engine, state_file, now + limits.max_clock_skew)
     except ValueError as error:
@@ -364,7 +366,8 @@ def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadR
         else:
             out.flush()
     stats = engine.stats()
-    report = [format_summary(summary, late=stats["late"], duplicates=stats["duplicates"]),
+    report = [format_summary(summary, late=stats["late"], duplicates=stats["duplicates"],
+                             evicted=memory.evicted, trimmed=stats["trimmed"]),
               format_suppressions(engine.closed_suppressions())]
     log.info("%s", "\n".join(part for part in report if part))
     if state_file is not None:

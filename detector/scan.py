@@ -432,7 +432,10 @@ def _error(summary: ScanSummary, name: str, error: DecodeError) -> None:
     summary.error_messages.append(f"{where}: {error.reason}: {error.message}")
 
 
-def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0) -> str:
+def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0,
+                   evicted: int = 0, trimmed: int = 0) -> str:
+    """The human summary; `evicted` and `trimmed` say what the state's bounds cost (state
+    entries dropped at the entry cap, entries cut to the largest message), never silently."""
     lines = [
         f"scanned {summary.files} file(s), {summary.records} record(s) in {summary.seconds:.2f}s "
         f"(at most {summary.held} held for event-time order)",
@@ -451,6 +454,9 @@ def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0) 
             lines.append(f"  ... and {total - len(messages)} more")
     if late or duplicates:
         lines.append(f"late events: {late}, duplicate events: {duplicates}")
+    if evicted or trimmed:
+        lines.append(f"state entries evicted at the cap: {evicted}, "
+                     f"cut to the largest message: {trimmed}")
     lines.append(f"alerts: {sum(summary.alerts.values())}")
     for (level, rule_id, title), count in sorted(
         summary.alerts.items(), key=lambda item: (-level_rank(item[0][0]), item[0][2])

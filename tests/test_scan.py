@@ -18,6 +18,7 @@ from helpers import load, rule
 
 from detector.alerts import Alert
 from detector.engine.factory import make_engine
+from detector.engine.state import MemoryState
 from detector.events import DEFAULT_LIMITS, DecodeError, Limits, Record
 from detector.scan import (
     MAX_HELD,
@@ -25,6 +26,7 @@ from detector.scan import (
     YOUNG_COLLECTION,
     ScanSummary,
     find_inputs,
+    format_summary,
     read_content,
     read_records,
     scan,
@@ -255,3 +257,26 @@ def test_a_scan_leaves_the_cycle_collector_as_it_found_it(tmp_path: Path) -> Non
     [(during, frozen)] = seen
     assert during[0] == YOUNG_COLLECTION and frozen > 0
     assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+
+
+def test_the_summary_counts_state_entries_evicted_at_the_cap(tmp_path: Path) -> None:
+    new_ip = rule("sel:\n  eventSource: kinesisvideo.amazonaws.com\ncondition: sel", extra="""
+        detector:
+          first_seen:
+            key: [userIdentity.arn]
+            value: sourceIPAddress
+            learning: 0s
+        """)
+    memory = MemoryState(max_entries=3)
+    engine = make_engine(load(tmp_path, new_ip).ruleset, lateness="1m", state=memory)
+    principals = [{**kvs(n, n), "userIdentity": {"type": "IAMUser", "arn": f"arn:p{n}"}}
+                  for n in range(10)]
+    (tmp_path / "a.jsonl").write_bytes(jsonl(principals))
+
+    summary = scan(find_inputs([str(tmp_path / "a.jsonl")]), engine, Limits(), lambda _: None,
+                   now=NOW)
+
+    assert memory.evicted > 0
+    assert (f"state entries evicted at the cap: {memory.evicted}, cut to the largest message: 0"
+            in format_summary(summary, evicted=memory.evicted, trimmed=engine.stats()["trimmed"]))
+    assert "evicted" not in format_summary(summary)
