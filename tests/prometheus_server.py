@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,16 @@ class PrometheusServer:
             time.sleep(0.5)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
                              f"prometheus log: {self.log.read_text()[-1500:]}")
+
+
+@contextmanager
+def running_prometheus(directory: Path, target: str,
+                       rule_files: list[Path]) -> Iterator[PrometheusServer]:
+    """A started server in `directory` (created) scraping `target`, stopped on exit."""
+    directory.mkdir()
+    server = PrometheusServer(directory, [target], rule_files)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from kafka_broker import KafkaBroker, free_port
-from prometheus_server import PrometheusServer
+from prometheus_server import PrometheusServer, running_prometheus
 
 from detector import __version__
 from integration.worker_support import REPO, WorkerProcess, read_topic, replay, unique
@@ -46,16 +46,10 @@ def worker(kafka_broker: KafkaBroker, workers: Callable[..., WorkerProcess]) -> 
 
 @pytest.fixture
 def prometheus(tmp_path: Path, worker: WorkerProcess) -> Iterator[PrometheusServer]:
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    server = PrometheusServer(directory, [f"127.0.0.1:{worker.port}"], [])
-    try:
-        server.start()
+    with running_prometheus(tmp_path / "prometheus", f"127.0.0.1:{worker.port}", []) as server:
         server.wait_for("the worker to be scraped",
                         lambda: server.query('up{job="detector"} == 1'))
         yield server
-    finally:
-        server.stop()
 
 
 def values(prometheus: PrometheusServer, expression: str) -> list[tuple[dict[str, str], float]]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from deploy.deploy_support import grafana_to_promql, metric_names
 from kafka_broker import KafkaBroker
-from prometheus_server import PrometheusServer
+from prometheus_server import PrometheusServer, running_prometheus
 
 from integration.worker_support import REPO, WorkerProcess, read_topic, replay, unique
 
@@ -71,14 +71,9 @@ def fed_worker(kafka_broker: KafkaBroker,
 
 @pytest.fixture
 def prometheus(tmp_path: Path, fed_worker: WorkerProcess) -> Iterator[PrometheusServer]:
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    server = PrometheusServer(directory, [f"127.0.0.1:{fed_worker.port}"], [ALERT_RULES])
-    try:
-        server.start()
+    with running_prometheus(tmp_path / "prometheus", f"127.0.0.1:{fed_worker.port}",
+                            [ALERT_RULES]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_prometheus_scrapes_the_worker_and_the_detection_alert_fires(
