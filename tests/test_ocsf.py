@@ -11,13 +11,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sinks.builders import make_alert, make_event
+from sinks.ocsf_schema import RELEASES, ocsf_errors
 
 from detector import __version__
 from detector.alerts import LEVELS, Alert
 from detector.ocsf import OCSF_VERSION, SEVERITIES, detection_finding, epoch_ms
 from detector.sinks.formats import encode_alert
-from sinks.builders import make_alert, make_event
-from sinks.ocsf_schema import RELEASES, ocsf_errors
 
 ROLE = "arn:aws:sts::111122223333:assumed-role/CameraFleet/device-1"
 HOSTILE = 'x"}, "severity_id": 1, "y": "\n<script>*b*</script> \u202e\r\n\x00 \\" ${jndi:x}'

@@ -470,8 +470,8 @@ def test_a_secret_file_or_sinks_file_beyond_its_bound_is_refused_not_read_whole(
 ) -> None:
     huge = tmp_path / "huge"
     huge.write_bytes(b"x" * (64 * 1024 + 1))
-    with pytest.raises(SettingsError, match="DETECTOR_WEBHOOK_TOKEN_FILE: .* is larger than "
-                                            "65536 bytes"):
+    with pytest.raises(SettingsError, match=r"DETECTOR_WEBHOOK_TOKEN_FILE: .* is larger than "
+                                            r"65536 bytes"):
         sink_configs({"DETECTOR_WEBHOOK_URL": "https://x/",
                       "DETECTOR_WEBHOOK_TOKEN_FILE": str(huge)})
     laughs = tmp_path / "sinks.yaml"
