@@ -92,7 +92,7 @@ def build_alert(
 
 
 def is_stateless(rule: Rule) -> bool:
-    return rule.generates and rule.first_seen is None and rule.meta.suppression is None
+    return rule.generates and rule.per_key is None and rule.meta.suppression is None
 
 
 class Engine:

@@ -113,13 +113,13 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A single-event Sigma rule, compiled. `first_seen` makes it stateful: the per-key memory
+    """A single-event Sigma rule, compiled. `per_key` makes it stateful: the per-key memory
     of first-seen and rare values (`FirstSeen`) or of a rate baseline (`Baseline`)."""
 
     meta: Meta
     predicate: Predicate
     index_key: IndexKey
-    first_seen: FirstSeen | Baseline | None = None
+    per_key: FirstSeen | Baseline | None = None
     generates: bool = True  # False when it only feeds correlations (Sigma's generate: false)
 
     @property

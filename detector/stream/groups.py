@@ -53,7 +53,7 @@ class Group:
         stateful definition as text): entries kept under another definition are dropped."""
         meaning: dict[str, str] = {}
         for rule in self.ruleset.rules:
-            meaning[f"{FIRST_SEEN}|{rule.id}"] = repr(rule.first_seen)
+            meaning[f"{FIRST_SEEN}|{rule.id}"] = repr(rule.per_key)
             meaning[f"{SUPPRESSION}|{rule.id}"] = repr(rule.meta.suppression)
         for correlation in self.ruleset.correlations:
             meaning[f"{CORRELATION}|{correlation.id}"] = repr(
@@ -94,8 +94,8 @@ def plan_groups(ruleset: RuleSet) -> list[Group]:
     prefix_fields = Stateful(ruleset, MemoryState()).group_fields()
     fields_of = _primary_fields(prefix_fields)
     correlations = {c.id: c for c in ruleset.correlations if c.meta.enabled}
-    first_seen = {rule.id: rule.first_seen.key for rule in ruleset.rules
-                  if rule.meta.enabled and rule.first_seen is not None}
+    first_seen = {rule.id: rule.per_key.key for rule in ruleset.rules
+                  if rule.meta.enabled and rule.per_key is not None}
     partition_by = _partition_fields(set(fields_of.values()))
     dormant = frozenset({rule.id for rule in ruleset.rules if not rule.meta.enabled}
                         | {item.id for item in ruleset.correlations if not item.meta.enabled})
@@ -151,8 +151,8 @@ def _read_fields(ruleset: RuleSet, key_fields: dict[str, tuple[str, ...]]) -> fr
     for rule in ruleset.rules:
         if rule.id in own:
             metas.append(rule.meta)
-            if rule.first_seen is not None:
-                paths += rule.first_seen.value
+            if rule.per_key is not None:
+                paths += rule.per_key.value
     for correlation in ruleset.correlations:
         metas.append(correlation.meta)
         if correlation.condition.field:
@@ -191,7 +191,7 @@ def _group_ruleset(ruleset: RuleSet, group: tuple[str, ...],
     for rule in ruleset.rules:
         if own(rule.id) or rule.id not in fields_of:
             rules.append(rule)
-        elif rule.first_seen is None:
+        elif rule.per_key is None:
             rules.append(replace(rule, meta=replace(rule.meta, suppression=None)))
     correlations = tuple(c for c in ruleset.correlations if own(c.id))
     return RuleSet(tuple(rules), correlations, ruleset.lists)

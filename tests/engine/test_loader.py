@@ -142,7 +142,7 @@ def test_first_seen_defaults_to_no_learning_and_thirty_days_retention(tmp_path: 
     result = load(tmp_path, GOOD + "detector:\n  first_seen:\n    key: userIdentity.arn\n"
                   "    value: [sourceIPAddress, userAgent]\n")
     assert result.errors == []
-    first_seen = result.ruleset.rules[0].first_seen
+    first_seen = result.ruleset.rules[0].per_key
     assert first_seen is not None
     assert (first_seen.key, first_seen.value) == (("userIdentity.arn",),
                                                   ("sourceIPAddress", "userAgent"))

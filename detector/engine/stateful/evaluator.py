@@ -127,14 +127,14 @@ class Stateful:
         for rule in ruleset.rules:
             if not rule.meta.enabled:
                 continue
-            if isinstance(rule.first_seen, Baseline):
-                self.baselines[rule.id] = BaselineUnit(rule, rule.first_seen, state)
-            elif rule.first_seen is not None:
-                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.first_seen, state, budget)
+            if isinstance(rule.per_key, Baseline):
+                self.baselines[rule.id] = BaselineUnit(rule, rule.per_key, state)
+            elif rule.per_key is not None:
+                self.first_seen[rule.id] = FirstSeenUnit(rule, rule.per_key, state, budget)
             if rule.meta.suppression is not None:
                 self.suppressor.add_rule(
                     rule.meta, rule.meta.suppression,
-                    bucket=rule.first_seen.bucket if isinstance(rule.first_seen, Baseline)
+                    bucket=rule.per_key.bucket if isinstance(rule.per_key, Baseline)
                     else None)
         self.late = 0
         self.duplicates = 0
@@ -150,7 +150,7 @@ class Stateful:
                             rule.generates and rule.meta.suppression is not None,
                             rule.id in self.feeds)
             for rule in ruleset.rules if rule.meta.enabled and (
-                rule.first_seen is not None or rule.meta.suppression is not None
+                rule.per_key is not None or rule.meta.suppression is not None
                 or rule.id in self.feeds)}
 
     def group_fields(self) -> dict[str, tuple[str, ...]]:
