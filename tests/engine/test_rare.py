@@ -149,3 +149,21 @@ def test_an_established_value_seen_again_counts_only_its_uses_within_the_window(
     steady = calls((0, "GetClip"), (60, "GetClip"), (3 * DAY, "GetClip"),
                    (3 * DAY + 60, "GetClip"), (7 * DAY + 10 * 60, "GetClip"))
     assert fired(run(engine(tmp_path, rare(window="7d")), steady), RULE_ID) == []
+
+
+def test_a_late_use_between_the_kept_uses_alerts_and_counts_the_possible_contradiction(
+    tmp_path: Path
+) -> None:
+    # DescribeStream twice at 0, then at 6 min; the use at 5 min arrives last. Only the latest
+    # two uses are kept (0 and 6 min), so the late one sees one earlier use where, in
+    # event-time order, there were two: it alerts, and the stats say the order may matter
+    records = [event(0, "DescribeStream", event_id="a"), event(0, "DescribeStream", event_id="b"),
+               event(360, "DescribeStream", event_id="d"),
+               event(300, "DescribeStream", event_id="c")]
+    target = engine(tmp_path, rare(window="30m", learning="5m"))
+    [alert] = fired(run(target, records), RULE_ID)
+    assert alert.event_ids == ("c",)
+    assert target.stats()["contradicted"] == 1
+    in_order = engine(tmp_path, rare(window="30m", learning="5m"))
+    assert fired(run(in_order, sorted(records, key=lambda r: r.event_time)), RULE_ID) == []
+    assert in_order.stats()["contradicted"] == 0

@@ -126,6 +126,8 @@ class FirstSeenUnit:
         if value in alerted and uses is not None and _latest(uses) < since:
             del alerted[value]  # unused for a whole window: a new episode
         if count < spec.threshold and not later and not learning and value not in alerted:
+            if _may_have_dropped(uses, minute, spec.threshold):
+                self.contradicted += 1  # an earlier use, since dropped, may have made it common
             alerted[value] = [event_time, event_key(record)]
             decision = Decision(record, self._alert_id(data, value, minute),
                                 self._details(data, event_time, count,
@@ -306,6 +308,13 @@ def _count(uses: Uses | None, since: int, minute: int, threshold: int) -> tuple[
         return int(since <= uses <= minute), uses > minute
     upto = bisect.bisect_right(uses, minute)
     return upto - bisect.bisect_left(uses, since, hi=upto), len(uses) - upto >= threshold
+
+
+def _may_have_dropped(uses: Uses | None, minute: int, threshold: int) -> bool:
+    """Whether a late use at `minute` is counted without uses `_used` dropped: only the latest
+    `threshold` are kept, so a full list with a use after `minute` may have lost some before."""
+    return (isinstance(uses, list) and len(uses) == threshold
+            and uses[0] <= minute < uses[-1])
 
 
 def _used(uses: Uses | None, minute: int, threshold: int) -> Uses:
