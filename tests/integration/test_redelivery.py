@@ -16,6 +16,7 @@ from kafka_broker import KafkaBroker
 from integration.worker_support import (
     DELETE_RULE,
     SCENARIO,
+    STATEFUL,
     Message,
     WorkerProcess,
     alert_ids,
@@ -28,7 +29,6 @@ from integration.worker_support import (
 
 pytestmark = pytest.mark.integration
 
-STATEFUL = ["--allowed-lateness", "1m", "--state-partitions", "4"]
 # The scenario is three hours of event time produced at once: an input partition a worker
 # has read to its end stops holding the watermark back, and the others' event time runs on
 # past what it still has to deliver. A lateness of the whole scenario keeps every event id

@@ -16,6 +16,7 @@ from integration.worker_support import (
     NEW_IP_RULE,
     REPO,
     SCENARIO,
+    STATEFUL,
     WorkerProcess,
     alert_ids,
     read_topic,
@@ -27,7 +28,6 @@ from integration.worker_support import (
 
 pytestmark = pytest.mark.integration
 
-STATEFUL = ["--allowed-lateness", "1m", "--state-partitions", "4"]
 
 
 def test_two_workers_raise_the_same_alerts_as_one(

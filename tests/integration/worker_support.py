@@ -32,6 +32,8 @@ DELETE_RULE = "5f0e4d2a-1c3b-4a5e-9f6d-7a8b9c0d1e2f"
 NEW_IP_RULE = "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 FAST = ["--session-timeout", "6s", "--heartbeat-interval", "1s", "--commit-interval", "300ms",
         "--lag-interval", "1s", "--reload-interval", "0", "--log-level", "warning"]
+# stateful workers of the scaling and redelivery tests: four state partitions, short lateness
+STATEFUL = ["--allowed-lateness", "1m", "--state-partitions", "4"]
 
 
 def unique(prefix: str) -> str:
