@@ -218,7 +218,7 @@ def _wire_group(detector: Detector, group: Group, publisher: Publisher) -> faust
                                alert_format=settings.alert_format)
     detector.evaluators[group.name] = evaluator
     detector.held[group.name] = set()
-    app.before_commit.append(evaluator.changelog.publish)
+    app.before_commit.append(evaluator.publish)
     agent = StateAgent(detector.processor, detector.attempts.slot(), detector.guard, publisher,
                        max_attempts=settings.max_attempts, evaluator=evaluator)
     _agent(detector, topic, agent, f"detector.state.{group.name}")

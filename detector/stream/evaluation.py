@@ -10,16 +10,12 @@ slowest input partition (`detector.stream.watermark`), so input partitions consu
 speeds do not make each other's records late. The clock is kept in the table too
 (`@clock|<partition>|`), and engines are rebuilt from the table after every rebalance.
 
-The ledger (`@sent|<partition>|<event key>`): every admitted record with an eventID, and every
-record that raised alerts, leaves an entry with its origin (input partition, offset, position
-in the message) and its alerts, in the same changelog partition as the state changes it made.
-It is the memory of event ids a rebuilt engine starts from, so a redelivered event is dropped
-after a restart or a rebalance too. And it makes replay idempotent: if the worker dies after
-the changelog got the state but before the alerts left, the record comes again from the same
-origin (its offset was not committed), finds its entry and the same alerts (same ids) are sent
-again instead of being lost to the state that now knows. Table changes reach the changelog
-before each commit, once per entry (`tables.Changelog`), a record's changes before its ledger
-entry; a record that raised alerts sends them at once.
+Each partition's ledger (`detector.stream.ledger`) remembers the event ids it admitted and
+the alerts its records raised, in the same changelog partition as the state changes they
+made: a rebuilt engine drops redelivered events, and a record read again after a crash sends
+its alerts again (the same ids) rather than losing them. Table changes reach the changelog
+before each commit, once per entry (`tables.Changelog`); a record that raised alerts sends
+its changes, its ledger entry and its alerts at once.
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from typing import Any
 
@@ -44,6 +40,7 @@ from detector.metrics import Metrics
 from detector.sinks.formats import DEFAULT_FORMAT, AlertFormat
 from detector.stream.deadletter import INTERNAL_ERROR, TOO_LARGE, max_output_bytes
 from detector.stream.groups import Group
+from detector.stream.ledger import Ledger
 from detector.stream.messages import AlertMessage, json_bounded
 from detector.stream.repartition import (
     Beat,
@@ -85,11 +82,9 @@ class PartitionEvaluator:
 
     engine: StatefulEngine
     clock: SourceClock
-    ledger: dict[str, float]  # ledger key -> event time, oldest first
+    ledger: Ledger
     last_event: float  # wall clock (monotonic) of its last record or beat
     written: tuple[float, float] = (-math.inf, -math.inf)  # clock (max_seen, floor) in table
-    # ledger keys whose alerts this engine handed to the producer: sent, or the worker stopped
-    raised: set[str] = field(default_factory=set)
     late: int = 0
     duplicates: int = 0
 
@@ -184,9 +179,16 @@ class GroupEvaluator:
                 self._unsent = []
         return sent
 
-    def _resend(self, entry: dict[str, Any]) -> list[AlertMessage]:
+    def publish(self) -> list[Any]:
+        """Before a commit: every change goes to the changelog (the sends to wait for), and
+        the ledgers start new entries for the records admitted after it."""
+        for evaluator in self._evaluators.values():
+            evaluator.ledger.close()
+        return self.changelog.publish()
+
+    def _resend(self, alerts: list[Any]) -> list[AlertMessage]:
         """The alerts of a ledger entry, for the record (or time message) read again."""
-        return [AlertMessage.from_ledger(item, self._deciding) for item in entry.get("a", [])]
+        return [AlertMessage.from_ledger(item, self._deciding) for item in alerts]
 
     def take_failures(self) -> list[ItemFailure]:
         """The records `process` could not evaluate since the last call."""
@@ -207,13 +209,11 @@ class GroupEvaluator:
         if not isinstance(decoded, Record):  # the input side decoded it: our bug
             raise ValueError(f"unreadable repartitioned record: {decoded.message}")
         record = decoded
-        ledger_key = own_key("sent", partition, event_key(record))
+        event = event_key(record)
         origin = item.origin.encode()
-        earlier = self.table.get(ledger_key)
-        if earlier is not None and earlier.get("o") == origin:
-            # read again: its state changed already; its alerts left unless another worker,
-            # or this one before a rebalance, raised them
-            return [] if ledger_key in evaluator.raised else self._resend(earlier)
+        replayed = evaluator.ledger.replayed(event, origin)
+        if replayed is not None:  # read again: its state changed already
+            return self._resend(replayed)
         evaluator.last_event = self.now()
         engine = evaluator.engine
         if not engine.admit(record):
@@ -225,14 +225,14 @@ class GroupEvaluator:
         evaluator.clock.hear(item.origin.source, record.event_time)
         alerts += self._observe(partition, evaluator, record,
                                 [rules[rule_id] for rule_id in item.rules if rule_id in rules])
-        return self._finish(partition, evaluator, alerts, ledger_key, record.event_time,
-                            counted=item.counted, event_id=record.event_id, origin=origin)
+        return self._finish(partition, evaluator, alerts, evaluator.ledger.record_key(event),
+                            record.event_time, counted=item.counted, event_id=record.event_id,
+                            origin=origin)
 
     def _time(self, partition: int, offset: int, message: Beat | Tick) -> list[AlertMessage]:
         """Event time passing: its decisions are in the ledger under the message's offset."""
         evaluator = self._evaluator(partition)
-        ledger_key = own_key("sent", partition, f"time@{offset}")
-        earlier = self.table.get(ledger_key)
+        ledger_key, earlier = evaluator.ledger.timed(offset)
         if earlier is not None:
             return self._resend(earlier)
         if isinstance(message, Tick):
@@ -308,19 +308,19 @@ class GroupEvaluator:
                                for alert in alerts], event_id)
         for item in sent:
             item.count(self.metrics)
-        if sent or event_id:
+        ledger = evaluator.ledger
+        if sent:
             entry: dict[str, Any] = {"t": event_time, "a": [item.ledger() for item in sent]}
             if origin is not None:
                 entry["o"] = origin
             if event_id:
                 entry["id"] = event_id
-            self.changelog.set(partition, ledger_key, entry)
-            evaluator.ledger.pop(ledger_key, None)  # the entry is the newest now
-            evaluator.ledger[ledger_key] = event_time
-        if sent:
-            evaluator.raised.add(ledger_key)
+            ledger.alerts(ledger_key, entry)
             self.changelog.publish_event()
-        self._expire_ledger(partition, evaluator)
+        elif event_id and origin is not None:
+            ledger.admit(event_id, event_time, origin)
+        stateful = evaluator.stateful
+        ledger.expire(stateful.clock.watermark - stateful.recent.horizon)
         return sent
 
     def _sendable(self, sent: list[AlertMessage], event_id: str | None) -> list[AlertMessage]:
@@ -339,20 +339,6 @@ class GroupEvaluator:
             kept.append(item)
             total += size
         return kept
-
-    def _expire_ledger(self, partition: int, evaluator: PartitionEvaluator) -> None:
-        """Drop the ledger entries the engine no longer remembers the event ids of (oldest
-        first, in write order)."""
-        stateful = evaluator.stateful
-        oldest = stateful.clock.watermark - stateful.recent.horizon
-        ledger = evaluator.ledger
-        while ledger:
-            key, when = next(iter(ledger.items()))
-            if when >= oldest:
-                break
-            del ledger[key]
-            evaluator.raised.discard(key)
-            self.changelog.delete(partition, key)
 
     def _count(self, evaluator: PartitionEvaluator, counted: bool) -> None:
         """Add the late and duplicate records since the last call to the metrics, unless
@@ -376,12 +362,9 @@ class GroupEvaluator:
         stateful = Stateful(self.group.ruleset, state, lateness=self.lateness, clock=clock,
                             max_entry_bytes=self.max_bytes)
         stateful.resume()  # the clock came back above, the entries are in the table
-        entries = sorted(((key, self.table.get(key) or {}) for key in state.own_keys("sent")),
-                         key=lambda item: float(item[1].get("t", 0.0)))
-        ledger = {key: float(entry.get("t", 0.0)) for key, entry in entries}
+        ledger, remembered = Ledger.restore(self.changelog, state)
         # the event ids it remembers: a redelivered event is dropped after a rebuild too
-        stateful.recent.restore([[entry["id"], entry["t"]] for _key, entry in entries
-                                 if isinstance(entry.get("id"), str)])
+        stateful.recent.restore(remembered)
         evaluator = PartitionEvaluator(StatefulEngine(self.group.ruleset, stateful), clock,
                                        ledger, self.now(), (clock.max_seen, clock.floor))
         self._evaluators[partition] = evaluator

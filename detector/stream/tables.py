@@ -91,12 +91,20 @@ class Changelog:
 
     def set(self, partition: int, key: str, value: JSON) -> None:
         self.store[key] = value
-        self._pending[key] = self._event[key] = partition
+        self._changed(partition, key)
 
     def delete(self, partition: int, key: str) -> None:
         if key in self.store:
             del self.store[key]
-            self._pending[key] = self._event[key] = partition
+            self._changed(partition, key)
+
+    def _changed(self, partition: int, key: str) -> None:
+        """Pending in the order of the last writes: what a write records (a ledger entry)
+        reaches the changelog after the changes written before it."""
+        self._pending.pop(key, None)
+        self._pending[key] = partition
+        self._event.pop(key, None)
+        self._event[key] = partition
 
     def begin(self) -> None:
         """A new event: `publish_event` sends what changes from here on."""

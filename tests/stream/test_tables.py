@@ -70,7 +70,8 @@ def test_a_table_state_lists_only_its_own_partition() -> None:
         + [(partition_of(keys[0]), keys[0], None)])  # the deleted key as a tombstone
 
 
-def test_a_changed_key_is_sent_once_with_its_latest_value_when_published() -> None:
+def test_a_changed_key_is_sent_once_with_its_latest_value_in_the_order_of_last_writes(
+) -> None:
     table = ChangelogDict()
     changelog, _drops = changelog_of(table)
     changelog.set(1, "a", [1])
@@ -81,7 +82,8 @@ def test_a_changed_key_is_sent_once_with_its_latest_value_when_published() -> No
     assert table.messages == []
     changelog.delete(2, "b")
     changelog.publish()
-    assert table.messages == [(1, "a", [1, 2]), (2, "b", None), (0, "c", [3])]
+    # "b" was deleted after "c" was written: a write lands after what was written before it
+    assert table.messages == [(1, "a", [1, 2]), (0, "c", [3]), (2, "b", None)]
     changelog.publish()
     assert len(table.messages) == 3
 

@@ -32,7 +32,7 @@ async def test_the_outbox_and_the_tables_send_before_the_consumer_commits(
     detector = build(Settings(data_dir=str(tmp_path)))
     app = detector.app
     assert detector.evaluators
-    assert all(evaluator.changelog.publish in app.before_commit
+    assert all(evaluator.publish in app.before_commit
                for evaluator in detector.evaluators.values())
     assert len(app.before_commit) == len(detector.evaluators) + 1  # and the outbox's records
 
