@@ -69,6 +69,10 @@ class WorkerSettings(LogSettings, LimitSettings, RuleSettings, KafkaSettings):
     commit_interval: PositiveDuration = Field(
         1.0, description="time between offset commits; alerts and state changes are flushed "
         "at each commit")
+    producer_linger: Duration = Field(
+        0.01, description="how long the producer gathers messages into one request; each "
+        "record changes a few table entries, and sending each change in a request of its own "
+        "cost more than evaluating the record (docs/BENCHMARKS.md, benchmark 5)")
     fetch_max_wait: PositiveDuration = Field(
         0.1, description="longest a fetch waits at the broker for records; Faust's own consumer "
         "waits 1.5 s, which left the input waiting (see [Stateful rules across "

@@ -106,6 +106,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": settings.heartbeat_interval,
         "consumer_auto_offset_reset": settings.auto_offset_reset,
         "producer_max_request_size": output_message_bytes(settings),
+        "producer_linger": settings.producer_linger,
         "producer_acks": -1,  # all in-sync replicas (Faust's default too; aiokafka's is 1)
         "web_enabled": True,
         "web_bind": settings.web_host,

@@ -22,13 +22,14 @@ from stream.support import DELETE_RULE, FIXTURES, Pipeline, build
 def test_settings_reach_faust(tmp_path: Path) -> None:
     settings = Settings(bootstrap_servers=("k1:9092", "k2:9092"), group_id="det-a",
                         data_dir=str(tmp_path), web_port=7070, state_partitions=6,
-                        commit_interval=0.5)
+                        commit_interval=0.5, producer_linger=0.025)
     conf = build(settings).app.conf
     assert conf.id == "det-a"
     assert [str(url) for url in conf.broker] == ["kafka://k1:9092", "kafka://k2:9092"]
     assert conf.web_port == 7070
     assert conf.topic_partitions == 6
     assert conf.broker_commit_interval == 0.5
+    assert conf.producer_linger == 0.025
     assert conf.web_tables_enabled is False
     assert faust_settings(settings)["processing_guarantee"] == "at_least_once"
 
