@@ -81,6 +81,12 @@ class Metrics:
             "Records whose eventID was already counted by stateful rules.",
             registry=registry,
         )
+        self.contradicted = Counter(
+            "detector_contradicted_decisions_total",
+            "First-seen and rare-value alerts raised at once that a late earlier event may "
+            "contradict (docs/stateful-rules.md lists the cases).",
+            registry=registry,
+        )
         self.alerts = Counter(
             "detector_alerts_total",
             "Alerts raised, by rule and level.",

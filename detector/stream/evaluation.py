@@ -87,6 +87,7 @@ class PartitionEvaluator:
     written: tuple[float, float] = (-math.inf, -math.inf)  # clock (max_seen, floor) in table
     late: int = 0
     duplicates: int = 0
+    contradicted: int = 0  # as last reported
 
     @property
     def stateful(self) -> Stateful:
@@ -414,11 +415,14 @@ class GroupEvaluator:
                     self.group.name, reason, why, extra={"rule_id": rule_id})
 
     def report(self) -> None:
-        """The decisions each partition of this worker has waiting for its watermark, in
-        `detector_pending_decisions`."""
+        """The decisions each partition of this worker has waiting for its watermark
+        (`detector_pending_decisions`), and the early decisions late events contradicted
+        since the last report (`detector_contradicted_decisions_total`)."""
         for partition, evaluator in self._evaluators.items():
-            self.metrics.set_pending(partition, evaluator.engine.stats()["pending_entries"],
-                                     self.group.name)
+            stats = evaluator.engine.stats()
+            self.metrics.set_pending(partition, stats["pending_entries"], self.group.name)
+            self.metrics.contradicted.inc(stats["contradicted"] - evaluator.contradicted)
+            evaluator.contradicted = stats["contradicted"]
 
     def entries(self) -> dict[str, int]:
         """State entries on this worker by kind (first seen, correlation, suppression)."""

@@ -48,7 +48,7 @@ def run(ruleset: RuleSet, metrics: Metrics, table: ChangelogDict,
             sent += runners[forward.group].process(forward.partition, offset, forward.value)
     if commit:
         for runner in runners.values():
-            runner.changelog.publish()
+            runner.publish()
     return sent
 
 
@@ -691,3 +691,27 @@ def test_a_record_read_again_by_the_worker_that_sent_its_alerts_sends_nothing_mo
     assert [item.rule_id for item in feed(runner, forwards, 0)] == [DELETE_RULE]
     assert feed(runner, forwards, 1) == []  # the same copy, at the next offset
     assert sample(metrics, "detector_duplicate_events_total") == 0  # not a redelivered event
+
+
+def test_an_early_decision_a_late_earlier_event_contradicts_is_counted(
+    ruleset: RuleSet, metrics: Metrics, scenario: list[dict[str, Any]]
+) -> None:
+    """The second use of a new address arrives first and alerts at once; the first use,
+    inside the key's learning hour, arrives late (docs/stateful-rules.md, case 1)."""
+    def use(minute: int, address: str) -> dict[str, Any]:
+        hour, rest = divmod(minute, 60)
+        return {**scenario[0], "eventTime": f"2026-03-02T{8 + hour:02d}:{rest:02d}:00Z",
+                "sourceIPAddress": address, "eventID": f"contradiction-{minute}"}
+
+    processor = Processor(ruleset, metrics, Limits(), PARTITIONS)
+    runner = stateful_runner(ruleset, metrics, ChangelogDict(), lateness=7200.0)
+    sent = [item for offset, event in enumerate([use(0, "198.51.100.10"),
+                                                 use(70, "203.0.113.66"),
+                                                 use(50, "203.0.113.66")])
+            for item in feed(runner, processor.on_message(orjson.dumps(event), SOURCE).forwards,
+                             offset)]
+    assert [item.rule_id for item in sent].count(NEW_IP_RULE) == 1
+    runner.report()
+    assert sample(metrics, "detector_contradicted_decisions_total") == 1
+    runner.report()  # counted once
+    assert sample(metrics, "detector_contradicted_decisions_total") == 1
