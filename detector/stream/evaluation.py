@@ -345,9 +345,12 @@ class GroupEvaluator:
         """Add the late and duplicate records since the last call to the metrics, unless
         another group counts this record (`counted` False)."""
         stateful = evaluator.stateful
-        if counted:
-            self.metrics.late.inc(stateful.late - evaluator.late)
-            self.metrics.duplicates.inc(stateful.duplicates - evaluator.duplicates)
+        late = stateful.late - evaluator.late
+        duplicates = stateful.duplicates - evaluator.duplicates
+        if counted and late:
+            self.metrics.late.inc(late)
+        if counted and duplicates:
+            self.metrics.duplicates.inc(duplicates)
         evaluator.late, evaluator.duplicates = stateful.late, stateful.duplicates
 
     def _evaluator(self, partition: int) -> PartitionEvaluator:

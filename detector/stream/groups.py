@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -80,7 +81,7 @@ class Group:
         by_name = dict(zip(names, values, strict=True))
         return partition_for(group_key([by_name.get(name) for name in self.fields]), partitions)
 
-    @property
+    @cached_property
     def name(self) -> str:
         """A topic-safe name, stable for the same fields."""
         readable = _UNSAFE.sub("_", "-".join(self.fields))[:80]
