@@ -50,6 +50,7 @@ from detector.stream.repartition import (
     decode,
     event_id_of,
 )
+from detector.stream.stale import forget_stale
 from detector.stream.tables import Changelog, LoggedTable, TableState, own_key
 from detector.stream.watermark import SourceClock
 
@@ -358,7 +359,9 @@ class GroupEvaluator:
         if evaluator is not None:
             return evaluator
         state = TableState(self.changelog, partition, self._partition_of, self.max_entries)
-        self._forget_stale(partition)
+        # inside an event of the partition: the deletions reach its changelog
+        forget_stale(self.changelog, self.group, partition, self.partitions,
+                     self._definitions)
         clock = SourceClock(self.lateness, self.idle_timeout, self.input_partitions(),
                             now=self.now, corroboration=CORROBORATION)
         saved = self.table.get(own_key("clock", partition)) or {}
@@ -373,42 +376,6 @@ class GroupEvaluator:
                                        ledger, self.now(), (clock.max_seen, clock.floor))
         self._evaluators[partition] = evaluator
         return evaluator
-
-    def _forget_stale(self, partition: int) -> None:
-        """Drop the entries no rule of the group can use any more. Those of a rule whose
-        stateful definition changed since they were written (a reload changed a first-seen
-        value, a window, a threshold): a baseline of source addresses says nothing about
-        user agents. And those of a rule gone from the group (deleted, its stateful part
-        removed, or now partitioned by other fields), which nothing would read or expire
-        again. A disabled rule keeps its entries (and what they mean) for when it is enabled
-        again. Called inside an event of the partition, so the deletions reach its changelog.
-        """
-        definitions, dormant = self._definitions, self.group.dormant
-
-        def kept(prefix: str) -> bool:
-            return prefix in definitions or prefix.split("|", 1)[-1] in dormant
-
-        meant_key, keyed_key = own_key("definitions", partition), own_key("keyed", partition)
-        written: dict[str, str] = self.table.get(meant_key) or {}
-        keyed: dict[str, list[str]] = self.table.get(keyed_key) or {}
-        # The fields each stale rule's entries were keyed by when they were written.
-        stale = {prefix: keyed.get(prefix, self.group.key_fields[prefix])
-                 for prefix, meaning in written.items()
-                 if prefix in definitions and definitions[prefix] != meaning}
-        stale.update((prefix, names) for prefix, names in keyed.items() if not kept(prefix))
-        if stale:
-            for state_key in list(self.table.keys()):
-                if _prefix(state_key) in stale and self.group.partition_of(
-                        state_key, self.partitions, stale) == partition:
-                    self.changelog.delete(partition, state_key)
-        meanings = {**{prefix: meaning for prefix, meaning in written.items() if kept(prefix)},
-                    **definitions}
-        names = {**{prefix: fields for prefix, fields in keyed.items() if kept(prefix)},
-                 **{prefix: list(fields) for prefix, fields in self.group.key_fields.items()}}
-        if written != meanings:
-            self.changelog.set(partition, meant_key, meanings)
-        if keyed != names:
-            self.changelog.set(partition, keyed_key, names)
 
     def _dropped(self, reason: str, key: str, why: str) -> None:
         """An entry dropped from the table: counted for its rule, and logged."""
@@ -434,10 +401,4 @@ class GroupEvaluator:
             kind = key.split("|", 1)[0]
             counts[kind] = counts.get(kind, 0) + 1
         return counts
-
-
-def _prefix(state_key: str) -> str:
-    """`<kind>|<rule id>` of a state key: what its rule's entries share."""
-    return "|".join(state_key.split("|", 2)[:2])
-
 
