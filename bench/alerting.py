@@ -3,9 +3,9 @@
 12. AssumedRole-heavy traffic of many accounts, where a rule of the shape of SigmaHQ's
     `aws_sts_assumerole_misuse` (any call of an assumed-role session) fires on nearly every
     record. Three contenders alternate over the same JSON-lines file: decode only
-    (`orjson.loads` of each line, one pass), `detector.scan.scan` in-process with the CLI's
-    alert writer (decode, event-time order, engine, each alert's JSON written to a file:
-    the per-record path, start-up excluded), and `python -m detector scan` as a process (its
+    (`orjson.loads` of each line, one pass), `detector.scan.scan` in-process writing alerts
+    as JSON lines to a file (`JsonLines`: decode, engine, event-time order, each alert's
+    JSON: the per-record path, start-up excluded), and `python -m detector scan` as a process (its
     start-up included). A fourth, the same process over a single record, is its start-up.
 13. Rule start-up: `load_rules` + `make_engine` over the shipped packs plus copies of the
     SigmaHQ rules under new ids, 570 rules in all, as a deployment with a big rule set has.
@@ -35,11 +35,10 @@ from bench.data import REGIONS, START, USER_AGENTS
 from bench.report import Result, new_result
 from bench.rules import SHIPPED, SIGMA_DIR, load, write_sigma_lists
 from bench.timing import alternate, median, paired_ratio, profile_call, timed
-from detector.alerts import Alert
 from detector.engine import RuleSet, load_rules
 from detector.engine.factory import make_engine
 from detector.events import DEFAULT_LIMITS
-from detector.scan import scan
+from detector.scan import JsonLines, scan
 
 REPO = Path(__file__).resolve().parents[1]
 _NAMESPACE = uuid.UUID("0c5e2f8a-4d71-4b0e-9a36-7e1d2c9b5f40")
@@ -245,8 +244,8 @@ def _decode_only(path: Path) -> None:
 
 
 class _Scan:
-    """`detector.scan.scan` as the CLI runs it, alerts written as JSON lines to a file; the
-    engine is built before the clock starts."""
+    """`detector.scan.scan` with alerts written as JSON lines to a file (`JsonLines`, what
+    the CLI writes); the engine is built before the clock starts."""
 
     def __init__(self, ruleset: RuleSet, path: Path, output: Path) -> None:
         self.ruleset, self.path, self.output = ruleset, path, output
@@ -254,17 +253,12 @@ class _Scan:
 
     def __call__(self) -> float:
         engine = make_engine(self.ruleset)
-        alerts = 0
         with self.output.open("wb") as out:
-            def emit(alert: Alert) -> None:
-                nonlocal alerts
-                alerts += 1
-                out.write(alert.to_json() + b"\n")
-
             started = time.perf_counter()
-            scan([str(self.path)], engine, DEFAULT_LIMITS, emit, now=time.time())
+            summary = scan([str(self.path)], engine, DEFAULT_LIMITS, JsonLines(out.write),
+                           now=time.time())
             elapsed = time.perf_counter() - started
-        self.alerts = alerts
+        self.alerts = sum(summary.alerts.values())
         return elapsed
 
 
@@ -323,8 +317,8 @@ def scan_alerting(ctx: Context) -> Result:
         f"({path.stat().st_size / count:,.0f} bytes a record); {len(ruleset)} rules "
         f"(SigmaHQ's CloudTrail rules and one on assumed-role sessions); "
         f"{in_process.alerts:,} alerts per pass; decode only is orjson.loads of each line; "
-        f"scan is detector.scan.scan in-process writing each alert's JSON to a file as the "
-        f"CLI does, engine built beforehand; scan process is `python -m detector scan` "
+        f"scan is detector.scan.scan in-process writing alerts as JSON lines to a file "
+        f"(JsonLines), engine built beforehand; scan process is `python -m detector scan` "
         f"(start-up included), its start-up measured over a one-record file")
     return result
 

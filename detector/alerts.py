@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,7 +29,7 @@ _WHOLE = 1 << 62  # size budget when only depth and string length are to be boun
 _NOTHING: dict[str, Any] = {}
 
 # Request parameters worth carrying in an alert: enough to triage without the raw event.
-_PARAMETERS_OF_INTEREST = (
+_PARAMETERS_OF_INTEREST = frozenset((
     "streamName",
     "streamARN",
     "channelName",
@@ -46,7 +46,7 @@ _PARAMETERS_OF_INTEREST = (
     "policyArn",
     "groupId",
     "instanceType",
-)
+))
 
 
 def level_rank(level: str) -> int:
@@ -76,34 +76,7 @@ class EventSummary:
 
     @classmethod
     def of(cls, record: Record) -> EventSummary:
-        get = record.data.get
-        identity = get("userIdentity")
-        if type(identity) is not dict:
-            identity = _NOTHING
-        account = get("recipientAccountId")
-        if type(account) is not str or not account:
-            account = identity.get("accountId")
-        arn, kind, address, agent, region, account, error = [
-            value if type(value) is str and len(value) <= MAX_STRING else _text(value)
-            for value in (identity.get("arn"), identity.get("type"), get("sourceIPAddress"),
-                          get("userAgent"), get("awsRegion"), account, get("errorCode"))
-        ]
-        params = get("requestParameters")
-        return cls(
-            record.event_id,
-            format_time(record.event_time),
-            bounded_text(record.event_source),
-            bounded_text(record.event_name),
-            arn,
-            kind,
-            address,
-            agent,
-            region,
-            account,
-            error,
-            {key: bounded(params[key]) for key in _PARAMETERS_OF_INTEREST if key in params}
-            if type(params) is dict and params else {},
-        )
+        return cls(**summary_document(record))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +186,44 @@ def _scalar(value: object) -> str | None:
     return value if isinstance(value, str) else f"{value:g}"
 
 
+def summary_document(record: Record) -> dict[str, Any]:
+    """`EventSummary.of(record).to_dict()`, for a writer that builds an alert's JSON without
+    its objects (keys in any order: alerts are written with sorted keys)."""
+    get = record.data.get
+    identity = get("userIdentity")
+    if type(identity) is not dict:
+        identity = _NOTHING
+    account = get("recipientAccountId")
+    if type(account) is not str or not account:
+        account = identity.get("accountId")
+    arn, kind, address, agent, region, account, error = [
+        value if type(value) is str and len(value) <= MAX_STRING else _text(value)
+        for value in (identity.get("arn"), identity.get("type"), get("sourceIPAddress"),
+                      get("userAgent"), get("awsRegion"), account, get("errorCode"))
+    ]
+    params = get("requestParameters")
+    kept: dict[str, Any] = {}
+    if type(params) is dict and not _PARAMETERS_OF_INTEREST.isdisjoint(params):
+        # in sorted order: the same dict whatever the order of the record's keys
+        kept = {key: bounded(params[key])
+                for key in sorted(_PARAMETERS_OF_INTEREST.intersection(params))}
+    source, name = record.event_source, record.event_name
+    return {
+        "event_id": record.event_id,
+        "event_time": format_time(record.event_time),
+        "event_source": source if len(source) <= MAX_STRING else bounded_text(source),
+        "event_name": name if len(name) <= MAX_STRING else bounded_text(name),
+        "principal_arn": arn,
+        "principal_type": kind,
+        "source_ip": address,
+        "user_agent": agent,
+        "region": region,
+        "account_id": account,
+        "error_code": error,
+        "request_parameters": kept,
+    }
+
+
 def alert_id(rule_id: str, group_key: Mapping[str, Any] | None, event_ids: Iterable[str]) -> str:
     """A stable id: same rule, same group, same triggering events, same id."""
     material = orjson.dumps(
@@ -220,6 +231,17 @@ def alert_id(rule_id: str, group_key: Mapping[str, Any] | None, event_ids: Itera
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(material).hexdigest()[:32]
+
+
+def match_alert_id(rule_id: str) -> Callable[[str], str]:
+    """`alert_id(rule_id, None, [key])` as a function of the event key, the rule's part of
+    what is hashed written once: the id of a single-event alert."""
+    head = orjson.dumps([rule_id, None, []])[:-3] + b"["  # ["<rule id>",null,[
+    sha256, dumps = hashlib.sha256, orjson.dumps
+
+    def of(key: str) -> str:
+        return sha256(head + dumps(key) + b"]]").hexdigest()[:32]
+    return of
 
 
 def event_key(record: Record) -> str:

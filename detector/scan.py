@@ -38,11 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Generic, TypeVar
 
 from detector.alerts import Alert, level_rank
-from detector.engine.evaluator import Failure
+from detector.engine.evaluator import Arrival, Failure
 from detector.engine.factory import StatefulEngine
+from detector.engine.rule import Rule
 from detector.engine.stateful.clock import Clock
 from detector.events import (
     DecodeError,
@@ -64,6 +65,7 @@ UNREADABLE = "unreadable"
 INTERNAL_ERROR = "internal_error"
 WHOLE_RECORD = "(record)"  # the rule of a failure that is not one rule's
 _GZIP_MAGIC = b"\x1f\x8b"
+T = TypeVar("T")
 _CLOUDTRAIL_NAME = re.compile(r"_CloudTrail(?:-Digest)?_[a-z0-9-]+_(\d{8}T\d{4}Z)_")
 
 
@@ -116,11 +118,19 @@ def _reading_order(name: str) -> tuple[str, str]:
     return (stamp.group(1) if stamp else "", name)
 
 
+class JsonLines:
+    """Alerts as JSON lines (each `Alert.to_json()` and a line break) to `write`, instead of
+    `Alert`s to a callback: scan then never builds the single-event alerts as objects."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+
+
 def scan(
     inputs: list[str],
     engine: StatefulEngine,
     limits: Limits,
-    emit: Callable[[Alert], None],
+    emit: Callable[[Alert], None] | JsonLines,
     progress: Callable[[Iterable[str]], Iterable[str]] = lambda names: names,
     *,
     now: float | None = None,
@@ -135,40 +145,76 @@ def scan(
     (or rule on a record) the engine could not evaluate, once. `final`: the end of input
     closes every window (not when the state is saved for a later run: windows the
     watermark has not passed then carry over).
+
+    The single-event rules take each record as it is read (`StatefulEngine.arrive`): only
+    their alerts wait for event-time order, and the record itself only when a stateful rule
+    matched it (docs/BENCHMARKS.md, benchmark 12).
     """
-    with _collector():
-        summary = ScanSummary(files=len(inputs))
-        started = time.perf_counter()
-        wall = time.time() if now is None else now
-        clock = engine.stateful.clock
-        window = Reorder(Clock(clock.lateness, clock.latest.count), sorted_below, max_held)
+    run = _Run(inputs, engine, limits, progress, now, on_failure, sorted_below, max_held)
+    if isinstance(emit, JsonLines):
+        write = emit.write
+        return run.go(engine.match_json, write, lambda alert: write(alert.to_json() + b"\n"),
+                      final)
+    return run.go(engine.match_alert, emit, emit, final)
 
-        process, count, push = engine.process, summary.count, window.push
 
-        def evaluate(records: Iterable[Record]) -> None:
-            for record in records:
-                tell(process(record))
+@dataclass
+class _Run:
+    inputs: list[str]
+    engine: StatefulEngine
+    limits: Limits
+    progress: Callable[[Iterable[str]], Iterable[str]]
+    now: float | None
+    on_failure: Callable[[Failure], None]
+    sorted_below: int
+    max_held: int
 
-        def tell(alerts: list[Alert]) -> None:
-            for alert in alerts:
-                count(alert)
-                emit(alert)
-            for failure in engine.take_failures():
-                _failed(summary, failure)
-                on_failure(failure)
+    def go(self, build: Callable[[Rule, Record], T], single: Callable[[T], None],
+           emit: Callable[[Alert], None], final: bool) -> ScanSummary:
+        """The scan, single-event alerts made by `build` and given to `single`, the others
+        to `emit`."""
+        with _collector():
+            engine, on_failure = self.engine, self.on_failure
+            summary = ScanSummary(files=len(self.inputs))
+            started = time.perf_counter()
+            wall = time.time() if self.now is None else self.now
+            clock = engine.stateful.clock
+            window: Reorder[Arrival[T]] = Reorder(Clock(clock.lateness, clock.latest.count),
+                                                  self.sorted_below, self.max_held)
+            arrive, settle, push = engine.arrive, engine.settle, window.push
+            counts, count = summary.alerts, summary.count
 
-        for name in progress(inputs):
-            for item in read_records(name, limits, wall):
-                if isinstance(item, DecodeError):
-                    _error(summary, name, item)
-                else:
-                    summary.records += 1
-                    evaluate(push(item))
-        evaluate(window.drain())
-        tell(engine.flush(final))
-        summary.held = window.most
-        summary.seconds = time.perf_counter() - started
-        return summary
+            def tell(alerts: list[Alert]) -> None:
+                for alert in alerts:
+                    count(alert)
+                    emit(alert)
+                for failure in engine.take_failures():
+                    _failed(summary, failure)
+                    on_failure(failure)
+
+            def evaluate(arrivals: Iterable[Arrival[T]]) -> None:
+                for arrival in arrivals:
+                    decided = settle(arrival)
+                    if decided is None:
+                        tell([])
+                        continue
+                    for meta, alert in arrival.alerts:
+                        counts[(meta.level, meta.id, meta.title)] += 1
+                        single(alert)
+                    tell(decided)
+
+            for name in self.progress(self.inputs):
+                for item in read_records(name, self.limits, wall):
+                    if isinstance(item, DecodeError):
+                        _error(summary, name, item)
+                    else:
+                        summary.records += 1
+                        evaluate(push(item.event_time, arrive(item, build)))
+            evaluate(window.drain())
+            tell(engine.flush(final))
+            summary.held = window.most
+            summary.seconds = time.perf_counter() - started
+            return summary
 
 
 @contextmanager
@@ -186,27 +232,28 @@ def _collector() -> Iterator[None]:
         gc.unfreeze()
 
 
-class Reorder:
-    """Records in event-time order within the allowed lateness: once more than `sort` wait,
-    each waits in a heap until `clock`'s watermark passes it (ties in arrival order), `most`
-    at a time at most."""
+class Reorder(Generic[T]):
+    """Items (what records made) in event-time order within the allowed lateness: once more
+    than `sort` wait, each waits in a heap until `clock`'s watermark passes it (ties in
+    arrival order), `most` at a time at most."""
 
     def __init__(self, clock: Clock, sort: int = SORTED, most: int = MAX_HELD) -> None:
         self.clock = clock
         self.sort = sort
         self.limit = most
-        self.heap: list[tuple[float, int, Record]] = []
+        self.heap: list[tuple[float, int, T]] = []
         self.arrived = 0
         self.most = 0
 
-    def push(self, record: Record) -> list[Record]:
-        """Take a record; the records the watermark has now passed, oldest first."""
+    def push(self, event_time: float, item: T) -> list[T]:
+        """Take the item of a record of `event_time`; the items the watermark has now passed,
+        oldest first."""
         heap = self.heap
-        heapq.heappush(heap, (record.event_time, self.arrived, record))
+        heapq.heappush(heap, (event_time, self.arrived, item))
         self.arrived += 1
         self.most = max(self.most, len(heap))
-        self.clock.advance(record.event_time)
-        released: list[Record] = []
+        self.clock.advance(event_time)
+        released: list[T] = []
         if len(heap) <= self.sort:
             return released
         watermark = self.clock.watermark
@@ -216,8 +263,8 @@ class Reorder:
                 break
         return released
 
-    def drain(self) -> list[Record]:
-        """End of input: every record still waiting, oldest first."""
+    def drain(self) -> list[T]:
+        """End of input: every item still waiting, oldest first."""
         released = [item[2] for item in sorted(self.heap)]
         self.heap = []
         return released

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import gc
 import gzip
+import io
 import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -24,6 +26,7 @@ from detector.scan import (
     MAX_HELD,
     SORTED,
     YOUNG_COLLECTION,
+    JsonLines,
     ScanSummary,
     find_inputs,
     format_summary,
@@ -221,6 +224,46 @@ def test_no_more_than_the_cap_is_held_even_when_all_records_share_a_time(tmp_pat
 
     assert len(alerts) == 500
     assert summary.held == 51
+
+
+NEW_ADDRESS = rule("sel:\n  eventName: CreateStream\ncondition: sel",
+                   rule_id="0b1c2d3e-0000-4000-8000-000000000002",
+                   extra="detector:\n  first_seen: {key: [userIdentity.arn], "
+                         "value: [sourceIPAddress], learning: 1s}\n")
+DETECTED_AT = re.compile(rb'"detected_at":"[^"]*"')
+
+
+def test_alerts_written_as_json_lines_are_the_alerts_as_objects_would_be(
+    tmp_path: Path,
+) -> None:
+    records = [kvs(n, seconds, name) for n, (seconds, name) in enumerate(
+        [(30, "DeleteStream"), (10, "CreateStream"), (50, "DeleteStream"), (20, "Describe"),
+         (5000, "CreateStream"), (40, "DeleteStream"), (5001, "DeleteStream"),
+         (5100, "Describe"), (5200, "Describe"), (100, "DeleteStream"),  # late
+         (5202, "CreateStream")])]
+    records[3]["eventID"] = records[2]["eventID"]  # redelivered, earlier: the one kept
+    records[-1]["sourceIPAddress"] = "198.51.100.7"  # new for its principal
+    (tmp_path / "in.jsonl").write_bytes(jsonl(records))
+    rules = load(tmp_path, DELETE, NEW_ADDRESS).ruleset
+
+    def run(emit: Callable[[Alert], None] | JsonLines) -> tuple[ScanSummary, dict[str, int]]:
+        engine = make_engine(rules, lateness="1m")
+        summary = scan([str(tmp_path / "in.jsonl")], engine, Limits(), emit, now=NOW,
+                       sorted_below=0)
+        summary.seconds = 0.0
+        return summary, engine.stats()
+
+    alerts: list[Alert] = []
+    as_objects = run(alerts.append)
+    written = io.BytesIO()
+    as_lines = run(JsonLines(written.write))
+
+    assert as_lines == as_objects
+    assert as_objects[1]["late"] == 1 and as_objects[1]["duplicates"] == 1
+    assert DETECTED_AT.sub(b"", written.getvalue()) == DETECTED_AT.sub(
+        b"", b"".join(alert.to_json() + b"\n" for alert in alerts))
+    assert {alert.kind for alert in alerts} == {"match", "first_seen"}
+    assert ("e-3", "e-2") not in [alert.event_ids for alert in alerts]
 
 
 def test_cloudtrail_files_are_read_in_the_order_of_their_time_then_path(tmp_path: Path) -> None:

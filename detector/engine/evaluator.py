@@ -20,15 +20,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from detector.alerts import Alert, EventSummary, alert_id, event_key, format_time, now_iso
+import orjson
+
+from detector.alerts import (
+    Alert,
+    EventSummary,
+    alert_id,
+    event_key,
+    format_time,
+    match_alert_id,
+    now_iso,
+    summary_document,
+)
 from detector.bounded import bounded_text
 from detector.engine.index import RuleIndex
 from detector.engine.rule import Meta, Rule, RuleSet
 from detector.events import Record
 
 MAX_ERROR_TEXT = 500  # characters of an exception's text kept in a Failure
+_SORTED_LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SORT_KEYS
+_NO_DATA: dict[str, Any] = {}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,56 @@ def build_alert(
     )
 
 
+class MatchJson:
+    """A rule's single-event alert as a JSON line: the bytes of
+    `build_alert(meta, "match", [record]).to_json()` and a line break, written without
+    building the alert and its summary (what scan writes for every alerting record)."""
+
+    __slots__ = ("alert_id", "meta", "rule")
+
+    def __init__(self, meta: Meta) -> None:
+        self.meta = meta
+        self.rule = orjson.Fragment(orjson.dumps(
+            {"id": meta.id, "title": meta.title, "level": meta.level, "tags": list(meta.tags)},
+            option=orjson.OPT_SORT_KEYS))
+        self.alert_id = match_alert_id(meta.id)
+
+    def __call__(self, record: Record, now: Callable[[], str] = now_iso) -> bytes:
+        meta = self.meta
+        summary = summary_document(record)
+        key = record.event_id or event_key(record)
+        document = {
+            "id": self.alert_id(key),
+            "rule": self.rule,
+            "kind": "match",
+            "text": meta.output.render(record.data) if meta.output else meta.title,
+            "event_time": summary["event_time"],
+            "detected_at": now(),
+            "group_key": None,
+            "event_ids": [key],
+            "events": [summary],
+            "details": {},
+        }
+        try:
+            return orjson.dumps(document, option=_SORTED_LINE)
+        except orjson.JSONEncodeError:  # a value no builder bounded: as `Alert.to_json` does
+            detected = document["detected_at"]
+            return build_alert(meta, "match", [record], now=lambda: detected).to_json() + b"\n"
+
+
+@dataclass(slots=True)
+class Arrival(Generic[T]):
+    """What the single-event rules made of a record on its arrival, waiting for its turn in
+    event-time order (`StatefulEngine.settle`): its alerts (as `build` made them) and the
+    failures of its rules, kept until it is admitted; the record itself only when a rule the
+    stateful part observes matched it, else a stand-in of its time and eventID."""
+
+    record: Record
+    matched: list[Rule]  # what `observe` takes: empty when the stand-in is kept
+    alerts: list[tuple[Meta, T]]
+    failures: list[Failure]
+
+
 def is_stateless(rule: Rule) -> bool:
     return rule.generates and rule.per_key is None and rule.meta.suppression is None
 
@@ -107,6 +171,8 @@ class Engine:
             1 for correlation in ruleset.correlations if correlation.meta.enabled
         )
         self.failures: list[Failure] = []
+        # the rules whose matches `observe` takes: any rule, for an evaluator not known better
+        self.observed = frozenset(rule.id for rule in active) if stateful else frozenset()
 
     def match(self, record: Record) -> list[Rule]:
         """The enabled single-event rules whose detection holds for the record."""
@@ -147,10 +213,50 @@ class Engine:
         for rule in matched:
             if is_stateless(rule):
                 try:
-                    alerts.append(build_alert(rule.meta, "match", [record]))
+                    alerts.append(self.match_alert(rule, record))
                 except Exception as error:
                     self.failures.append(failure(rule.id, record, error))
         return alerts
+
+    def arrive(self, record: Record, build: Callable[[Rule, Record], T]) -> Arrival[T]:
+        """The single-event rules on a record as it arrives, while it is in the CPU's caches:
+        the alerts of those without memory made by `build`, each rule that raised kept in the
+        arrival (not yet in `take_failures`), and the record kept only when a rule of
+        `observed` matched it. `settle` takes the rest, in event-time order."""
+        failures = self.failures
+        mark = len(failures)
+        matched = self.matching(record)
+        alerts: list[tuple[Meta, T]] = []
+        observed = self.observed
+        keep = False
+        for rule in matched:
+            if rule.meta.id in observed:
+                keep = True
+            if is_stateless(rule):
+                try:
+                    alerts.append((rule.meta, build(rule, record)))
+                except Exception as error:
+                    failures.append(failure(rule.id, record, error))
+        raised = failures[mark:]
+        del failures[mark:]
+        if keep:
+            return Arrival(record, matched, alerts, raised)
+        stand_in = Record(_NO_DATA, record.event_source, record.event_name, record.event_time,
+                          record.event_id)
+        return Arrival(stand_in, [], alerts, raised)
+
+    def settle(self, arrival: Arrival[T]) -> list[Alert] | None:
+        """A record's turn in event-time order, after `arrive`: None for a redelivered event
+        (nothing it made counts), else the stateful decisions (`observe`); the failures its
+        rules raised on arrival join `take_failures` now."""
+        if not self.admit(arrival.record):
+            return None
+        self.failures += arrival.failures
+        return self.observe(arrival.record, arrival.matched)
+
+    def match_alert(self, rule: Rule, record: Record) -> Alert:
+        """The alert of a rule without memory on one record."""
+        return build_alert(rule.meta, "match", [record])
 
     def observe(self, record: Record, matched: Sequence[Rule]) -> list[Alert]:
         """The stateful decisions `record` and the rules it matched lead to (none without

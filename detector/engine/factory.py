@@ -22,8 +22,8 @@ import orjson
 from detector.alerts import Alert
 from detector.bounded import bounded_text
 from detector.durations import parse_duration
-from detector.engine.evaluator import Engine, Failure
-from detector.engine.rule import RuleSet
+from detector.engine.evaluator import Engine, Failure, MatchJson, is_stateless
+from detector.engine.rule import Rule, RuleSet
 from detector.engine.state import MemoryState, State
 from detector.engine.stateful import (
     Stateful,
@@ -39,6 +39,7 @@ from detector.engine.stateful.keys import (
     SUPPRESSION,
     check_state_key,
 )
+from detector.events import Record
 
 STATE_FORMAT = "detector-state"
 # Version 2 entries may carry optional fields version 1 did not know (a held first-seen
@@ -69,6 +70,19 @@ class StatefulEngine(Engine):
 
     def __init__(self, ruleset: RuleSet, stateful: Stateful) -> None:
         super().__init__(ruleset, stateful)
+        # what `Stateful.observe` routes: rules with memory or suppression, and the base rules
+        # of correlations (rules that only feed correlations are among the first)
+        self.observed = frozenset(
+            rule.id for rule in ruleset.rules if rule.meta.enabled
+            and (not is_stateless(rule) or rule.id in stateful.feeds))
+        self._json: dict[str, MatchJson] = {}
+
+    def match_json(self, rule: Rule, record: Record) -> bytes:
+        """`match_alert`'s alert as a JSON line (`MatchJson`), without building it."""
+        writer = self._json.get(rule.meta.id)
+        if writer is None:
+            writer = self._json[rule.meta.id] = MatchJson(rule.meta)
+        return writer(record)
 
     def take_failures(self) -> list[Failure]:
         return super().take_failures() + self.stateful.take_failures()
