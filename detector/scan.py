@@ -10,7 +10,10 @@ Memory is bounded by the reorder window, not by the input (docs/scan.md):
   beyond that it is a `too_large` (`decompressed_too_large`) error, never skipped silently.
   Content is read as JSON lines when a line in its first MiB (or up to its first line break)
   is a record on its own.
-- Records are evaluated in event-time order: they wait in a heap. Up to `SORTED` records, an
+- Records are evaluated in event-time order: the single-event rules take each as it is read
+  (`StatefulEngine.arrive`, while it is in the CPU's caches), and what it made waits in a heap
+  for `settle` (admission, its alerts out, the stateful rules): its alerts, its time and
+  eventID, the record only when a stateful rule matched it. Up to `SORTED` records, an
   input is evaluated in exact event-time order, whatever the order of its files and lines;
   beyond, each record waits until the watermark (the engine's rule: the second latest
   eventTime seen, minus the lateness) passes it, so a scan holds about one lateness of
@@ -182,15 +185,16 @@ class _Run:
             window: Reorder[Arrival[T]] = Reorder(Clock(clock.lateness, clock.latest.count),
                                                   self.sorted_below, self.max_held)
             arrive, settle, push = engine.arrive, engine.settle, window.push
-            counts, count = summary.alerts, summary.count
+            counts, count, stateful = summary.alerts, summary.count, engine.stateful
 
             def tell(alerts: list[Alert]) -> None:
                 for alert in alerts:
                     count(alert)
                     emit(alert)
-                for failure in engine.take_failures():
-                    _failed(summary, failure)
-                    on_failure(failure)
+                if engine.failures or stateful.failures:
+                    for failure in engine.take_failures():
+                        _failed(summary, failure)
+                        on_failure(failure)
 
             def evaluate(arrivals: Iterable[Arrival[T]]) -> None:
                 for arrival in arrivals:

@@ -8,7 +8,8 @@ One record goes through three steps, the same in `detector scan` and in the stre
 (which matches on its input side and takes the other steps where the record's state lives):
 `admit` (is it a redelivered event?), `evaluate` (the single-event rules: the stateless
 alerts, and the matches the stateful rules take) and `observe` (the stateful decisions).
-`process` takes the three in order.
+`process` takes the three in order. Scan takes them in two halves (`arrive`: the single-event
+rules as a record is read; `settle`: admission and `observe` once event-time order reaches it).
 
 No record can stop the engine: an exception while evaluating one is caught at the record
 boundary, per rule where it can be (one failing rule does not cost the record its other rules'
@@ -173,6 +174,7 @@ class Engine:
         self.failures: list[Failure] = []
         # the rules whose matches `observe` takes: any rule, for an evaluator not known better
         self.observed = frozenset(rule.id for rule in active) if stateful else frozenset()
+        self.alerting = frozenset(rule.id for rule in active if is_stateless(rule))
 
     def match(self, record: Record) -> list[Rule]:
         """The enabled single-event rules whose detection holds for the record."""
@@ -227,18 +229,21 @@ class Engine:
         mark = len(failures)
         matched = self.matching(record)
         alerts: list[tuple[Meta, T]] = []
-        observed = self.observed
+        observed, alerting = self.observed, self.alerting
         keep = False
         for rule in matched:
-            if rule.meta.id in observed:
+            rule_id = rule.meta.id
+            if rule_id in observed:
                 keep = True
-            if is_stateless(rule):
+            if rule_id in alerting:
                 try:
                     alerts.append((rule.meta, build(rule, record)))
                 except Exception as error:
-                    failures.append(failure(rule.id, record, error))
-        raised = failures[mark:]
-        del failures[mark:]
+                    failures.append(failure(rule_id, record, error))
+        raised: list[Failure] = []
+        if len(failures) > mark:
+            raised = failures[mark:]
+            del failures[mark:]
         if keep:
             return Arrival(record, matched, alerts, raised)
         stand_in = Record(_NO_DATA, record.event_source, record.event_name, record.event_time,
