@@ -14,9 +14,10 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -79,20 +80,13 @@ class EventSummary:
         return cls(**summary_document(record))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "event_time": self.event_time,
-            "event_source": self.event_source,
-            "event_name": self.event_name,
-            "principal_arn": self.principal_arn,
-            "principal_type": self.principal_type,
-            "source_ip": self.source_ip,
-            "user_agent": self.user_agent,
-            "region": self.region,
-            "account_id": self.account_id,
-            "error_code": self.error_code,
-            "request_parameters": self.request_parameters,
-        }
+        """The document `summary_document` writes: its fields, named as declared."""
+        return dict(zip(_SUMMARY_FIELDS, _summary_values(self), strict=True))
+
+
+# The summary document's keys are EventSummary's fields, declared once above.
+_SUMMARY_FIELDS = tuple(summary_field.name for summary_field in fields(EventSummary))
+_summary_values = attrgetter(*_SUMMARY_FIELDS)
 
 
 @dataclass(slots=True)
@@ -122,23 +116,18 @@ class Alert:
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "rule": {
-                "id": self.rule_id,
-                "title": self.rule_title,
-                "level": self.level,
-                "tags": list(self.tags),
-            },
-            "kind": self.kind,
-            "text": self.text,
-            "event_time": self.event_time,
-            "detected_at": self.detected_at,
-            "group_key": self.group_key,
-            "event_ids": list(self.event_ids),
-            "events": [summary.to_dict() for summary in self.events],
-            "details": self.details,
-        }
+        return alert_document(
+            identifier=self.id,
+            rule=rule_document(self.rule_id, self.rule_title, self.level, self.tags),
+            kind=self.kind,
+            text=self.text,
+            event_time=self.event_time,
+            detected_at=self.detected_at,
+            group_key=self.group_key,
+            event_ids=list(self.event_ids),
+            events=[summary.to_dict() for summary in self.events],
+            details=self.details,
+        )
 
     def to_json(self) -> bytes:
         written = self._json
@@ -150,6 +139,32 @@ class Alert:
                 written = orjson.dumps(bounded(document, _WHOLE), option=orjson.OPT_SORT_KEYS)
             self._json = written
         return written
+
+
+def alert_document(
+    *, identifier: str, rule: dict[str, Any] | orjson.Fragment, kind: str, text: str,
+    event_time: str, detected_at: str, group_key: dict[str, Any] | None, event_ids: list[str],
+    events: list[dict[str, Any]], details: dict[str, Any],
+) -> dict[str, Any]:
+    """The alert as docs/alert.schema.json describes it: `Alert.to_dict`, and what a writer
+    that skips the objects (`MatchJson`) writes. `rule` is `rule_document`'s (or its JSON)."""
+    return {
+        "id": identifier,
+        "rule": rule,
+        "kind": kind,
+        "text": text,
+        "event_time": event_time,
+        "detected_at": detected_at,
+        "group_key": group_key,
+        "event_ids": event_ids,
+        "events": events,
+        "details": details,
+    }
+
+
+def rule_document(rule_id: str, title: str, level: str, tags: Iterable[str]) -> dict[str, Any]:
+    """The rule as an alert names it."""
+    return {"id": rule_id, "title": title, "level": level, "tags": list(tags)}
 
 
 def anomaly_summary(details: Mapping[str, Any]) -> str | None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from helpers import REPO, engine, record, rule
 
-from detector.alerts import format_time, now_iso
+from detector.alerts import EventSummary, format_time, now_iso, summary_document
 from detector.bounded import MAX_DEPTH
 from detector.events import decode
 
@@ -49,6 +49,16 @@ def test_alert_summarises_the_triggering_event(tmp_path: Path) -> None:
     assert summary.request_parameters == {"streamName": "front-door"}
     assert alert.event_ids == ("7c5a6f6e-1111-4c2b-9a57-0a1b2c3d4e5f",)
     assert alert.event_time == "2026-03-10T12:00:00.000000Z"
+
+
+def test_an_event_summary_is_written_as_the_document_it_is_read_from(tmp_path: Path) -> None:
+    (alert,) = engine(tmp_path, DELETE).process(record(**deletion()))
+    (summary,) = alert.events
+
+    document = summary.to_dict()
+
+    assert document == summary_document(record(**deletion()))
+    assert EventSummary(**document) == summary
 
 
 def test_same_input_gives_the_same_id(tmp_path: Path) -> None:

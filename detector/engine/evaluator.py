@@ -28,11 +28,13 @@ import orjson
 from detector.alerts import (
     Alert,
     EventSummary,
+    alert_document,
     alert_id,
     event_key,
     format_time,
     match_alert_id,
     now_iso,
+    rule_document,
     summary_document,
 )
 from detector.bounded import bounded_text
@@ -116,26 +118,25 @@ class MatchJson:
     def __init__(self, meta: Meta) -> None:
         self.meta = meta
         self.rule = orjson.Fragment(orjson.dumps(
-            {"id": meta.id, "title": meta.title, "level": meta.level, "tags": list(meta.tags)},
-            option=orjson.OPT_SORT_KEYS))
+            rule_document(meta.id, meta.title, meta.level, meta.tags), option=orjson.OPT_SORT_KEYS))
         self.alert_id = match_alert_id(meta.id)
 
     def __call__(self, record: Record, now: Callable[[], str] = now_iso) -> bytes:
         meta = self.meta
         summary = summary_document(record)
         key = record.event_id or event_key(record)
-        document = {
-            "id": self.alert_id(key),
-            "rule": self.rule,
-            "kind": "match",
-            "text": meta.output.render(record.data) if meta.output else meta.title,
-            "event_time": summary["event_time"],
-            "detected_at": now(),
-            "group_key": None,
-            "event_ids": [key],
-            "events": [summary],
-            "details": {},
-        }
+        document = alert_document(
+            identifier=self.alert_id(key),
+            rule=self.rule,
+            kind="match",
+            text=meta.output.render(record.data) if meta.output else meta.title,
+            event_time=summary["event_time"],
+            detected_at=now(),
+            group_key=None,
+            event_ids=[key],
+            events=[summary],
+            details={},
+        )
         try:
             return orjson.dumps(document, option=_SORTED_LINE)
         except orjson.JSONEncodeError:  # a value no builder bounded: as `Alert.to_json` does
