@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from detector import __version__
-from detector.alerts import Alert
 from detector.engine import LoadResult, load_rules
 from detector.engine.evaluator import Failure
 from detector.engine.factory import make_engine
@@ -333,7 +332,7 @@ def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadR
     from detector.engine.factory import StateFileError, load_state, save_state
     from detector.engine.state import MemoryState
     from detector.engine.stateful.suppression import format_suppressions
-    from detector.scan import format_summary, scan
+    from detector.scan import JsonLines, format_summary, scan
 
     now = time.time()
     limits = settings.limits
@@ -350,16 +349,9 @@ def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadR
         return _refuse(f"refusing to scan: cannot write {args.output}: "
                        f"{error.strerror or error}")
     failures = _FailureLog()
-    fired = 0
-
-    def emit(alert: Alert) -> None:
-        nonlocal fired
-        fired += 1
-        out.write(alert.to_json() + b"\n")
-
     try:
-        summary = scan(inputs, engine, limits, emit, _progress(args, inputs), now=now,
-                       on_failure=failures, final=state_file is None)
+        summary = scan(inputs, engine, limits, JsonLines(out.write), _progress(args, inputs),
+                       now=now, on_failure=failures, final=state_file is None)
     finally:
         if args.output:
             out.close()
@@ -375,7 +367,7 @@ def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadR
             save_state(engine, state_file)
         except StateFileError as error:
             return _refuse(f"detector scan: {error}")
-    if fired and args.fail_on_alert:
+    if summary.alerts and args.fail_on_alert:
         return EXIT_FOUND
     if summary.input_errors and not args.allow_input_errors:
         log.error("detector scan: %d input error(s): exit %d (--allow-input-errors to accept "

@@ -125,7 +125,7 @@ class JsonLines:
     """Alerts as JSON lines (each `Alert.to_json()` and a line break) to `write`, instead of
     `Alert`s to a callback: scan then never builds the single-event alerts as objects."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], object]) -> None:
         self.write = write
 
 
@@ -172,8 +172,8 @@ class _Run:
     sorted_below: int
     max_held: int
 
-    def go(self, build: Callable[[Rule, Record], T], single: Callable[[T], None],
-           emit: Callable[[Alert], None], final: bool) -> ScanSummary:
+    def go(self, build: Callable[[Rule, Record], T], single: Callable[[T], object],
+           emit: Callable[[Alert], object], final: bool) -> ScanSummary:
         """The scan, single-event alerts made by `build` and given to `single`, the others
         to `emit`."""
         with _collector():
