@@ -359,7 +359,8 @@ def _scan_inputs(args: argparse.Namespace, settings: ScanSettings, result: LoadR
             out.flush()
     stats = engine.stats()
     report = [format_summary(summary, late=stats["late"], duplicates=stats["duplicates"],
-                             evicted=memory.evicted, trimmed=stats["trimmed"]),
+                             contradicted=stats["contradicted"], evicted=memory.evicted,
+                             trimmed=stats["trimmed"]),
               format_suppressions(engine.closed_suppressions())]
     log.info("%s", "\n".join(part for part in report if part))
     if state_file is not None:

@@ -484,9 +484,11 @@ def _error(summary: ScanSummary, name: str, error: DecodeError) -> None:
 
 
 def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0,
-                   evicted: int = 0, trimmed: int = 0) -> str:
-    """The human summary; `evicted` and `trimmed` say what the state's bounds cost (state
-    entries dropped at the entry cap, entries cut to the largest message), never silently."""
+                   contradicted: int = 0, evicted: int = 0, trimmed: int = 0) -> str:
+    """The human summary; `contradicted` says how many first-seen and rare-value decisions,
+    taken at once, an earlier event read after them contradicted (docs/stateful-rules.md),
+    `evicted` and `trimmed` what the state's bounds cost (state entries dropped at the entry
+    cap, entries cut to the largest message), never silently."""
     lines = [
         f"scanned {summary.files} file(s), {summary.records} record(s) in {summary.seconds:.2f}s "
         f"(at most {summary.held} held for event-time order)",
@@ -505,6 +507,8 @@ def format_summary(summary: ScanSummary, *, late: int = 0, duplicates: int = 0,
             lines.append(f"  ... and {total - len(messages)} more")
     if late or duplicates:
         lines.append(f"late events: {late}, duplicate events: {duplicates}")
+    if contradicted:
+        lines.append(f"early decisions contradicted by earlier events read later: {contradicted}")
     if evicted or trimmed:
         lines.append(f"state entries evicted at the cap: {evicted}, "
                      f"cut to the largest message: {trimmed}")

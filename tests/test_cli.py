@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from helpers import REPO, rule
 
 from detector.cli import main
 from detector.engine.template import Template
+from detector.scan import SORTED
 
 DELETE_RULE = rule("sel:\n  eventName: DeleteStream\ncondition: sel", extra="""
 detector:
@@ -65,6 +67,7 @@ def test_scan_reports_bad_files_and_still_alerts_on_the_good_one(
         assert f"{reason}: 1" in err
     assert "2 record(s)" in err
     assert "3 input error(s): exit 3" in err
+    assert "contradicted" not in err
     assert main(["scan", "--rules", str(rules_dir), "--allow-input-errors", str(logs)]) == 0
 
 
@@ -75,6 +78,44 @@ def test_fail_on_alert_exits_1_and_output_goes_to_a_file(tmp_path: Path, rules_d
     assert main(["scan", "--rules", str(rules_dir), "--fail-on-alert", "-o", str(output),
                  str(log)]) == 1
     assert json.loads(output.read_text())["event_ids"] == ["e-9"]
+
+
+NEW_ADDRESS_RULE = rule("sel:\n  eventSource: kinesisvideo.amazonaws.com\ncondition: sel",
+                        rule_id="0b1c2d3e-0000-4000-8000-000000000003", extra="""
+detector:
+  first_seen: {key: [userIdentity.arn], value: [sourceIPAddress], learning: 1h, retention: 7d}
+""")
+
+
+def at_minute(record: dict[str, object], minutes: float, **fields: object) -> dict[str, object]:
+    when = datetime(2026, 3, 10, 12, tzinfo=UTC) + timedelta(minutes=minutes)
+    return {**record, "eventTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"), **fields}
+
+
+def test_the_summary_counts_a_decision_an_earlier_event_read_later_contradicted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A new address alerts at 70 min (the learning hour is over); its use at 50 min, inside
+    # the learning hour, is read after enough records (SORTED, later than the lateness) to
+    # have released the first two to the engine, yet is not late for the engine's watermark.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "new-address.yml").write_text(NEW_ADDRESS_RULE)
+    describe = kvs_record("DescribeStream", "e-start")
+    others = [at_minute(kvs_record("GetObject", f"e-{n}"), 86 + n / 60,
+                        eventSource="s3.amazonaws.com") for n in range(SORTED)]
+    records = [at_minute(describe, 0),
+               at_minute(describe, 70, eventID="e-later", sourceIPAddress="198.51.100.7"),
+               *others,
+               at_minute(describe, 50, eventID="e-earlier", sourceIPAddress="198.51.100.7")]
+    log = tmp_path / "trail.jsonl"
+    log.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    assert main(["scan", "--rules", str(rules), str(log)]) == 0
+
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["event_ids"] for line in out.splitlines()] == [["e-later"]]
+    assert "early decisions contradicted by earlier events read later: 1" in err
 
 
 def test_scan_reads_stdin(tmp_path: Path, rules_dir: Path) -> None:
