@@ -1,10 +1,12 @@
 """Where what an event produced goes: dead letters to their topic, alerts (each encoded once,
 `AlertMessage`) to the alerts topic and then to the sinks.
 
-Both are sent inside the agent's event, so Faust attaches them to its offset: they are flushed
-before that offset is committed (at-least-once). Every message counts as sent once all
-in-sync replicas have it (acks=all). A message the producer does not take stops the worker
-(exit 75, `stop_unsent`) before the offset is committed, like a send the broker refused.
+Both go to the producer at once (Faust's `stream_publish_on_commit` is off), and every commit
+of offsets waits until the producer has delivered what it was handed (Faust flushes it before
+committing), so an offset is committed only after its alerts are on the broker (at-least-once).
+Every message counts as sent once all in-sync replicas have it (acks=all). A message the
+producer does not take stops the worker (exit 75, `stop_unsent`) before the offset is
+committed, like a send the broker refused.
 """
 
 from __future__ import annotations
