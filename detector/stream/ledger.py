@@ -23,12 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from detector.stream.tables import Changelog, TableState, own_key
 
-# What one entry of admitted records holds at most, in bytes of event ids and origins: well
-# under the largest entry the changelog takes.
+# What one entry of admitted records holds at most, in bytes of its JSON; never over half the
+# largest entry the changelog takes (`Changelog.max_bytes`), which would drop it.
 BATCH_BYTES = 64 * 1024
-ITEM_BYTES = 48  # an item's JSON besides its event id: time, origin, brackets
+ITEM_BYTES = 80  # an item's JSON besides its event id: time, origin, brackets
 
 
 @dataclass(slots=True)
@@ -87,8 +89,9 @@ class Ledger:
     def admit(self, event_id: str, event_time: float, origin: list[int]) -> None:
         """A record that raised nothing, admitted: into the open `admitted` entry."""
         store = self.changelog.store
-        size = len(event_id) + ITEM_BYTES
-        if self._batch is None or self._batch_bytes + size > BATCH_BYTES:
+        size = len(orjson.dumps(event_id)) + ITEM_BYTES  # escapes and UTF-8 included
+        limit = min(BATCH_BYTES, self.changelog.max_bytes // 2)
+        if self._batch is None or self._batch_bytes + size > limit:
             self._batch = own_key("sent", self.partition, "b:" + ".".join(map(str, origin)))
             self._batch_bytes = 0
             store[self._batch] = {"t": event_time, "ids": []}

@@ -3,6 +3,8 @@ message; a rebuilt ledger knows its event ids and the records read again; old en
 
 from __future__ import annotations
 
+import orjson
+
 from detector.stream.ledger import BATCH_BYTES, ITEM_BYTES, Ledger
 from detector.stream.tables import Changelog, TableState, own_key
 from stream.support import ChangelogDict
@@ -10,8 +12,9 @@ from stream.support import ChangelogDict
 PARTITION = 3
 
 
-def ledger_of(table: ChangelogDict) -> tuple[Ledger, list[list[object]], Changelog]:
-    changelog = Changelog(table, 1 << 20, lambda *_: None)
+def ledger_of(table: ChangelogDict, max_bytes: int = 1 << 20
+              ) -> tuple[Ledger, list[list[object]], Changelog]:
+    changelog = Changelog(table, max_bytes, lambda *_: None)
     state = TableState(changelog, PARTITION, lambda _key: PARTITION, 1000)
     ledger, remembered = Ledger.restore(changelog, state)
     return ledger, remembered, changelog
@@ -36,11 +39,28 @@ def test_the_records_admitted_between_two_commits_are_one_changelog_message() ->
 def test_an_entry_is_closed_when_it_holds_its_bytes() -> None:
     table = ChangelogDict()
     ledger, _remembered, changelog = ledger_of(table)
-    per_entry = BATCH_BYTES // (100 + ITEM_BYTES)
+    per_entry = BATCH_BYTES // (102 + ITEM_BYTES)  # 100 digits and their quotes
     for offset in range(per_entry + 1):
         ledger.admit(f"{offset:0100d}", 1.0, [0, offset, 0])
     changelog.publish()
     assert [len(entry["ids"]) for _p, _key, entry in table.messages] == [per_entry, 1]
+
+
+def test_escaped_event_ids_never_make_an_entry_the_changelog_drops() -> None:
+    """An eventID of control characters writes six bytes of JSON per character; a worker whose
+    largest message is small closes entries at half of it."""
+    table = ChangelogDict()
+    max_bytes = 20_000
+    ledger, _remembered, changelog = ledger_of(table, max_bytes)
+    drops: list[str] = []
+    changelog.dropped = lambda reason, key, why: drops.append(key)
+    for offset in range(100):
+        ledger.admit("\x01" * 1000 + str(offset), 1.0, [0, offset, 0])
+    changelog.publish()
+    assert drops == []
+    assert len(table.messages) > 1
+    assert all(len(key) + len(orjson.dumps(entry)) <= max_bytes
+               for _p, key, entry in table.messages)
 
 
 def test_an_entry_reaches_the_changelog_after_the_state_changes_of_its_records() -> None:
